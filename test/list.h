@@ -1,0 +1,20 @@
+/* Every test and helper, gathered from one list file per module. */
+#ifndef HERD_TEST_LIST_H
+#define HERD_TEST_LIST_H
+
+#include "list-core.h"
+#include "list-process.h"
+#include "list-ipc.h"
+#include "list-cluster.h"
+#include "list-http.h"
+#include "list-cli.h"
+
+#define HERD_ALL_TESTS(TEST, HELPER) \
+  HERD_TESTS_CORE(TEST, HELPER)      \
+  HERD_TESTS_PROCESS(TEST, HELPER)   \
+  HERD_TESTS_IPC(TEST, HELPER)       \
+  HERD_TESTS_CLUSTER(TEST, HELPER)   \
+  HERD_TESTS_HTTP(TEST, HELPER)      \
+  HERD_TESTS_CLI(TEST, HELPER)
+
+#endif
