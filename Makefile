@@ -26,7 +26,7 @@ test: bootstrap check-format
 	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DHERD_WERROR=ON -DHERD_SANITIZE=ON >/dev/null
 	@cmake --build $(TEST_BUILD) -j $(JOBS)
 	@scripts/fuzz-smoke $(TEST_BUILD)
-	cd $(TEST_BUILD) && ctest --output-on-failure
+	./$(TEST_BUILD)/run-tests
 
 bench: bootstrap build
 	@bench/run $(BUILD)
