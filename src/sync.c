@@ -91,6 +91,8 @@ static int sync_run(const char* file, const char* const* args,
   uv_loop_t loop;
   int r;
 
+  if (result == NULL)
+    return UV_EINVAL;
   if (o == NULL)
     o = &defaults;
   memset(result, 0, sizeof(*result));

@@ -291,6 +291,8 @@ TEST_IMPL(process_stdio_fd_and_inherit) {
   saved = fcntl(1, F_DUPFD_CLOEXEC, 10);
   ASSERT(saved >= 0);
   ASSERT_EQ(dup2(p[1], 1), 1);
+  /* Inherited means inherited even when the parent marked it CLOEXEC. */
+  ASSERT_EQ(fcntl(1, F_SETFD, FD_CLOEXEC), 0);
   opts_init(&o);
   o.stdio = stdio;
   o.stdio_count = 4;
