@@ -44,7 +44,7 @@ struct herd_child_private_s {
   unsigned flags;
   int spawn_error;
   int pidfd;
-  int handles; /* libuv handles not yet closed */
+  int handles; /* libuv handles not yet closed, besides the timer */
   uv_poll_t poll;
   uv_timer_t timer;
   uint64_t timeout;
@@ -62,8 +62,9 @@ struct herd_child_private_s {
 /* spawn.c: whether the child's timeout expired (for exec and spawn_sync). */
 int herd__child_timed_out(const herd_child_t* child);
 
-/* spawn.c: the signal timeouts and aborts send (kill_signal, or SIGTERM). */
-int herd__child_kill_signal(const herd_child_t* child);
+/* spawn.c: kill_signal now, SIGKILL after kill_grace if still alive; sets
+ * child->killed. */
+void herd__child_terminate(herd_child_t* child);
 
 /* reaper.c: takes `pidfd` of the still-running child `pid`; a background
  * thread reaps the child when it exits and closes the pidfd. */

@@ -652,7 +652,7 @@ TEST_IMPL(process_no_zombies) {
 
 TEST_IMPL(process_close_before_exit) {
   herd_spawn_options_t o;
-  const char* args[] = {"0.3", NULL};
+  const char* args[] = {"1", NULL};
   uv_loop_t loop;
   run_t r[3];
   opts_init(&o);
@@ -668,7 +668,7 @@ TEST_IMPL(process_close_before_exit) {
   }
   /* The children still run, and are reaped once they exit. */
   ASSERT_EQ(kill(r[0].child.pid, 0), 0);
-  wait_no_children(3000);
+  wait_no_children(4000);
   return 0;
 }
 
@@ -820,5 +820,58 @@ TEST_IMPL(process_stdin_write_end) {
   test_loop_run_close(&loop);
   ASSERT_STR_EQ(r.out, "to cat\n");
   ASSERT_EQ(r.status, 0);
+  return 0;
+}
+
+static void close_in_exit(herd_child_t* child, int64_t status, int sig) {
+  run_t* r = (run_t*)child;
+  r->exit_calls++;
+  r->status = status;
+  r->sig = sig;
+  herd_child_close(child);
+  herd_child_close(child);
+}
+
+/* herd_child_close() at every stage still ends with exactly one close_cb,
+ * from the loop. */
+TEST_IMPL(process_close_variants) {
+  herd_spawn_options_t o;
+  uv_loop_t loop;
+  run_t r;
+  opts_init(&o);
+  ASSERT_OK(uv_loop_init(&loop));
+  /* Before a spawn failure was reported: the error is dropped. */
+  start(&loop, &r, "/nonexistent/program", NULL, &o);
+  herd_child_close(&r.child);
+  ASSERT_EQ(r.close_calls, 0);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(r.error_calls, 0);
+  ASSERT_EQ(r.close_calls, 1);
+  /* From exit_cb, twice. */
+  o.exit_cb = close_in_exit;
+  ASSERT_OK(uv_loop_init(&loop));
+  start(&loop, &r, "/bin/true", NULL, &o);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(r.exit_calls, 1);
+  ASSERT_EQ(r.status, 0);
+  ASSERT_EQ(r.close_calls, 1);
+  /* After exit, before close_cb, with an IPC channel. */
+  {
+    herd_stdio_t stdio[4] = {{HERD_STDIO_IGNORE, 0},
+                             {HERD_STDIO_IGNORE, 0},
+                             {HERD_STDIO_IGNORE, 0},
+                             {HERD_STDIO_IPC, 0}};
+    o.exit_cb = on_child_exit;
+    o.stdio = stdio;
+    o.stdio_count = 4;
+    ASSERT_OK(uv_loop_init(&loop));
+    start(&loop, &r, "/bin/true", NULL, &o);
+    while (r.exit_calls == 0)
+      ASSERT_EQ(uv_run(&loop, UV_RUN_ONCE), 1);
+    herd_child_close(&r.child);
+    ASSERT_EQ(r.close_calls, 0);
+    test_loop_run_close(&loop);
+    ASSERT_EQ(r.close_calls, 1);
+  }
   return 0;
 }
