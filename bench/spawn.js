@@ -23,6 +23,11 @@ async function main() {
     c.on('error', reject);
     c.on('close', resolve);
   }));
+  const ignoreRate = await rate(() => new Promise((resolve, reject) => {
+    const c = spawn('/bin/true', [], { stdio: 'ignore' });
+    c.on('error', reject);
+    c.on('close', resolve);
+  }));
   const execFileRate = await rate(() => new Promise((resolve, reject) => {
     execFile('/bin/echo', ['hi'], (err, out) => {
       if (err || out !== 'hi\n') reject(err || new Error(out));
@@ -40,6 +45,7 @@ async function main() {
     if (r.status !== 0) throw new Error('spawnSync failed');
   });
   console.log(`spawn ${spawnRate}`);
+  console.log(`spawn_ignore ${ignoreRate}`);
   console.log(`exec_file ${execFileRate}`);
   console.log(`exec ${execRate}`);
   console.log(`spawn_sync ${syncRate}`);
