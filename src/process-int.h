@@ -20,6 +20,7 @@ typedef struct herd__pipe_s {
   unsigned closing : 1; /* uv_close() or a shutdown is under way */
   unsigned reading : 1; /* herd reads it (for the user or to discard) */
   unsigned discard : 1; /* what is read is thrown away */
+  unsigned user : 1;    /* the user reads it: never drained by herd */
 } herd__pipe_t;
 
 enum {

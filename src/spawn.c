@@ -435,7 +435,7 @@ static void pipe_close(herd__pipe_t* p) {
 /* Reads and throws away what a pipe nobody reads still holds, so that the
  * child's close does not wait forever for it. */
 static void pipe_discard(herd__pipe_t* p) {
-  if (!p->open || p->closing || p->reading ||
+  if (!p->open || p->closing || p->reading || p->user ||
       uv_is_active((uv_handle_t*)&p->handle))
     return;
   p->reading = 1;
@@ -817,6 +817,7 @@ int herd_child_read_start(herd_child_t* child, int fd, herd_child_read_cb cb) {
   p = &child->priv->pipes[fd];
   child->priv->read_cb = cb;
   p->discard = 0;
+  p->user = 1;
   if (p->reading)
     return 0;
   r = uv_read_start(s, alloc_cb, read_cb);

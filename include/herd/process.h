@@ -139,8 +139,9 @@ typedef void (*herd_child_read_cb)(herd_child_t* child, int fd, const char* buf,
  * not an open pipe (or cb is NULL), or what uv_read_start() returns. */
 int herd_child_read_start(herd_child_t* child, int fd, herd_child_read_cb cb);
 /* Stops reading `fd` (back-pressure: the child blocks once the pipe is
- * full). Returns 0 or UV_EINVAL. A pipe stopped after the child exited keeps
- * close_cb waiting until reading resumes or herd_child_end() closes it. */
+ * full). Returns 0 or UV_EINVAL. As in Node, a pipe the user once read is
+ * never drained by herd: while it is stopped, close_cb waits until reading
+ * resumes or herd_child_end() closes it. */
 int herd_child_read_stop(herd_child_t* child, int fd);
 
 /* Ends the child's pipe `fd`. For stdin (and fds >= 3): shuts the write side
