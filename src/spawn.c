@@ -712,6 +712,26 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
   sp.uid = o->uid;
   sp.gid = o->gid;
   err = spawn_plan_run(&sp, &child->pid, &priv->pidfd);
+  if (err == -ENOEXEC) {
+    /* An executable without a #! line or ELF header is a shell script to
+     * execvp(), which Node's spawn relies on: run it with /bin/sh. */
+    size_t argc = 0;
+    char** shargv;
+    while (argv[argc] != NULL)
+      argc++;
+    shargv = herd__malloc((argc + 2) * sizeof(*shargv));
+    if (shargv == NULL) {
+      err = UV_ENOMEM;
+      goto fail_nomem;
+    }
+    shargv[0] = "/bin/sh";
+    shargv[1] = (char*)exe;
+    memcpy(shargv + 2, argv + 1, argc * sizeof(*shargv));
+    sp.path = "/bin/sh";
+    sp.argv = shargv;
+    err = spawn_plan_run(&sp, &child->pid, &priv->pidfd);
+    free(shargv);
+  }
   if (err != 0) {
     child->pid = 0;
     goto fail;

@@ -885,3 +885,47 @@ TEST_IMPL(process_close_variants) {
   }
   return 0;
 }
+
+/* An executable file without #! runs through /bin/sh, as with execvp(). */
+TEST_IMPL(process_script_without_shebang) {
+  char path[] = "/tmp/herd-script-XXXXXX";
+  const char* args[] = {"arg1", NULL};
+  herd_spawn_options_t o;
+  run_t r;
+  int fd = mkstemp(path);
+  ASSERT(fd >= 0);
+  ASSERT_EQ(write(fd, "echo script $1\n", 15), 15);
+  close(fd);
+  ASSERT_EQ(chmod(path, 0755), 0);
+  opts_init(&o);
+  run_ok(&r, path, args, &o);
+  ASSERT_STR_EQ(r.out, "script arg1\n");
+  unlink(path);
+  return 0;
+}
+
+/* A pipe the user paused is not drained at exit: its data waits until
+ * reading resumes, and close_cb waits with it. */
+TEST_IMPL(process_paused_pipe_kept) {
+  herd_spawn_options_t o;
+  uv_loop_t loop;
+  run_t r;
+  opts_init(&o);
+  ASSERT_OK(uv_loop_init(&loop));
+  {
+    const char* args[] = {"-c", "echo kept", NULL};
+    start(&loop, &r, "/bin/sh", args, &o);
+  }
+  ASSERT_OK(herd_child_read_stop(&r.child, 1));
+  while (r.exit_calls == 0)
+    ASSERT_EQ(uv_run(&loop, UV_RUN_ONCE), 1);
+  for (int i = 0; i < 5; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT_EQ(r.close_calls, 0);
+  ASSERT_EQ(r.out_len, 0);
+  ASSERT_OK(herd_child_read_start(&r.child, 1, on_read));
+  test_loop_run_close(&loop);
+  ASSERT_STR_EQ(r.out, "kept\n");
+  ASSERT_EQ(r.close_calls, 1);
+  return 0;
+}
