@@ -166,32 +166,27 @@ static double raw_rate(int kind) {
   return i / (bench_now() - t0);
 }
 
-/* Runs `node spawn.js N` and parses its four rates. */
-static int node_rates(const char* script, double* out) {
-  char cmd[PATH_MAX + 64];
+/* Runs `node spawn.js N MAX_MS metric` and parses its rate. */
+static int node_rate(const char* script, int m, double* out) {
+  char cmd[PATH_MAX + 96];
   char line[256];
   FILE* f;
   int got = 0;
-  for (int m = 0; m < M_COUNT; m++)
-    out[m] = -1;
-  snprintf(cmd, sizeof(cmd), "node '%s' %d %d", script, n_per_loop,
-           (int)(max_seconds * 1000));
+  snprintf(cmd, sizeof(cmd), "node '%s' %d %d %s", script, n_per_loop,
+           (int)(max_seconds * 1000), metric_names[m]);
   f = popen(cmd, "r");
   if (f == NULL)
     return -1;
   while (fgets(line, sizeof(line), f) != NULL) {
     char name[64];
     double v;
-    if (sscanf(line, "%63s %lf", name, &v) != 2)
-      continue;
-    for (int m = 0; m < M_COUNT; m++) {
-      if (strcmp(name, metric_names[m]) == 0) {
-        out[m] = v;
-        got++;
-      }
+    if (sscanf(line, "%63s %lf", name, &v) == 2 &&
+        strcmp(name, metric_names[m]) == 0) {
+      *out = v;
+      got = 1;
     }
   }
-  if (pclose(f) != 0 || got != M_COUNT)
+  if (pclose(f) != 0 || !got)
     return -1;
   return 0;
 }
@@ -246,25 +241,24 @@ int main(int argc, char** argv) {
     node_ok = 0;
   }
 
+  /* Metric by metric, herd, Node and the limit take turns within a round
+   * (each going first in turn), so the three figures of one metric are
+   * measured close together on this shared, noisy machine. */
   for (int r = 0; r < rounds; r++) {
-    double nv[M_COUNT];
-    /* Each side goes first in turn, so none always runs on a machine still
-     * busy with the previous side's leftovers. */
-    for (int k = 0; k < 3; k++) {
-      int side = (r + k) % 3;
-      if (side == 0) {
-        for (int m = 0; m < M_COUNT; m++)
+    for (int m = 0; m < M_COUNT; m++) {
+      for (int k = 0; k < 3; k++) {
+        int side = (r + m + k) % 3;
+        if (side == 0) {
           herd_v[m][r] = herd_rate(m);
-      } else if (side == 1) {
-        if (node_ok && node_rates(script, nv) != 0) {
-          fprintf(stderr, "spawn: node run failed; node figures left out\n");
-          node_ok = 0;
-        }
-        for (int m = 0; m < M_COUNT; m++)
-          node_v[m][r] = node_ok ? nv[m] : -1;
-      } else {
-        for (int m = 0; m < M_COUNT; m++)
+        } else if (side == 1) {
+          node_v[m][r] = -1;
+          if (node_ok && node_rate(script, m, &node_v[m][r]) != 0) {
+            fprintf(stderr, "spawn: node run failed; node left out\n");
+            node_ok = 0;
+          }
+        } else {
           limit_v[m][r] = raw_rate(m);
+        }
       }
     }
     fprintf(stderr, "round %d:", r + 1);
@@ -272,6 +266,18 @@ int main(int argc, char** argv) {
       fprintf(stderr, " %s herd %.0f node %.0f limit %.0f;", metric_names[m],
               herd_v[m][r], node_v[m][r], limit_v[m][r]);
     fprintf(stderr, "\n");
+  }
+  /* Per-round ratios are steadier than ratios of medians when the load
+   * changes between rounds; printed for reading, not as RESULT. */
+  for (int m = 0; m < M_COUNT; m++) {
+    double rl[MAX_ROUNDS], rn[MAX_ROUNDS];
+    for (int r = 0; r < rounds; r++) {
+      rl[r] = limit_v[m][r] > 0 ? herd_v[m][r] / limit_v[m][r] : 0;
+      rn[r] = node_v[m][r] > 0 ? herd_v[m][r] / node_v[m][r] : 0;
+    }
+    fprintf(stderr, "%s: median per-round herd/limit %.3f herd/node %.3f\n",
+            metric_names[m], bench_median(rl, rounds),
+            bench_median(rn, rounds));
   }
   for (int m = 0; m < M_COUNT; m++) {
     double h = bench_median(herd_v[m], rounds);
