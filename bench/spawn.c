@@ -254,7 +254,7 @@ int main(int argc, char** argv) {
   /* CPU microseconds per spawn, parent and children together. */
   double herd_c[M_COUNT][MAX_ROUNDS], node_c[M_COUNT][MAX_ROUNDS],
       limit_c[M_COUNT][MAX_ROUNDS];
-  int rounds = 5, node_ok = 1;
+  int rounds = 7, node_ok = 1;
 
   if (argc > 2 && atoi(argv[2]) > 0)
     n_per_loop = atoi(argv[2]);
