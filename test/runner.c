@@ -50,48 +50,51 @@ static const entry_t* find(const char* name, int helper) {
   return NULL;
 }
 
-static void list_fds(char* out, size_t cap) {
+/* The open fds of this process, sorted, as a bitmap over the first
+ * MAX_FDS numbers (a test never legitimately holds more). */
+#define MAX_FDS 4096
+typedef struct {
+  unsigned char open[MAX_FDS / 8];
+} fdset_t;
+
+static void list_fds(fdset_t* set) {
   DIR* d = opendir("/proc/self/fd");
-  size_t n = 0;
   struct dirent* de;
-  out[0] = '\0';
+  memset(set, 0, sizeof(*set));
   if (d == NULL)
     return;
   while ((de = readdir(d)) != NULL) {
-    if (de->d_name[0] == '.' || atoi(de->d_name) == dirfd(d))
+    int fd = atoi(de->d_name);
+    if (de->d_name[0] == '.' || fd == dirfd(d) || fd < 0 || fd >= MAX_FDS)
       continue;
-    n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s ", de->d_name);
+    set->open[fd / 8] |= (unsigned char)(1u << (fd % 8));
   }
   closedir(d);
 }
 
-static int fd_set_equal(const char* a, const char* b) {
-  /* Compare as sets: readdir order is stable enough but not promised. */
-  char tmp[64];
-  const char* p;
-  int na = 0, nb = 0;
-  for (p = a; *p; p++)
-    na += (*p == ' ');
-  for (p = b; *p; p++)
-    nb += (*p == ' ');
-  if (na != nb)
-    return 0;
-  for (p = a; *p;) {
-    const char* sp = strchr(p, ' ');
-    size_t l = (size_t)(sp - p);
-    snprintf(tmp, sizeof(tmp), " %.*s ", (int)l, p);
-    char padded[8192];
-    snprintf(padded, sizeof(padded), " %s", b);
-    if (strstr(padded, tmp) == NULL)
-      return 0;
-    p = sp + 1;
+/* Prints the fds open in `after` but not in `before`; returns their count. */
+static int report_new_fds(const fdset_t* before, const fdset_t* after) {
+  int n = 0;
+  for (int fd = 0; fd < MAX_FDS; fd++) {
+    int was = before->open[fd / 8] & (1u << (fd % 8));
+    int is = after->open[fd / 8] & (1u << (fd % 8));
+    if (was != is) {
+      char path[64], target[256];
+      ssize_t len;
+      snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+      len = readlink(path, target, sizeof(target) - 1);
+      target[len > 0 ? len : 0] = '\0';
+      fprintf(stderr, "fd %d %s during the test (%s)\n", fd,
+              is ? "leaked" : "was closed", target);
+      n++;
+    }
   }
-  return 1;
+  return n;
 }
 
 /* Runs one test in this process, with the end-of-test checks. */
 static int run_one(const entry_t* e) {
-  char before[8192], after[8192];
+  fdset_t before, after;
   uv_loop_t warm;
   int r;
 
@@ -101,17 +104,16 @@ static int run_one(const entry_t* e) {
   uv_loop_close(&warm);
   signal(SIGPIPE, SIG_IGN);
 
-  list_fds(before, sizeof(before));
+  list_fds(&before);
   r = e->test();
   if (r != 0) {
     fprintf(stderr, "test %s returned %d\n", e->name, r);
     return r;
   }
   test_assert_no_children(5000);
-  list_fds(after, sizeof(after));
-  if (!fd_set_equal(before, after)) {
-    fprintf(stderr, "fd leak in %s: before [%s] after [%s]\n", e->name, before,
-            after);
+  list_fds(&after);
+  if (report_new_fds(&before, &after) != 0) {
+    fprintf(stderr, "fd leak in %s\n", e->name);
     return 1;
   }
   return 0;
