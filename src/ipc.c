@@ -581,6 +581,8 @@ static void process_line(ipc_priv_t* p, char* line, size_t len, uint64_t at) {
 }
 
 static void parse_lines(ipc_priv_t* p) {
+  if (p->rbuf == NULL)
+    return;
   while (!p->closing && p->started) {
     char* nl = memchr(p->rbuf + p->scan, '\n', p->rlen - p->scan);
     size_t start, len;
