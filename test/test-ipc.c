@@ -422,7 +422,7 @@ TEST_IMPL(ipc_handle_nack) {
 
 static void drain_sender(herd_ipc_t* ipc);
 static int drain_sent;
-static const int drain_total = 200000;
+static const int drain_total = 100000;
 
 static void drain_sender(herd_ipc_t* ipc) {
   char msg[64];
