@@ -1095,10 +1095,14 @@ void herd_ipc_unref(herd_ipc_t* ipc) {
 int herd__ipc_attach(herd_child_t* child, int fd) {
   herd_ipc_t* ipc = calloc(1, sizeof(*ipc));
   int r;
-  if (ipc == NULL)
+  /* spawn.c hands the fd over for good: a failure closes it here. */
+  if (ipc == NULL) {
+    close(fd);
     return UV_ENOMEM;
+  }
   r = herd_ipc_open(child->loop, ipc, fd);
   if (r != 0) {
+    close(fd);
     free(ipc);
     return r;
   }
