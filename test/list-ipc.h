@@ -10,4 +10,10 @@
   TEST(ipc_backpressure, 15000)         \
   TEST(ipc_buffer_until_start, 5000)    \
   TEST(ipc_open_parent_env, 5000)       \
+  TEST(ipc_handle_pass, 5000)           \
+  TEST(ipc_fork_herd_child, 20000)      \
+  TEST(ipc_fork_node_child, 20000)      \
+  TEST(ipc_node_parent, 30000)          \
+  TEST(ipc_node_parent_echo_example, 30000) \
+  HELPER(ipc_peer)                      \
   /* end */
