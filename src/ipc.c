@@ -365,6 +365,17 @@ static void on_prepare(uv_prepare_t* handle) {
     }
   }
   flush_and_notify(p);
+  /* Callbacks run from here (drain, send callbacks, buffered messages) may
+   * have sent more. This prepare handle has already run in this iteration
+   * and the loop is about to block, so write now, and if bytes remain let
+   * the writable event pick them up. */
+  for (int i = 0; i < 4 && !p->closing && p->olen > p->ohead && !p->want_write;
+       i++)
+    flush_and_notify(p);
+  if (!p->closing && p->olen > p->ohead && !p->want_write) {
+    p->want_write = 1;
+    update_poll(p);
+  }
 }
 
 static void close_recv_fds(ipc_priv_t* p) {

@@ -15,5 +15,6 @@
   TEST(ipc_fork_node_child, 20000)      \
   TEST(ipc_node_parent, 30000)          \
   TEST(ipc_node_parent_echo_example, 30000) \
+  TEST(ipc_example_fork_count, 15000)   \
   HELPER(ipc_peer)                      \
   /* end */

@@ -481,3 +481,21 @@ TEST_IMPL(ipc_handle_pass) {
   test_loop_run_close(&loop);
   return 0;
 }
+
+/* examples/fork-count: one child per CPU, each sending N notifications. */
+TEST_IMPL(ipc_example_fork_count) {
+  char cmd[1200];
+  char line[256] = "";
+  unsigned ncpu = uv_available_parallelism();
+  char want[64];
+  FILE* f;
+  snprintf(cmd, sizeof(cmd), "%s/examples/fork-count 20000", test_binary_dir());
+  f = popen(cmd, "r");
+  ASSERT(f != NULL);
+  ASSERT(fgets(line, sizeof(line), f) != NULL);
+  ASSERT_EQ(pclose(f), 0);
+  snprintf(want, sizeof(want), "%u workers, total %ld\n", ncpu,
+           (long)ncpu * 20000);
+  ASSERT_STR_EQ(line, want);
+  return 0;
+}
