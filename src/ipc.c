@@ -909,7 +909,7 @@ static int after_queue(ipc_priv_t* p) {
 static int send_plain(ipc_priv_t* p, const char* json, size_t len,
                       herd_ipc_send_cb cb, void* arg) {
   herd__json_info_t info;
-  ipc_req_t* req;
+  ipc_req_t* req = NULL;
   int r = herd__json_scan(json, len, &info);
   if (r != 0)
     return r;
