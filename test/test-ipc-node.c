@@ -499,3 +499,68 @@ TEST_IMPL(ipc_example_fork_count) {
   ASSERT_STR_EQ(line, want);
   return 0;
 }
+
+typedef struct {
+  herd_child_t child;
+  char message[512];
+  char out[256];
+  size_t out_len;
+  int closed;
+} hello_t;
+
+static void hello_message(herd_ipc_t* ipc, const char* json, size_t len,
+                          herd_handle_t* handle) {
+  hello_t* h = ipc->data;
+  (void)handle;
+  ASSERT(len < sizeof(h->message));
+  memcpy(h->message, json, len + 1);
+}
+
+static void hello_read(herd_child_t* child, int fd, const char* buf,
+                       ssize_t nread) {
+  hello_t* h = HERD_CONTAINER_OF(child, hello_t, child);
+  ASSERT_EQ(fd, 1);
+  if (nread > 0 && h->out_len + (size_t)nread < sizeof(h->out)) {
+    memcpy(h->out + h->out_len, buf, (size_t)nread);
+    h->out_len += (size_t)nread;
+  }
+}
+
+static void hello_close(herd_child_t* child) {
+  hello_t* h = HERD_CONTAINER_OF(child, hello_t, child);
+  h->closed = 1;
+}
+
+/* fork() with exec_argv and silent: the arguments land where Node puts
+ * them, stdout is a pipe, and the child no longer sees NODE_CHANNEL_FD. */
+TEST_IMPL(ipc_fork_silent_exec_argv) {
+  static hello_t h;
+  uv_loop_t loop;
+  herd_fork_options_t opts;
+  herd_ipc_callbacks_t cbs = {hello_message, NULL, NULL, NULL};
+  const char* exec_argv[] = {"--no-warnings", NULL};
+  const char* args[] = {"a b", "\xc3\xa9", NULL};
+  char script[1024];
+
+  snprintf(script, sizeof(script), "%s/test/fixtures/ipc-hello.js",
+           test_source_dir());
+  memset(&opts, 0, sizeof(opts));
+  opts.exec_path = "node";
+  opts.exec_argv = exec_argv;
+  opts.silent = 1;
+  opts.spawn.close_cb = hello_close;
+  ASSERT_OK(uv_loop_init(&loop));
+  ASSERT_OK(herd_fork(&loop, &h.child, script, args, &opts));
+  h.child.channel->data = &h;
+  ASSERT_OK(herd_ipc_start(h.child.channel, &cbs));
+  ASSERT_OK(herd_child_read_start(&h.child, 1, hello_read));
+  test_loop_run_close(&loop);
+  ASSERT(h.closed);
+  ASSERT_EQ(h.child.exit_status, 0);
+  ASSERT_STR_EQ(h.message,
+                "{\"argv\":[\"a b\",\"\xc3\xa9\"],\"execArgv\":[\"--no-"
+                "warnings\"],\"channelFd\":null}");
+  h.out[h.out_len] = '\0';
+  ASSERT_STR_EQ(h.out, "stdout from node\n");
+  return 0;
+}
