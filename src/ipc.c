@@ -504,7 +504,7 @@ static void on_handle_message(ipc_priv_t* p, char* line, size_t len,
   size_t type_len, msg_len;
   int fd = -1;
 
-  drop_stray_fds(p, at + 1);
+  drop_stray_fds(p, at);
   if (p->nrfds > 0 && p->rfds[0].from <= at) {
     fd = p->rfds[0].fd;
     pop_recv_fd(p);
