@@ -179,8 +179,9 @@ static inline int scan_number(const unsigned char** pp,
   return 0;
 }
 
-static const unsigned char* skip_ws(const unsigned char* p,
-                                    const unsigned char* end, int* newline) {
+static inline const unsigned char* skip_ws(const unsigned char* p,
+                                           const unsigned char* end,
+                                           int* newline) {
   while (p < end) {
     if (*p == ' ' || *p == '\t' || *p == '\r') {
       p++;
