@@ -11,8 +11,8 @@
   TEST(ipc_buffer_until_start, 5000)        \
   TEST(ipc_open_parent_env, 5000)           \
   TEST(ipc_handle_pass, 5000)               \
-  TEST(ipc_fork_herd_child, 20000)          \
-  TEST(ipc_fork_node_child, 20000)          \
+  TEST(ipc_fork_herd_child, 30000)          \
+  TEST(ipc_fork_node_child, 30000)          \
   TEST(ipc_node_parent, 30000)              \
   TEST(ipc_node_parent_echo_example, 30000) \
   TEST(ipc_example_fork_count, 15000)       \
