@@ -41,7 +41,10 @@ static void on_message(herd_ipc_t* ipc, const char* json, size_t len,
   r = herd_handle_open(handle, ipc->loop, h);
   if (r != 0) {
     fprintf(stderr, "ipc-echo: open handle: %s\n", herd_strerror(r));
-    free(h); /* herd_handle_open closed nothing it had not opened */
+    /* A handle herd had to close again must outlive this loop iteration;
+     * that cannot happen for a fresh socket, so keeping it is fine. */
+    if (!uv_is_closing(&h->handle))
+      free(h);
     return;
   }
   r = herd_ipc_send_ex(ipc, json, len, &h->handle, HERD_SEND_KEEP_OPEN, NULL,

@@ -1135,6 +1135,10 @@ int herd_handle_open(herd_handle_t* handle, uv_loop_t* loop,
   int r, inited = 0;
   if (handle->fd < 0)
     return UV_EINVAL;
+  /* What uv_*_open() could fail on is checked before a handle exists. */
+  r = herd__nonblock(handle->fd, 1);
+  if (r != 0)
+    return r;
   if (handle->socktype == SOCK_STREAM && handle->family == AF_UNIX) {
     r = uv_pipe_init(loop, &out->pipe, 0);
     if (r == 0 && (inited = 1))
