@@ -564,3 +564,38 @@ TEST_IMPL(ipc_fork_silent_exec_argv) {
   ASSERT_STR_EQ(h.out, "stdout from node\n");
   return 0;
 }
+
+static int detach_closed;
+static int detach_disconnects;
+static void detach_close(herd_child_t* child) {
+  (void)child;
+  detach_closed = 1;
+}
+static void detach_disconnect(herd_ipc_t* ipc) {
+  (void)ipc;
+  detach_disconnects++;
+}
+
+/* herd_child_close() with the channel open: the channel closes (its
+ * disconnect callback runs), close_cb follows, and the child, which exits
+ * once its channel ends, is still reaped. */
+TEST_IMPL(ipc_fork_child_close) {
+  static herd_child_t child;
+  uv_loop_t loop;
+  herd_fork_options_t opts;
+  herd_ipc_callbacks_t cbs = {NULL, NULL, detach_disconnect, NULL};
+
+  memset(&opts, 0, sizeof(opts));
+  opts.spawn.close_cb = detach_close;
+  ASSERT_OK(uv_loop_init(&loop));
+  ASSERT_OK(herd_fork(&loop, &child, test_exe(),
+                      test_helper_args("ipc_peer", NULL, NULL), &opts));
+  ASSERT_OK(herd_ipc_start(child.channel, &cbs));
+  ASSERT_OK(herd_ipc_send(child.channel, "[1]", 3));
+  herd_child_close(&child);
+  test_loop_run_close(&loop);
+  ASSERT(detach_closed);
+  ASSERT_EQ(detach_disconnects, 1);
+  ASSERT(child.channel == NULL);
+  return 0;
+}
