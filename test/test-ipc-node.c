@@ -139,6 +139,9 @@ typedef struct {
   uv_tcp_t socket;
   int socket_closed;
   int server_sent;
+  int udp;    /* also pass a UDP socket (the Node child answers on it) */
+  int udp_fd; /* where the datagram should arrive */
+  uv_udp_t udp_handle;
   int disconnected;
   int closed;
 } drive_t;
@@ -201,14 +204,56 @@ static void drive_message(herd_ipc_t* ipc, const char* json, size_t len,
                                NULL, NULL));
     return;
   }
-  ASSERT_EQ(d->phase, 2);
-  ASSERT_STR_EQ(json, "{\"what\":\"socket\"}");
-  read_to_end(d->client_fd, buf, sizeof(buf));
-  close(d->client_fd);
-  ASSERT_STR_EQ(buf, d->socket_greeting);
-  /* The ACK came before this echo: herd has closed the sent socket. */
-  ASSERT(uv_is_closing((uv_handle_t*)&d->socket));
-  d->phase = 3;
+  if (d->phase == 2) {
+    ASSERT_STR_EQ(json, "{\"what\":\"socket\"}");
+    read_to_end(d->client_fd, buf, sizeof(buf));
+    close(d->client_fd);
+    ASSERT_STR_EQ(buf, d->socket_greeting);
+    /* The ACK came before this echo: herd has closed the sent socket. */
+    ASSERT(uv_is_closing((uv_handle_t*)&d->socket));
+    d->phase = 3;
+    if (!d->udp) {
+      herd_ipc_disconnect(ipc);
+      return;
+    }
+    {
+      struct sockaddr_in sa;
+      socklen_t sl = sizeof(sa);
+      struct timeval tv = {10, 0};
+      int n;
+      d->udp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      ASSERT(d->udp_fd >= 0);
+      memset(&sa, 0, sizeof(sa));
+      sa.sin_family = AF_INET;
+      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ASSERT_EQ(bind(d->udp_fd, (struct sockaddr*)&sa, sizeof(sa)), 0);
+      ASSERT_EQ(getsockname(d->udp_fd, (struct sockaddr*)&sa, &sl), 0);
+      setsockopt(d->udp_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      ASSERT_OK(uv_udp_init(ipc->loop, &d->udp_handle));
+      sa.sin_port = 0;
+      ASSERT_OK(uv_udp_bind(&d->udp_handle, (struct sockaddr*)&sa, 0));
+      ASSERT_EQ(getsockname(d->udp_fd, (struct sockaddr*)&sa, &sl), 0);
+      n = snprintf(buf, sizeof(buf), "{\"what\":\"udp\",\"port\":%d}",
+                   ntohs(sa.sin_port));
+      ASSERT_OK(herd_ipc_send_ex(ipc, buf, (size_t)n,
+                                 (uv_handle_t*)&d->udp_handle, 0, NULL, NULL,
+                                 NULL));
+    }
+    return;
+  }
+  ASSERT_EQ(d->phase, 3);
+  ASSERT(d->udp);
+  {
+    ssize_t n = recv(d->udp_fd, buf, sizeof(buf) - 1, 0);
+    ASSERT(n > 0);
+    buf[n] = '\0';
+    ASSERT_STR_EQ(buf, "udp from node");
+    close(d->udp_fd);
+    /* UDP sockets stay open on the sender, as in Node. */
+    ASSERT(!uv_is_closing((uv_handle_t*)&d->udp_handle));
+    uv_close((uv_handle_t*)&d->udp_handle, NULL);
+  }
+  d->phase = 4;
   herd_ipc_disconnect(ipc);
 }
 
@@ -229,7 +274,7 @@ static void drive_error(herd_ipc_t* ipc, int err) {
 
 static void drive_fork(const char* program, const char* const* args,
                        const char* exec_path, const char* server_greeting,
-                       const char* socket_greeting) {
+                       const char* socket_greeting, int udp) {
   static drive_t d;
   uv_loop_t loop;
   herd_fork_options_t opts;
@@ -240,6 +285,7 @@ static void drive_fork(const char* program, const char* const* args,
   memset(&opts, 0, sizeof(opts));
   d.server_greeting = server_greeting;
   d.socket_greeting = socket_greeting;
+  d.udp = udp;
   opts.exec_path = exec_path;
   opts.spawn.close_cb = drive_close;
   ASSERT_OK(uv_loop_init(&loop));
@@ -249,7 +295,7 @@ static void drive_fork(const char* program, const char* const* args,
   ASSERT_OK(herd_ipc_start(d.child.channel, &cbs));
   send_all(d.child.channel);
   test_loop_run_close(&loop);
-  ASSERT_EQ(d.phase, 3);
+  ASSERT_EQ(d.phase, udp ? 4 : 3);
   ASSERT_EQ(d.socket_closed, 2);
   ASSERT(d.disconnected);
   ASSERT(d.closed);
@@ -320,7 +366,7 @@ HELPER_IMPL(ipc_peer) {
 
 TEST_IMPL(ipc_fork_herd_child) {
   drive_fork(test_exe(), test_helper_args("ipc_peer", NULL, NULL), NULL,
-             "hello from C\n", "answer from C\n");
+             "hello from C\n", "answer from C\n", 0);
   return 0;
 }
 
@@ -328,7 +374,8 @@ TEST_IMPL(ipc_fork_node_child) {
   char script[1024];
   snprintf(script, sizeof(script), "%s/test/fixtures/ipc-child.js",
            test_source_dir());
-  drive_fork(script, NULL, "node", "hello from node\n", "answer from node\n");
+  drive_fork(script, NULL, "node", "hello from node\n", "answer from node\n",
+             1);
   return 0;
 }
 
