@@ -13,6 +13,7 @@
 #include <herd.h>
 
 #include <signal.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -110,6 +111,7 @@ typedef struct {
   long got;
   double t0, t1;
   int fd; /* the socket passed around in the handles run */
+  uv_timer_t timer;
 } run_t;
 
 static void oneway_msg(herd_ipc_t* ipc, const char* json, size_t len,
@@ -164,7 +166,16 @@ static void send_next_handle(herd_ipc_t* ipc, int status, void* arg) {
 }
 
 static void noop_close(herd_child_t* child) {
-  (void)child;
+  run_t* r = (run_t*)(void*)((char*)child - offsetof(run_t, child));
+  uv_close((uv_handle_t*)&r->timer, NULL);
+}
+
+/* Every run is bounded in time as well as in count. */
+static void on_timeout(uv_timer_t* timer) {
+  run_t* r = timer->data;
+  fprintf(stderr, "ipc bench: a herd run took too long, stopping it\n");
+  r->t1 = 0;
+  herd_child_kill(&r->child, SIGKILL);
 }
 
 static double run_herd(const char* mode, long n) {
@@ -183,6 +194,9 @@ static double run_herd(const char* mode, long n) {
   uv_loop_init(&loop);
   if (herd_fork(&loop, &r.child, self_path, args, &opts) != 0)
     return -1;
+  uv_timer_init(&loop, &r.timer);
+  r.timer.data = &r;
+  uv_timer_start(&r.timer, on_timeout, 60000, 0);
   r.child.channel->data = &r;
   if (strcmp(mode, "oneway") == 0) {
     cbs.message = oneway_msg;
@@ -222,7 +236,7 @@ static double run_node(const char* mode, long n) {
   char line[256];
   double v = -1;
   FILE* f;
-  snprintf(cmd, sizeof(cmd), "node %s %s %ld", js_path, mode, n);
+  snprintf(cmd, sizeof(cmd), "timeout 60 node %s %s %ld", js_path, mode, n);
   f = popen(cmd, "r");
   if (f == NULL)
     return -1;
