@@ -1,6 +1,7 @@
 /* Tests of the ipc module: TEST(name, timeout_ms) and HELPER(name). */
 #define HERD_TESTS_IPC(TEST, HELPER)        \
   TEST(ipc_json, 5000)                      \
+  TEST(ipc_json_vs_node, 10000)             \
   TEST(ipc_roundtrip, 20000)                \
   TEST(ipc_bad_input, 5000)                 \
   TEST(ipc_line_too_long, 10000)            \

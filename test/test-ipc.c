@@ -600,3 +600,93 @@ TEST_IMPL(ipc_ref_unref) {
   ASSERT_EQ(cb_.disconnects, 1);
   return 0;
 }
+
+/* herd's scanner agrees with Node's JSON.parse() on thousands of small
+ * texts built from JSON's alphabet (ASCII only, where the two must agree
+ * exactly; invalid UTF-8 is where herd is stricter on purpose). */
+TEST_IMPL(ipc_json_vs_node) {
+  static const char alphabet[] = "{}[],:\"\\ 0123456789.eE+-truefalsnu\tx/bA";
+  static const char* const seeds[] = {"{\"a\":[1,2,{\"b\":null}],\"c\":\"d\"}",
+                                      "[true,false,null]",
+                                      "\"\\u00e9\\n\\\"\"",
+                                      "-0.5e+10",
+                                      "{\"\":{}}",
+                                      "[[[]]]",
+                                      "0",
+                                      "\"x\"",
+                                      "[1.0,-0,2e5,3E-2]",
+                                      "{\"a\" : 1 , \"b\" :\t[ ]}"};
+  const int ncases = 4000;
+  char path[] = "/tmp/herd-json-XXXXXX";
+  char cmd[1200];
+  char* expect;
+  char** cases;
+  FILE* f;
+  int fd, mismatches = 0, valid = 0;
+  uint32_t rnd = 12345;
+
+  cases = calloc((size_t)ncases, sizeof(*cases));
+  expect = malloc((size_t)ncases + 16);
+  ASSERT(cases != NULL && expect != NULL);
+  fd = mkstemp(path);
+  ASSERT(fd >= 0);
+  f = fdopen(fd, "w");
+  for (int i = 0; i < ncases; i++) {
+    char buf[64];
+    size_t n;
+#define RND() (rnd = rnd * 1103515245u + 12345u, (rnd >> 16) & 0x7fff)
+    if (i % 2 == 0) {
+      /* A seed with a few random edits. */
+      snprintf(buf, sizeof(buf), "%s", seeds[RND() % HERD_ARRAY_SIZE(seeds)]);
+      n = strlen(buf);
+      for (int k = (int)(RND() % 3); k >= 0 && n > 0; k--) {
+        size_t at = RND() % n;
+        int op = (int)(RND() % 3);
+        if (op == 0) {
+          buf[at] = alphabet[RND() % (sizeof(alphabet) - 1)];
+        } else if (op == 1) {
+          memmove(buf + at, buf + at + 1, n - at);
+          n--;
+        } else if (n + 1 < sizeof(buf)) {
+          memmove(buf + at + 1, buf + at, n - at + 1);
+          buf[at] = alphabet[RND() % (sizeof(alphabet) - 1)];
+          n++;
+        }
+      }
+    } else {
+      /* Pure noise from the alphabet. */
+      n = 1 + RND() % 10;
+      for (size_t k = 0; k < n; k++)
+        buf[k] = alphabet[RND() % (sizeof(alphabet) - 1)];
+      buf[n] = '\0';
+    }
+#undef RND
+    cases[i] = strdup(buf);
+    fprintf(f, "%s\n", buf);
+  }
+  fclose(f);
+  snprintf(cmd, sizeof(cmd), "node %s/test/fixtures/json-parse.js %s",
+           test_source_dir(), path);
+  f = popen(cmd, "r");
+  ASSERT(f != NULL);
+  ASSERT(fgets(expect, ncases + 16, f) != NULL);
+  ASSERT_EQ(pclose(f), 0);
+  unlink(path);
+  ASSERT_EQ(strlen(expect), ncases + 1);
+  for (int i = 0; i < ncases; i++) {
+    int ours = herd_json_validate(cases[i], strlen(cases[i])) == 0;
+    valid += ours;
+    if (ours != (expect[i] == '1')) {
+      fprintf(stderr, "mismatch on [%s]: herd %d, JSON.parse %c\n", cases[i],
+              ours, expect[i]);
+      mismatches++;
+    }
+    free(cases[i]);
+  }
+  free(cases);
+  free(expect);
+  ASSERT_EQ(mismatches, 0);
+  /* The mix must hold enough valid texts to mean something. */
+  ASSERT_GE(valid, ncases / 20);
+  return 0;
+}
