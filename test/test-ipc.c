@@ -690,3 +690,40 @@ TEST_IMPL(ipc_json_vs_node) {
   ASSERT_GE(valid, ncases / 20);
   return 0;
 }
+
+static herd_ipc_t* prep_ipc;
+static void send_from_prepare(uv_prepare_t* prep) {
+  ASSERT_OK(herd_ipc_send(prep_ipc, "\"from prepare\"", 14));
+  uv_close((uv_handle_t*)prep, NULL);
+}
+
+static void stop_on_message(herd_ipc_t* ipc, const char* json, size_t len,
+                            herd_handle_t* handle) {
+  count_message(ipc, json, len, handle);
+  herd_ipc_disconnect(ipc);
+}
+
+/* A send made from a prepare callback (after the channel's own flush point
+ * in some loop designs) still leaves before the loop sleeps. */
+TEST_IMPL(ipc_send_from_prepare) {
+  uv_loop_t loop;
+  uv_prepare_t prep;
+  herd_ipc_t a, b;
+  herd_ipc_callbacks_t eb = counting;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  eb.message = stop_on_message;
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_OK(herd_ipc_start(&b, &eb));
+  prep_ipc = &a;
+  /* Let both channels settle first, so nothing else wakes the loop. */
+  uv_run(&loop, UV_RUN_NOWAIT);
+  uv_prepare_init(&loop, &prep);
+  uv_prepare_start(&prep, send_from_prepare);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(cb_.messages, 1);
+  ASSERT_STR_EQ(cb_.last, "\"from prepare\"");
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
