@@ -70,8 +70,7 @@ typedef struct herd_ipc_private_s {
   unsigned parse_pending : 1;
   unsigned need_drain : 1;
   unsigned want_write : 1;
-  int werr;  /* a write error met inside send(), handled from the loop */
-  int fatal; /* the error a closing channel reports */
+  int werr; /* a write error met inside send(), handled from the loop */
 
   /* Input: rbuf[rstart, rlen) is unparsed; rbase is the stream offset of
    * rbuf[0]; memchr resumes at `scan`; `tail` is where the last incomplete
