@@ -23,6 +23,7 @@
 #define READ_INITIAL   (256 * 1024)
 #define FLUSH_AT       (256 * 1024)
 #define SOCKET_BUFSIZE (2 * 1024 * 1024)
+#define SHRINK_ABOVE   (4 * 1024 * 1024)
 #define MAX_NACKS      3
 #define MAX_RECV_FDS   16
 
@@ -226,6 +227,11 @@ static int flush_io(ipc_priv_t* p) {
   }
   p->obase += p->olen;
   p->ohead = p->olen = 0;
+  if (p->ocap > SHRINK_ABOVE) {
+    free(p->obuf);
+    p->obuf = NULL;
+    p->ocap = 0;
+  }
   return 0;
 }
 
@@ -619,6 +625,12 @@ static void parse_lines(ipc_priv_t* p) {
   if (p->rstart == p->rlen) {
     p->rbase += p->rlen;
     p->rstart = p->rlen = p->scan = p->tail = 0;
+    /* One huge message must not pin its buffer for the channel's life. */
+    if (p->rcap > SHRINK_ABOVE) {
+      free(p->rbuf);
+      p->rbuf = NULL;
+      p->rcap = 0;
+    }
   } else if (p->rlen - p->rstart > p->max_line) {
     ipc_close(p, HERD_ELINETOOLONG);
   }
