@@ -727,3 +727,46 @@ TEST_IMPL(ipc_send_from_prepare) {
   ASSERT_EQ(ca.disconnects, 1);
   return 0;
 }
+
+static size_t huge_len;
+static void huge_message(herd_ipc_t* ipc, const char* json, size_t len,
+                         herd_handle_t* handle) {
+  counts_t* c = ipc->data;
+  (void)handle;
+  c->messages++;
+  if (c->messages == 1) {
+    ASSERT_EQ(len, huge_len);
+    ASSERT_EQ(json[0], '"');
+    ASSERT_EQ(json[len / 2], 'y');
+  } else {
+    ASSERT_STR_EQ(json, "{\"after\":true}");
+    herd_ipc_disconnect(ipc);
+  }
+}
+
+/* A message bigger than the buffers' shrink threshold, then a small one on
+ * the same channel: both arrive whole. */
+TEST_IMPL(ipc_huge_message) {
+  uv_loop_t loop;
+  herd_ipc_t a, b;
+  herd_ipc_callbacks_t eb = counting;
+  char* huge;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  eb.message = huge_message;
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_OK(herd_ipc_start(&b, &eb));
+  huge_len = 6 * 1024 * 1024;
+  huge = malloc(huge_len);
+  memset(huge, 'y', huge_len);
+  huge[0] = '"';
+  huge[huge_len - 1] = '"';
+  ASSERT_EQ(herd_ipc_send(&a, huge, huge_len), 1);
+  free(huge);
+  ASSERT_EQ(herd_ipc_send(&a, "{\"after\":true}", 14), 1);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(cb_.messages, 2);
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
