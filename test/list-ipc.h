@@ -16,6 +16,7 @@
   TEST(ipc_fork_node_child, 30000)          \
   TEST(ipc_node_parent, 30000)              \
   TEST(ipc_node_parent_echo_example, 30000) \
+  TEST(ipc_node_parent_advanced, 15000)     \
   TEST(ipc_example_fork_count, 15000)       \
   TEST(ipc_fork_silent_exec_argv, 10000)    \
   TEST(ipc_internal_handle, 5000)           \
