@@ -42,4 +42,29 @@ typedef void (*herd__ipc_internal_cb)(herd_ipc_t* ipc, const char* json,
                                       size_t len, herd_handle_t* handle);
 void herd__ipc_set_internal_cb(herd_ipc_t* ipc, herd__ipc_internal_cb cb);
 
+/* ipc module (json.c, ipc.c, fork.c)
+ *
+ * Notes for users of the hooks above: a channel parses nothing, internal
+ * messages included, until herd_ipc_start() (NULL callbacks are fine), so
+ * the cluster module must start every channel it uses. The internal callback
+ * gets the whole line for a plain internal message and the inner `msg` for
+ * a NODE_HANDLE (with the handle, after herd has sent the ACK); an fd not
+ * taken with herd_handle_take()/herd_handle_open() is closed afterwards.
+ * herd__ipc_attach() closes the fd itself when it fails. */
+
+/* What herd__json_scan() learns about a message in the same pass that
+ * validates it: the raw text of a top-level string member "cmd" (without
+ * quotes, escapes not decoded), and whether a raw newline appeared between
+ * tokens (a sender must turn it into a space). */
+typedef struct {
+  const char* cmd;
+  size_t cmd_len;
+  int newline;
+} herd__json_info_t;
+
+/* Validates `json` (grammar and UTF-8): 0, HERD_EBADJSON or HERD_EBADUTF8. */
+int herd__json_scan(const char* json, size_t len, herd__json_info_t* info);
+/* Node's isInternal(): cmd is a string longer than 5 starting with NODE_. */
+int herd__json_is_internal(const herd__json_info_t* info);
+
 #endif /* HERD_INTERNAL_H */

@@ -1,0 +1,837 @@
+/* The IPC channel between two herd ends in one process (a socketpair), and
+ * against a raw socket that plays a misbehaving peer. */
+#include "internal.h"
+#include "task.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+  int messages;
+  int errors[8];
+  int nerrors;
+  int disconnects;
+  int drains;
+  int handles;
+  char last[256];
+  int64_t next_i; /* burst order check */
+} counts_t;
+
+static counts_t ca, cb_;
+
+static void count_message(herd_ipc_t* ipc, const char* json, size_t len,
+                          herd_handle_t* handle) {
+  counts_t* c = ipc->data;
+  int64_t i;
+  (void)handle;
+  ASSERT_EQ(json[len], '\0');
+  ASSERT_EQ(strlen(json), len);
+  c->messages++;
+  snprintf(c->last, sizeof(c->last), "%s", json);
+  if (herd_json_get_int(json, len, "i", &i) == 0) {
+    ASSERT_EQ(i, c->next_i);
+    c->next_i++;
+  }
+}
+
+static void count_error(herd_ipc_t* ipc, int err) {
+  counts_t* c = ipc->data;
+  if (c->nerrors < 8)
+    c->errors[c->nerrors++] = err;
+}
+
+static void count_disconnect(herd_ipc_t* ipc) {
+  counts_t* c = ipc->data;
+  c->disconnects++;
+}
+
+static void count_drain(herd_ipc_t* ipc) {
+  counts_t* c = ipc->data;
+  c->drains++;
+}
+
+static const herd_ipc_callbacks_t counting = {count_message, count_error,
+                                              count_disconnect, count_drain};
+
+static void pair(uv_loop_t* loop, herd_ipc_t* a, herd_ipc_t* b) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  memset(&ca, 0, sizeof(ca));
+  memset(&cb_, 0, sizeof(cb_));
+  ASSERT_OK(herd_ipc_open(loop, a, sv[0]));
+  ASSERT_OK(herd_ipc_open(loop, b, sv[1]));
+  a->data = &ca;
+  b->data = &cb_;
+}
+
+/* One herd end and one raw socket for writing bad input by hand. */
+static int half_pair(uv_loop_t* loop, herd_ipc_t* a) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  memset(&ca, 0, sizeof(ca));
+  ASSERT_OK(herd_ipc_open(loop, a, sv[0]));
+  a->data = &ca;
+  return sv[1];
+}
+
+static void write_all(int fd, const char* s, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, s, n);
+    ASSERT(w > 0);
+    s += w;
+    n -= (size_t)w;
+  }
+}
+
+/* Reads from a raw socket until `want` appears or 2 s pass. */
+static void read_until(uv_loop_t* loop, int fd, const char* want, char* buf,
+                       size_t cap) {
+  size_t n = 0;
+  for (int i = 0; i < 200; i++) {
+    uv_run(loop, UV_RUN_NOWAIT);
+    ssize_t r = recv(fd, buf + n, cap - 1 - n, MSG_DONTWAIT);
+    if (r > 0) {
+      n += (size_t)r;
+      buf[n] = '\0';
+      if (strstr(buf, want) != NULL)
+        return;
+    }
+    test_sleep_ms(10);
+  }
+  buf[n] = '\0';
+  FATAL("did not read %s (got \"%s\")", want, buf);
+}
+
+static void run_for(uv_loop_t* loop, int ms, int* flag) {
+  for (int i = 0; i < ms && !*flag; i++) {
+    uv_run(loop, UV_RUN_NOWAIT);
+    if (!*flag)
+      test_sleep_ms(1);
+  }
+}
+
+TEST_IMPL(ipc_json) {
+  const char* v;
+  size_t vl;
+  char out[64];
+  int64_t n;
+  const char* obj =
+      "{\"cmd\":\"NODE_X\",\"s\":\"a\\u00e9\\ud83d\\ude00\\n\",\"n\":-42,"
+      "\"o\":{\"s\":1},\"f\":1.5}";
+
+  ASSERT_OK(herd_json_validate("{}", 2));
+  ASSERT_OK(herd_json_validate(" [1, 2.5e3, true, false, null, \"x\"] ", 36));
+  ASSERT_OK(herd_json_validate("\"\xf0\x9f\x98\x80\"", 6));
+  ASSERT_EQ(herd_json_validate("{", 1), HERD_EBADJSON);
+  ASSERT_EQ(herd_json_validate("[1,]", 4), HERD_EBADJSON);
+  ASSERT_EQ(herd_json_validate("01", 2), HERD_EBADJSON);
+  ASSERT_EQ(herd_json_validate("{\"a\" 1}", 7), HERD_EBADJSON);
+  ASSERT_EQ(herd_json_validate("[}", 2), HERD_EBADJSON);
+  ASSERT_EQ(herd_json_validate("", 0), HERD_EBADJSON);
+  ASSERT_EQ(herd_json_validate("\"\x01\"", 3), HERD_EBADJSON);
+  ASSERT_EQ(herd_json_validate("\"\xff\"", 3), HERD_EBADUTF8);
+  ASSERT_EQ(herd_json_validate("\"\xc0\xaf\"", 4),
+            HERD_EBADUTF8); /* overlong */
+  ASSERT_EQ(herd_json_validate("\"\xed\xa0\x80\"", 5),
+            HERD_EBADUTF8); /* surr */
+  ASSERT_EQ(herd_json_validate("\"\xe2\x82\"", 4), HERD_EBADUTF8);
+
+  ASSERT_OK(herd_json_get(obj, strlen(obj), "n", &v, &vl));
+  ASSERT_EQ(vl, 3);
+  ASSERT_EQ(herd_json_get(obj, strlen(obj), "missing", &v, &vl), UV_ENOENT);
+  ASSERT_EQ(herd_json_get_string(obj, strlen(obj), "s", out, sizeof(out)), 8);
+  ASSERT_STR_EQ(out, "a\xc3\xa9\xf0\x9f\x98\x80\n");
+  ASSERT_EQ(herd_json_get_string(obj, strlen(obj), "s", out, 4), UV_ENOBUFS);
+  ASSERT_EQ(herd_json_get_string(obj, strlen(obj), "n", out, 4), UV_EINVAL);
+  ASSERT_OK(herd_json_get_int(obj, strlen(obj), "n", &n));
+  ASSERT_EQ(n, -42);
+  ASSERT_EQ(herd_json_get_int(obj, strlen(obj), "f", &n), UV_EINVAL);
+  ASSERT_EQ(herd_json_get_int(obj, strlen(obj), "o", &n), UV_EINVAL);
+  ASSERT_EQ(herd_json_quote(out, sizeof(out), "a\"b\\\n\x01", 6), 16);
+  ASSERT_STR_EQ(out, "\"a\\\"b\\\\\\n\\u0001\"");
+  ASSERT_EQ(herd_json_quote(out, 4, "abcdef", 6), 8);
+  ASSERT_STR_EQ(out, "\"ab");
+  return 0;
+}
+
+static void echo_message(herd_ipc_t* ipc, const char* json, size_t len,
+                         herd_handle_t* handle) {
+  (void)handle;
+  count_message(ipc, json, len, NULL);
+  ASSERT(herd_ipc_send(ipc, json, len) >= 0);
+}
+
+static void close_on_count(herd_ipc_t* ipc, const char* json, size_t len,
+                           herd_handle_t* handle);
+static int burst_total;
+static int big_len;
+
+static void close_on_count(herd_ipc_t* ipc, const char* json, size_t len,
+                           herd_handle_t* handle) {
+  counts_t* c = ipc->data;
+  if (len > 1000)
+    ASSERT_EQ(len, big_len);
+  count_message(ipc, json, len, handle);
+  if (c->messages == burst_total)
+    herd_ipc_disconnect(ipc);
+}
+
+/* Messages both ways, a 1 MiB one, and a burst that must arrive complete and
+ * in order; then a disconnect that reaches both ends. */
+TEST_IMPL(ipc_roundtrip) {
+  uv_loop_t loop;
+  herd_ipc_t a, b;
+  herd_ipc_callbacks_t ea = counting, eb = counting;
+  char* big;
+  char msg[64];
+  const int burst = 100000;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  eb.message = echo_message;
+  ea.message = close_on_count;
+  ASSERT_OK(herd_ipc_start(&a, &ea));
+  ASSERT_OK(herd_ipc_start(&b, &eb));
+
+  ASSERT_OK(herd_ipc_send(&a, "\"\xf0\x9d\x84\x9e \xc3\xbc\"", 9));
+  ASSERT_OK(herd_ipc_send(&a, "{\"a\":\n[1,{\"b\":null}]}", 21));
+  big_len = 1024 * 1024;
+  big = malloc((size_t)big_len);
+  memset(big, 'x', (size_t)big_len);
+  big[0] = '"';
+  big[big_len - 1] = '"';
+  ASSERT(herd_ipc_send(&a, big, (size_t)big_len) >= 0);
+  free(big);
+  for (int i = 0; i < burst; i++) {
+    int n =
+        snprintf(msg, sizeof(msg), "{\"cmd\":\"notifyRequest\",\"i\":%d}", i);
+    ASSERT(herd_ipc_send(&a, msg, (size_t)n) >= 0);
+  }
+  burst_total = burst + 3;
+  ASSERT(herd_ipc_queued_bytes(&a) > 0);
+  ASSERT_EQ(herd_ipc_send(&a, "{", 1), HERD_EBADJSON);
+  ASSERT_EQ(herd_ipc_send(&a, "\"\xff\"", 3), HERD_EBADUTF8);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.messages, burst + 3);
+  ASSERT_EQ(cb_.messages, burst + 3);
+  ASSERT_EQ(ca.next_i, burst);
+  ASSERT_EQ(ca.disconnects, 1);
+  ASSERT_EQ(cb_.disconnects, 1);
+  ASSERT_EQ(ca.nerrors, 0);
+  ASSERT_EQ(cb_.nerrors, 0);
+  ASSERT_EQ(a.connected, 0);
+  ASSERT_EQ(b.connected, 0);
+  ASSERT_EQ(herd_ipc_send(&a, "1", 1), HERD_ECHANNELCLOSED);
+  return 0;
+}
+
+/* Bad lines are reported and dropped; the channel goes on. */
+TEST_IMPL(ipc_bad_input) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  int raw;
+  static const char input[] =
+      "{\"ok\":1}\n"
+      "{\"broken\":\n"
+      "\"\xff\xfe\"\n"
+      "\n"
+      "{\"ok\":2}\n";
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  write_all(raw, input, sizeof(input) - 1);
+  close(raw);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.messages, 2);
+  ASSERT_STR_EQ(ca.last, "{\"ok\":2}");
+  ASSERT_EQ(ca.nerrors, 3);
+  ASSERT_EQ(ca.errors[0], HERD_EBADJSON);
+  ASSERT_EQ(ca.errors[1], HERD_EBADUTF8);
+  ASSERT_EQ(ca.errors[2], HERD_EBADJSON);
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+/* A line that never ends closes the channel with HERD_ELINETOOLONG while
+ * herd holds no more than about the limit. */
+TEST_IMPL(ipc_line_too_long) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  int raw;
+  char chunk[4096];
+  int closed = 0;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  herd_ipc_set_max_line(&a, 100000);
+  write_all(raw, "{\"fine\":true}\n\"", 15);
+  memset(chunk, 'a', sizeof(chunk));
+  herd__nonblock(raw, 1);
+  /* Keep writing (the peer never ends its line) until the channel gives up;
+   * the socket then reports EPIPE/ECONNRESET. */
+  for (int i = 0; i < 5000 && !closed; i++) {
+    ssize_t w = send(raw, chunk, sizeof(chunk), MSG_NOSIGNAL);
+    if (w < 0 && errno != EAGAIN)
+      closed = 1;
+    uv_run(&loop, UV_RUN_NOWAIT);
+  }
+  ASSERT(closed);
+  ASSERT_EQ(ca.nerrors, 1);
+  ASSERT_EQ(ca.errors[0], HERD_ELINETOOLONG);
+  ASSERT_EQ(ca.messages, 1);
+  close(raw);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+/* The peer goes away in the middle of a line: a disconnect, not an error,
+ * and the partial line is dropped. */
+TEST_IMPL(ipc_peer_close_mid_message) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  int raw;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  write_all(raw, "[1]\n{\"half\":", 12);
+  close(raw);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.messages, 1);
+  ASSERT_EQ(ca.nerrors, 0);
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+static void send_raw_fd(int sock, const char* data, int fd) {
+  struct msghdr msg;
+  struct iovec iov;
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl;
+  struct cmsghdr* cm;
+  memset(&msg, 0, sizeof(msg));
+  iov.iov_base = (void*)data;
+  iov.iov_len = strlen(data);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = ctl.buf;
+  msg.msg_controllen = sizeof(ctl.buf);
+  cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+  ASSERT_EQ(sendmsg(sock, &msg, 0), (ssize_t)strlen(data));
+}
+
+static int internal_seen;
+static void on_internal(herd_ipc_t* ipc, const char* json, size_t len,
+                        herd_handle_t* handle) {
+  (void)ipc;
+  (void)handle;
+  ASSERT_EQ(json[len], '\0');
+  internal_seen++;
+}
+
+/* An fd without NODE_HANDLE is closed; NODE_HANDLE without an fd is NACKed;
+ * internal messages never reach the message callback. */
+TEST_IMPL(ipc_stray_fds_and_internal) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  int raw, fds_before, devnull;
+  char buf[512];
+  static const char lines[] =
+      "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{\"x\":1}}\n"
+      "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":0}\n"
+      "{\"cmd\":\"NODE_\"}\n";
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  herd__ipc_set_internal_cb(&a, on_internal);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  fds_before = test_count_fds();
+  devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  send_raw_fd(raw, "{\"plain\":1}\n", devnull);
+  close(devnull);
+  write_all(raw, lines, strlen(lines));
+  read_until(&loop, raw, "{\"cmd\":\"NODE_HANDLE_NACK\"}\n", buf, sizeof(buf));
+  for (int i = 0; i < 100 && ca.messages < 2; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT_EQ(ca.messages, 2); /* {"plain":1} and {"cmd":"NODE_"} */
+  ASSERT_EQ(internal_seen, 1);
+  ASSERT_EQ(test_count_fds(), fds_before);
+  close(raw);
+  test_loop_run_close(&loop);
+  return 0;
+}
+
+static int nack_status = 1;
+static void on_nack_done(herd_ipc_t* ipc, int status, void* arg) {
+  (void)ipc;
+  (void)arg;
+  nack_status = status;
+}
+
+/* A peer that keeps refusing a handle: herd resends it three times, then
+ * fails the send with HERD_EHANDLENACK; messages queued behind it go on. */
+TEST_IMPL(ipc_handle_nack) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  int raw, sent = 0;
+  char buf[8192];
+  size_t n = 0;
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_OK(herd_ipc_send_fd(&a, "{\"h\":1}", 7, fd, "net.Native", on_nack_done,
+                             NULL));
+  close(fd);
+  ASSERT_OK(herd_ipc_send(&a, "\"after\"", 7));
+  herd__nonblock(raw, 1);
+  for (int i = 0; i < 2000 && nack_status == 1; i++) {
+    ssize_t r;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    r = recv(raw, buf + n, sizeof(buf) - 1 - n, 0);
+    if (r > 0) {
+      /* Received fds were closed by the kernel: no cmsg buffer given. */
+      n += (size_t)r;
+      buf[n] = '\0';
+      for (char* p = buf; (p = strstr(p, "NODE_HANDLE\"")) != NULL; p++) {
+        sent++;
+        write_all(raw, "{\"cmd\":\"NODE_HANDLE_NACK\"}\n", 27);
+      }
+      n = 0;
+    }
+    test_sleep_ms(1);
+  }
+  ASSERT_EQ(nack_status, HERD_EHANDLENACK);
+  ASSERT_EQ(sent, 4);
+  read_until(&loop, raw, "\"after\"\n", buf, sizeof(buf));
+  close(raw);
+  test_loop_run_close(&loop);
+  return 0;
+}
+
+static void drain_sender(herd_ipc_t* ipc);
+static int drain_sent;
+static const int drain_total = 100000;
+
+static void drain_sender(herd_ipc_t* ipc) {
+  char msg[64];
+  while (drain_sent < drain_total) {
+    int n = snprintf(msg, sizeof(msg), "{\"i\":%d,\"pad\":\"%032d\"}",
+                     drain_sent, 0);
+    int r = herd_ipc_send(ipc, msg, (size_t)n);
+    ASSERT(r == 0 || r == 1);
+    drain_sent++;
+    if (r == 1)
+      return; /* wait for drain */
+  }
+  herd_ipc_disconnect(ipc);
+}
+
+static void on_drain(herd_ipc_t* ipc) {
+  count_drain(ipc);
+  drain_sender(ipc);
+}
+
+/* send() says "full" above the high-water mark, nothing is dropped, and the
+ * drain callback says when to go on. */
+TEST_IMPL(ipc_backpressure) {
+  uv_loop_t loop;
+  herd_ipc_t a, b;
+  herd_ipc_callbacks_t ea = counting;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  ea.drain = on_drain;
+  ASSERT_OK(herd_ipc_start(&a, &ea));
+  ASSERT_OK(herd_ipc_start(&b, &counting));
+  drain_sender(&a);
+  ASSERT(herd_ipc_queued_bytes(&a) > HERD_IPC_HIGH_WATER);
+  test_loop_run_close(&loop);
+  ASSERT_GE(ca.drains, 1);
+  ASSERT_EQ(cb_.messages, drain_total);
+  ASSERT_EQ(cb_.next_i, drain_total);
+  ASSERT_EQ(cb_.disconnects, 1);
+  return 0;
+}
+
+/* Messages sent before herd_ipc_start() on the other end wait for it. */
+TEST_IMPL(ipc_buffer_until_start) {
+  uv_loop_t loop;
+  herd_ipc_t a, b;
+  int done = 0;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_OK(herd_ipc_send(&a, "{\"i\":0}", 7));
+  ASSERT_OK(herd_ipc_send(&a, "{\"i\":1}", 7));
+  run_for(&loop, 50, &done);
+  ASSERT_EQ(cb_.messages, 0);
+  ASSERT_OK(herd_ipc_start(&b, &counting));
+  for (int i = 0; i < 100 && cb_.messages < 2; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT_EQ(cb_.messages, 2);
+  herd_ipc_disconnect(&a);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(cb_.disconnects, 1);
+  return 0;
+}
+
+TEST_IMPL(ipc_open_parent_env) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  int sv[2];
+
+  ASSERT_OK(uv_loop_init(&loop));
+  unsetenv("NODE_CHANNEL_FD");
+  ASSERT_EQ(herd_ipc_open_parent(&loop, &a), HERD_ENOCHANNEL);
+
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  {
+    char num[16];
+    snprintf(num, sizeof(num), "%d", sv[0]);
+    setenv("NODE_CHANNEL_FD", num, 1);
+    setenv("NODE_CHANNEL_SERIALIZATION_MODE", "advanced", 1);
+    ASSERT_EQ(herd_ipc_open_parent(&loop, &a), HERD_EADVANCED);
+    ASSERT(getenv("NODE_CHANNEL_FD") == NULL);
+    ASSERT(getenv("NODE_CHANNEL_SERIALIZATION_MODE") == NULL);
+    /* The refused fd is closed so the parent sees the channel end. */
+    ASSERT_EQ(recv(sv[1], num, 1, 0), 0);
+    close(sv[1]);
+
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv + 0), 0);
+    close(sv[1]);
+    snprintf(num, sizeof(num), "%d", sv[0]);
+    setenv("NODE_CHANNEL_FD", num, 1);
+    setenv("NODE_CHANNEL_SERIALIZATION_MODE", "json", 1);
+    ASSERT_OK(herd_ipc_open_parent(&loop, &a));
+    ASSERT(getenv("NODE_CHANNEL_FD") == NULL);
+    ASSERT(getenv("NODE_CHANNEL_SERIALIZATION_MODE") == NULL);
+    memset(&ca, 0, sizeof(ca));
+    a.data = &ca;
+    ASSERT_OK(herd_ipc_start(&a, &counting));
+  }
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+static int internal_handle_fd = -1;
+static void on_internal_handle(herd_ipc_t* ipc, const char* json, size_t len,
+                               herd_handle_t* handle) {
+  (void)ipc;
+  ASSERT_STR_EQ(json,
+                "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":\"k\","
+                "\"seq\":7}");
+  ASSERT_EQ(strlen(json), len);
+  ASSERT(handle != NULL);
+  ASSERT_STR_EQ(handle->type, "net.Native");
+  ASSERT_EQ(handle->family, AF_UNIX);
+  internal_handle_fd = herd_handle_take(handle);
+  ASSERT(internal_handle_fd >= 0);
+  ASSERT_EQ(herd_handle_take(handle), UV_EINVAL);
+}
+
+/* A NODE_HANDLE whose inner message is internal (the cluster's newconn) goes
+ * to the internal hook with its fd, after an ACK; user callbacks see
+ * nothing. */
+TEST_IMPL(ipc_internal_handle) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  int raw, sv[2];
+  char buf[256];
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  herd__ipc_set_internal_cb(&a, on_internal_handle);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  send_raw_fd(
+      raw,
+      "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{\"cmd\":"
+      "\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":\"k\",\"seq\":7}}\n",
+      sv[0]);
+  close(sv[0]);
+  read_until(&loop, raw, "{\"cmd\":\"NODE_HANDLE_ACK\"}\n", buf, sizeof(buf));
+  for (int i = 0; i < 100 && internal_handle_fd < 0; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT(internal_handle_fd >= 0);
+  /* The fd taken is the socket that was sent. */
+  ASSERT_EQ(write(internal_handle_fd, "x", 1), 1);
+  ASSERT_EQ(read(sv[1], buf, 1), 1);
+  close(internal_handle_fd);
+  close(sv[1]);
+  ASSERT_EQ(ca.messages, 0);
+  close(raw);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+/* An unref'd channel does not keep the loop alive; ref() brings it back. */
+TEST_IMPL(ipc_ref_unref) {
+  uv_loop_t loop;
+  herd_ipc_t a, b;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_OK(herd_ipc_start(&b, &counting));
+  herd_ipc_unref(&a);
+  herd_ipc_unref(&b);
+  ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  herd_ipc_ref(&a);
+  ASSERT_NE(uv_run(&loop, UV_RUN_NOWAIT), 0);
+  herd_ipc_disconnect(&a);
+  herd_ipc_disconnect(&b);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.disconnects, 1);
+  ASSERT_EQ(cb_.disconnects, 1);
+  return 0;
+}
+
+/* herd's scanner agrees with Node's JSON.parse() on thousands of small
+ * texts built from JSON's alphabet (ASCII only, where the two must agree
+ * exactly; invalid UTF-8 is where herd is stricter on purpose). */
+TEST_IMPL(ipc_json_vs_node) {
+  static const char alphabet[] = "{}[],:\"\\ 0123456789.eE+-truefalsnu\tx/bA";
+  static const char* const seeds[] = {"{\"a\":[1,2,{\"b\":null}],\"c\":\"d\"}",
+                                      "[true,false,null]",
+                                      "\"\\u00e9\\n\\\"\"",
+                                      "-0.5e+10",
+                                      "{\"\":{}}",
+                                      "[[[]]]",
+                                      "0",
+                                      "\"x\"",
+                                      "[1.0,-0,2e5,3E-2]",
+                                      "{\"a\" : 1 , \"b\" :\t[ ]}"};
+  const int ncases = 4000;
+  char path[] = "/tmp/herd-json-XXXXXX";
+  char cmd[1200];
+  char* expect;
+  char** cases;
+  FILE* f;
+  int fd, mismatches = 0, valid = 0;
+  uint32_t rnd = 12345;
+
+  cases = calloc((size_t)ncases, sizeof(*cases));
+  expect = malloc((size_t)ncases + 16);
+  ASSERT(cases != NULL && expect != NULL);
+  fd = mkstemp(path);
+  ASSERT(fd >= 0);
+  f = fdopen(fd, "w");
+  for (int i = 0; i < ncases; i++) {
+    char buf[64];
+    size_t n;
+#define RND() (rnd = rnd * 1103515245u + 12345u, (rnd >> 16) & 0x7fff)
+    if (i % 2 == 0) {
+      /* A seed with a few random edits. */
+      snprintf(buf, sizeof(buf), "%s", seeds[RND() % HERD_ARRAY_SIZE(seeds)]);
+      n = strlen(buf);
+      for (int k = (int)(RND() % 3); k >= 0 && n > 0; k--) {
+        size_t at = RND() % n;
+        int op = (int)(RND() % 3);
+        if (op == 0) {
+          buf[at] = alphabet[RND() % (sizeof(alphabet) - 1)];
+        } else if (op == 1) {
+          memmove(buf + at, buf + at + 1, n - at);
+          n--;
+        } else if (n + 1 < sizeof(buf)) {
+          memmove(buf + at + 1, buf + at, n - at + 1);
+          buf[at] = alphabet[RND() % (sizeof(alphabet) - 1)];
+          n++;
+        }
+      }
+    } else {
+      /* Pure noise from the alphabet. */
+      n = 1 + RND() % 10;
+      for (size_t k = 0; k < n; k++)
+        buf[k] = alphabet[RND() % (sizeof(alphabet) - 1)];
+      buf[n] = '\0';
+    }
+#undef RND
+    cases[i] = strdup(buf);
+    fprintf(f, "%s\n", buf);
+  }
+  fclose(f);
+  snprintf(cmd, sizeof(cmd), "node %s/test/fixtures/json-parse.js %s",
+           test_source_dir(), path);
+  f = popen(cmd, "r");
+  ASSERT(f != NULL);
+  ASSERT(fgets(expect, ncases + 16, f) != NULL);
+  ASSERT_EQ(pclose(f), 0);
+  unlink(path);
+  ASSERT_EQ(strlen(expect), ncases + 1);
+  for (int i = 0; i < ncases; i++) {
+    int ours = herd_json_validate(cases[i], strlen(cases[i])) == 0;
+    valid += ours;
+    if (ours != (expect[i] == '1')) {
+      fprintf(stderr, "mismatch on [%s]: herd %d, JSON.parse %c\n", cases[i],
+              ours, expect[i]);
+      mismatches++;
+    }
+    free(cases[i]);
+  }
+  free(cases);
+  free(expect);
+  ASSERT_EQ(mismatches, 0);
+  /* The mix must hold enough valid texts to mean something. */
+  ASSERT_GE(valid, ncases / 20);
+  return 0;
+}
+
+static herd_ipc_t* prep_ipc;
+static void send_from_prepare(uv_prepare_t* prep) {
+  ASSERT_OK(herd_ipc_send(prep_ipc, "\"from prepare\"", 14));
+  uv_close((uv_handle_t*)prep, NULL);
+}
+
+static void stop_on_message(herd_ipc_t* ipc, const char* json, size_t len,
+                            herd_handle_t* handle) {
+  count_message(ipc, json, len, handle);
+  herd_ipc_disconnect(ipc);
+}
+
+/* A send made from a prepare callback (after the channel's own flush point
+ * in some loop designs) still leaves before the loop sleeps. */
+TEST_IMPL(ipc_send_from_prepare) {
+  uv_loop_t loop;
+  uv_prepare_t prep;
+  herd_ipc_t a, b;
+  herd_ipc_callbacks_t eb = counting;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  eb.message = stop_on_message;
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_OK(herd_ipc_start(&b, &eb));
+  prep_ipc = &a;
+  /* Let both channels settle first, so nothing else wakes the loop. */
+  uv_run(&loop, UV_RUN_NOWAIT);
+  uv_prepare_init(&loop, &prep);
+  uv_prepare_start(&prep, send_from_prepare);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(cb_.messages, 1);
+  ASSERT_STR_EQ(cb_.last, "\"from prepare\"");
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+static size_t huge_len;
+static void huge_message(herd_ipc_t* ipc, const char* json, size_t len,
+                         herd_handle_t* handle) {
+  counts_t* c = ipc->data;
+  (void)handle;
+  c->messages++;
+  if (c->messages == 1) {
+    ASSERT_EQ(len, huge_len);
+    ASSERT_EQ(json[0], '"');
+    ASSERT_EQ(json[len / 2], 'y');
+  } else {
+    ASSERT_STR_EQ(json, "{\"after\":true}");
+    herd_ipc_disconnect(ipc);
+  }
+}
+
+/* A message bigger than the buffers' shrink threshold, then a small one on
+ * the same channel: both arrive whole. */
+TEST_IMPL(ipc_huge_message) {
+  uv_loop_t loop;
+  herd_ipc_t a, b;
+  herd_ipc_callbacks_t eb = counting;
+  char* huge;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  eb.message = huge_message;
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_OK(herd_ipc_start(&b, &eb));
+  huge_len = 6 * 1024 * 1024;
+  huge = malloc(huge_len);
+  memset(huge, 'y', huge_len);
+  huge[0] = '"';
+  huge[huge_len - 1] = '"';
+  ASSERT_EQ(herd_ipc_send(&a, huge, huge_len), 1);
+  free(huge);
+  ASSERT_EQ(herd_ipc_send(&a, "{\"after\":true}", 14), 1);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(cb_.messages, 2);
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+static ino_t pair_inodes[2];
+static int paired;
+static void pairing_message(herd_ipc_t* ipc, const char* json, size_t len,
+                            herd_handle_t* handle) {
+  struct stat st;
+  int64_t which;
+  count_message(ipc, json, len, NULL);
+  if (handle == NULL)
+    return;
+  ASSERT_OK(herd_json_get_int(json, len, "n", &which));
+  ASSERT(which == 0 || which == 1);
+  ASSERT_EQ(fstat(handle->fd, &st), 0);
+  ASSERT_EQ(st.st_ino, pair_inodes[which]);
+  paired++;
+}
+
+/* Each fd goes with the NODE_HANDLE line that starts in the chunk it came
+ * with, also when lines and fds arrive back to back or a line is split
+ * across writes. */
+TEST_IMPL(ipc_fd_pairing) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  herd_ipc_callbacks_t cbs = counting;
+  int raw, s1[2], s2[2];
+  struct stat st;
+  char buf[512];
+  static const char h0[] =
+      "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":{\"n\":0}}\n";
+  static const char h1a[] = "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.S";
+  static const char h1b[] = "ocket\",\"msg\":{\"n\":1}}\n[\"tail\"]\n";
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  cbs.message = pairing_message;
+  ASSERT_OK(herd_ipc_start(&a, &cbs));
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s1), 0);
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s2), 0);
+  ASSERT_EQ(fstat(s1[0], &st), 0);
+  pair_inodes[0] = st.st_ino;
+  ASSERT_EQ(fstat(s2[0], &st), 0);
+  pair_inodes[1] = st.st_ino;
+  write_all(raw, "[\"head\"]\n", 9);
+  send_raw_fd(raw, h0, s1[0]);
+  send_raw_fd(raw, h1a, s2[0]);
+  for (int i = 0; i < 5; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  write_all(raw, h1b, strlen(h1b));
+  close(s1[0]);
+  close(s2[0]);
+  read_until(&loop, raw,
+             "{\"cmd\":\"NODE_HANDLE_ACK\"}\n{\"cmd\":\"NODE_HANDLE_ACK\"}\n",
+             buf, sizeof(buf));
+  for (int i = 0; i < 100 && ca.messages < 4; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT_EQ(paired, 2);
+  ASSERT_EQ(ca.messages, 4);
+  ASSERT_STR_EQ(ca.last, "[\"tail\"]");
+  close(s1[1]);
+  close(s2[1]);
+  close(raw);
+  test_loop_run_close(&loop);
+  return 0;
+}
