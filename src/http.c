@@ -4,7 +4,7 @@
 
 #include <assert.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -850,6 +850,17 @@ static void on_close_unstarted(uv_handle_t* handle) {
   free(handle);
 }
 
+/* A client that resets its connection must not kill the server on the next
+ * write: like Node.js, herd ignores SIGPIPE unless the program handles it. */
+static void ignore_sigpipe(void) {
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) != 0 || sa.sa_handler != SIG_DFL)
+    return;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
 int herd_http_server_init(uv_loop_t* loop, herd_http_server_t* server,
                           herd_http_handler_cb handler,
                           const herd_http_options_t* options) {
@@ -879,6 +890,7 @@ int herd_http_server_init(uv_loop_t* loop, herd_http_server_t* server,
     return UV_EINVAL;
   }
   priv->buf_size = priv->max_header_size + HTTP_BUF_SLACK;
+  ignore_sigpipe();
   priv->settings = *http_settings();
   err = uv_timer_init(loop, &priv->sweep);
   if (err != 0) {
