@@ -82,6 +82,7 @@ struct http_conn_s {
   unsigned linger : 1;
   unsigned write_pending : 1;
   unsigned shut : 1;
+  unsigned nodelay : 1;
   unsigned reading : 1;
   unsigned eof : 1;
   unsigned closing : 1;
@@ -816,7 +817,6 @@ static void server_maybe_done(struct herd_http_private_s* priv) {
 /* Takes a freshly initialised, connected handle into service. */
 static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
   int err;
-  uv_tcp_nodelay(&conn->tcp, 1);
   err = uv_read_start((uv_stream_t*)&conn->tcp, on_alloc, on_read);
   if (err != 0)
     return err;
@@ -1079,6 +1079,12 @@ static int respond(herd_http_req_t* req, int status, const char* content_type,
   if (!req->keep_alive) {
     conn->stop_parsing = 1;
     conn->close_after_write = 1;
+  } else if (!conn->nodelay) {
+    /* Like nginx, only connections that stay open pay for TCP_NODELAY: the
+     * first response of a connection never waits for Nagle (nothing is in
+     * flight yet), later ones would wait for the client's delayed ACK. */
+    uv_tcp_nodelay(&conn->tcp, 1);
+    conn->nodelay = 1;
   }
   if (conn->in_parser)
     return 0;
