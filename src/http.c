@@ -392,6 +392,13 @@ static int on_header_value(llhttp_t* p, const char* at, size_t len) {
   return 0;
 }
 
+/* A value may be empty (no value span at all); this marks the end of every
+ * header line, so that the next name starts a new slot. */
+static int on_header_value_complete(llhttp_t* p) {
+  parser_conn(p)->last_was_value = 1;
+  return 0;
+}
+
 static int on_headers_complete(llhttp_t* p) {
   http_conn_t* conn = parser_conn(p);
   herd_http_header_t* h;
@@ -506,6 +513,7 @@ static const llhttp_settings_t* http_settings(void) {
     settings.on_url = on_url;
     settings.on_header_field = on_header_field;
     settings.on_header_value = on_header_value;
+    settings.on_header_value_complete = on_header_value_complete;
     settings.on_headers_complete = on_headers_complete;
     settings.on_body = on_body;
     settings.on_message_complete = on_message_complete;

@@ -274,9 +274,11 @@ static void client_get(http_test_t* t) {
            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
            "11\r\n\r\n",
            0);
-  exchange(fd, "GET /headers HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nB: 1 2\r\n\r\n",
-           "HTTP/1.1 200 OK\r\nX-Count: x\r\nContent-Length: 22\r\n\r\n"
-           "Host=h;X-Empty=;B=1 2;",
+  exchange(fd,
+           "GET /headers HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nX-E2:  \r\nB: 1 "
+           "2\r\n\r\n",
+           "HTTP/1.1 200 OK\r\nX-Count: x\r\nContent-Length: 28\r\n\r\n"
+           "Host=h;X-Empty=;X-E2=;B=1 2;",
            0);
   close(fd);
 }
