@@ -3,6 +3,7 @@
 #include <llhttp.h>
 
 #include <assert.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -1057,6 +1058,7 @@ int herd_http_server_accept(herd_http_server_t* server, uv_stream_t* listener) {
 int herd_http_server_adopt(herd_http_server_t* server, int fd) {
   struct herd_http_private_s* priv;
   http_conn_t* conn;
+  int flags;
   int err;
   if (server == NULL || server->priv == NULL || fd < 0 ||
       server->priv->closing) {
@@ -1076,7 +1078,11 @@ int herd_http_server_adopt(herd_http_server_t* server, int fd) {
     close(fd);
     return err;
   }
-  herd__cloexec(fd, 1);
+  /* Sockets received over IPC already are close-on-exec; only a socket that
+   * is not pays for the second fcntl(). */
+  flags = fcntl(fd, F_GETFD);
+  if (flags >= 0 && !(flags & FD_CLOEXEC))
+    fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
   err = uv_tcp_open(&conn->tcp, fd);
   if (err != 0) {
     close(fd);
