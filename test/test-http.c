@@ -334,6 +334,79 @@ TEST_IMPL(http_pipelining) {
   return 0;
 }
 
+/* Many pipelined requests, more than the read buffer holds, sent in odd
+ * slices so that URLs and headers are cut between reads, with answers given
+ * late every so often (parsing stops meanwhile and the buffer fills up).
+ * Every answer must come, in order. */
+static void client_pipelining_many(http_test_t* t) {
+  enum { N = 400 };
+  size_t cap = (size_t)N * 160;
+  char* reqs = malloc(cap);
+  char* got = malloc(cap);
+  size_t len = 0;
+  size_t off = 0;
+  size_t have = 0;
+  int fd = client_connect(t->port);
+  int eof = 0;
+  int seen = 0;
+  char* p;
+  ASSERT(reqs != NULL && got != NULL);
+  for (int i = 0; i < N; i++) {
+    if (i % 97 == 50)
+      len += (size_t)snprintf(reqs + len, cap - len,
+                              "GET /async HTTP/1.1\r\nX-I: %d\r\n\r\n", i);
+    else
+      len +=
+          (size_t)snprintf(reqs + len, cap - len,
+                           "GET /p%d HTTP/1.1\r\nHost: x\r\nX-Long-Header-%d: "
+                           "some value here\r\n\r\n",
+                           i, i);
+  }
+  while (off < len) {
+    size_t n = len - off < 1013 ? len - off : 1013;
+    int more = 0;
+    client_send(fd, reqs + off, n);
+    off += n;
+    /* Drain answers as they come so that neither side blocks. */
+    have += client_read(fd, got + have, cap - 1 - have, 1, 1, &more);
+    ASSERT_EQ(more, 0);
+  }
+  for (int tries = 0; tries < 200; tries++) {
+    got[have] = '\0';
+    seen = 0;
+    for (p = got; (p = strstr(p, "HTTP/1.1 200 OK")) != NULL; p++)
+      seen++;
+    if (seen == N)
+      break;
+    have += client_read(fd, got + have, cap - 1 - have, 1, 50, &eof);
+    ASSERT_EQ(eof, 0);
+  }
+  ASSERT_EQ(seen, N);
+  /* The bodies come in request order. */
+  p = got;
+  for (int i = 0; i < N; i++) {
+    char body[32];
+    if (i % 97 == 50)
+      snprintf(body, sizeof(body), "\r\n\r\n/async\n");
+    else
+      snprintf(body, sizeof(body), "\r\n\r\n/p%d\n", i);
+    p = strstr(p, body);
+    ASSERT(p != NULL);
+    p += strlen(body);
+  }
+  close(fd);
+  free(reqs);
+  free(got);
+}
+
+TEST_IMPL(http_pipelining_many) {
+  http_test_t t;
+  memset(&t, 0, sizeof(t));
+  run_http_test(&t, NULL, client_pipelining_many, 1);
+  ASSERT_EQ(t.server.requests, 400);
+  return 0;
+}
+
 static void client_connection_close(http_test_t* t) {
   int fd = client_connect(t->port);
   /* Whatever follows a `Connection: close` request is not answered. */
