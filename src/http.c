@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -416,6 +417,18 @@ static int on_headers_complete(llhttp_t* p) {
       p->content_length > conn->priv->max_body_size) {
     conn->err_status = 413;
     return -1;
+  }
+  /* A client that asks first gets its go-ahead before the body; it goes out
+   * with the writes of this read, after the answers to earlier requests. */
+  for (i = 0; i < conn->req.header_count; i++) {
+    h = &conn->headers[i];
+    if (h->name_len == 6 && strncasecmp(h->name, "expect", 6) == 0 &&
+        h->value_len == 12 && strncasecmp(h->value, "100-continue", 12) == 0 &&
+        out_reserve(conn, 25) == 0) {
+      memcpy(conn->out + conn->out_len, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+      conn->out_len += 25;
+      break;
+    }
   }
   return 0;
 }

@@ -581,6 +581,14 @@ static void client_post_body(http_test_t* t) {
       "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
       "5\r\nhello\r\n1\r\n \r\n6;ext=1\r\nworld!\r\n0\r\nX-Trailer: 1\r\n\r\n",
       "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello world!", 0);
+  /* A client that asks first is told to go on before it sends the body. */
+  SEND_STR(fd,
+           "POST /echo HTTP/1.1\r\nExpect: 100-Continue\r\n"
+           "Content-Length: 5\r\n\r\n");
+  len = client_read(fd, got, 100, 25, 2000, &eof);
+  got[len] = '\0';
+  ASSERT_STR_EQ(got, "HTTP/1.1 100 Continue\r\n\r\n");
+  exchange(fd, "hello", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 0);
   close(fd);
   free(body);
   free(got);
@@ -590,7 +598,7 @@ TEST_IMPL(http_post_body) {
   http_test_t t;
   memset(&t, 0, sizeof(t));
   run_http_test(&t, NULL, client_post_body, 1);
-  ASSERT_EQ(t.server.requests, 2);
+  ASSERT_EQ(t.server.requests, 3);
   return 0;
 }
 
