@@ -418,13 +418,20 @@ static void client_connection_close(http_test_t* t) {
   exchange(fd, "GET /async HTTP/1.1\r\nConnection: close\r\n\r\n",
            OK_TEXT_CLOSE("7", "/async\n"), 1);
   close(fd);
+  /* Upgrades are not spoken: the request is answered, the rest ignored. */
+  fd = client_connect(t->port);
+  exchange(fd,
+           "GET /up HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+           "\r\n\x81\x05hello",
+           OK_TEXT_CLOSE("4", "/up\n"), 1);
+  close(fd);
 }
 
 TEST_IMPL(http_connection_close) {
   http_test_t t;
   memset(&t, 0, sizeof(t));
   run_http_test(&t, NULL, client_connection_close, 1);
-  ASSERT_EQ(t.server.requests, 2);
+  ASSERT_EQ(t.server.requests, 3);
   return 0;
 }
 
