@@ -1,0 +1,204 @@
+/* herd_exec() and herd_exec_file(): Node's exec/execFile, a spawn whose
+ * stdout and stderr are collected (up to max_buffer each) and handed over
+ * with the outcome in one callback. */
+#include "process-int.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HERD__MAX_BUFFER_DEFAULT (1024 * 1024)
+
+typedef struct {
+  char* data;
+  size_t len;
+  size_t cap;
+} exec_buf_t;
+
+struct herd_exec_private_s {
+  herd_exec_cb cb;
+  size_t max_buffer;
+  exec_buf_t bufs[2]; /* stdout, stderr */
+  int error;          /* the first failure seen */
+  int timed_out;
+  int max_buffer_fd;
+  char* cmd;
+};
+
+/* Appends to `b`, keeping at most `max` bytes plus a terminating NUL.
+ * Returns the number of bytes that did not fit, or -1 without memory. */
+static ssize_t buf_append(exec_buf_t* b, const char* data, size_t len,
+                          size_t max) {
+  size_t take = len;
+  size_t left = max - b->len;
+  if (take > left)
+    take = left;
+  if (b->len + take + 1 > b->cap) {
+    size_t ncap = b->cap ? b->cap : 4096;
+    char* nd;
+    while (ncap < b->len + take + 1)
+      ncap *= 2;
+    if (ncap > max + 1)
+      ncap = max + 1;
+    nd = herd__realloc(b->data, ncap);
+    if (nd == NULL)
+      return -1;
+    b->data = nd;
+    b->cap = ncap;
+  }
+  memcpy(b->data + b->len, data, take);
+  b->len += take;
+  b->data[b->len] = '\0';
+  return (ssize_t)(len - take);
+}
+
+static void exec_read_cb(herd_child_t* child, int fd, const char* buf,
+                         ssize_t nread) {
+  herd_exec_t* req = HERD_CONTAINER_OF(child, herd_exec_t, child);
+  struct herd_exec_private_s* priv = req->priv;
+  ssize_t over;
+  if (nread <= 0 || (fd != 1 && fd != 2))
+    return;
+  if (priv->error == HERD_EMAXBUFFER)
+    return; /* The child is being killed; the rest is dropped. */
+  over = buf_append(&priv->bufs[fd - 1], buf, (size_t)nread, priv->max_buffer);
+  if (over < 0) {
+    if (priv->error == 0)
+      priv->error = UV_ENOMEM;
+    herd_child_kill(child, herd__child_kill_signal(child));
+  } else if (over > 0 && priv->error == 0) {
+    priv->error = HERD_EMAXBUFFER;
+    priv->max_buffer_fd = fd;
+    herd_child_kill(child, herd__child_kill_signal(child));
+  }
+}
+
+static void exec_exit_cb(herd_child_t* child, int64_t status, int sig) {
+  herd_exec_t* req = HERD_CONTAINER_OF(child, herd_exec_t, child);
+  (void)status;
+  (void)sig;
+  req->priv->timed_out = herd__child_timed_out(child);
+}
+
+static void exec_error_cb(herd_child_t* child, int err) {
+  herd_exec_t* req = HERD_CONTAINER_OF(child, herd_exec_t, child);
+  /* A spawn failure or an abort outranks whatever else happened. */
+  if (req->priv->error == 0 || req->priv->error == HERD_EMAXBUFFER)
+    req->priv->error = err;
+}
+
+static void exec_close_cb(herd_child_t* child) {
+  herd_exec_t* req = HERD_CONTAINER_OF(child, herd_exec_t, child);
+  struct herd_exec_private_s* priv = req->priv;
+  herd_exec_result_t* r;
+  herd_exec_result_t result;
+
+  memset(&result, 0, sizeof(result));
+  r = &result;
+  r->error = priv->error;
+  if (r->error == 0 && priv->timed_out)
+    r->error = UV_ETIMEDOUT;
+  if (child->exited) {
+    r->signal = child->term_signal;
+    r->code = child->term_signal ? -1 : child->exit_status;
+  } else {
+    r->code = -1;
+  }
+  if (r->error == 0 && child->exited && (r->code != 0 || r->signal != 0))
+    r->error = HERD_ECMDFAILED;
+  r->killed = child->killed;
+  if (r->error == HERD_EMAXBUFFER)
+    r->max_buffer_fd = priv->max_buffer_fd;
+  r->cmd = priv->cmd;
+  for (int i = 0; i < 2; i++) {
+    if (priv->bufs[i].data == NULL) {
+      priv->bufs[i].data = herd__malloc(1);
+      if (priv->bufs[i].data != NULL)
+        priv->bufs[i].data[0] = '\0';
+    }
+  }
+  r->out = priv->bufs[0].data;
+  r->out_len = priv->bufs[0].data ? priv->bufs[0].len : 0;
+  r->err = priv->bufs[1].data;
+  r->err_len = priv->bufs[1].data ? priv->bufs[1].len : 0;
+  /* The request may be reused from the callback. */
+  req->priv = NULL;
+  priv->cb(req, r);
+  free(r->out);
+  free(r->err);
+  free(priv->cmd);
+  free(priv);
+}
+
+static int exec_start(uv_loop_t* loop, herd_exec_t* req, const char* file,
+                      const char* const* args, unsigned extra_flags,
+                      const herd_exec_options_t* options, herd_exec_cb cb) {
+  static const herd_exec_options_t defaults;
+  const herd_exec_options_t* o = options ? options : &defaults;
+  struct herd_exec_private_s* priv;
+  herd_spawn_options_t so;
+  size_t len;
+  int r;
+
+  if (loop == NULL || req == NULL || file == NULL || cb == NULL)
+    return UV_EINVAL;
+  priv = herd__malloc(sizeof(*priv));
+  if (priv == NULL)
+    return UV_ENOMEM;
+  memset(priv, 0, sizeof(*priv));
+  priv->cb = cb;
+  priv->max_buffer = o->max_buffer ? o->max_buffer : HERD__MAX_BUFFER_DEFAULT;
+  len = strlen(file) + 1;
+  for (int i = 0; args != NULL && args[i] != NULL; i++)
+    len += strlen(args[i]) + 1;
+  priv->cmd = herd__malloc(len);
+  if (priv->cmd == NULL) {
+    free(priv);
+    return UV_ENOMEM;
+  }
+  strcpy(priv->cmd, file);
+  for (int i = 0; args != NULL && args[i] != NULL; i++) {
+    strcat(priv->cmd, " ");
+    strcat(priv->cmd, args[i]);
+  }
+
+  memset(&so, 0, sizeof(so));
+  so.cwd = o->cwd;
+  so.env = o->env;
+  so.flags =
+      (o->flags & (HERD_SPAWN_ENV_EXTEND | HERD_SPAWN_DETACHED |
+                   HERD_SPAWN_SETUID | HERD_SPAWN_SETGID | HERD_SPAWN_SHELL)) |
+      extra_flags;
+  so.uid = o->uid;
+  so.gid = o->gid;
+  so.shell = o->shell;
+  so.timeout = o->timeout;
+  so.kill_signal = o->kill_signal;
+  so.kill_grace = o->kill_grace;
+  so.abort = o->abort;
+  so.exit_cb = exec_exit_cb;
+  so.error_cb = exec_error_cb;
+  so.close_cb = exec_close_cb;
+  req->priv = priv;
+  r = herd_spawn(loop, &req->child, file, args, &so);
+  if (r != 0) {
+    req->priv = NULL;
+    free(priv->cmd);
+    free(priv);
+    return r;
+  }
+  herd_child_read_start(&req->child, 1, exec_read_cb);
+  herd_child_read_start(&req->child, 2, exec_read_cb);
+  return 0;
+}
+
+int herd_exec(uv_loop_t* loop, herd_exec_t* req, const char* command,
+              const herd_exec_options_t* options, herd_exec_cb cb) {
+  return exec_start(loop, req, command, NULL, HERD_SPAWN_SHELL, options, cb);
+}
+
+int herd_exec_file(uv_loop_t* loop, herd_exec_t* req, const char* file,
+                   const char* const* args, const herd_exec_options_t* options,
+                   herd_exec_cb cb) {
+  return exec_start(loop, req, file, args, 0, options, cb);
+}

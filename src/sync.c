@@ -1,0 +1,201 @@
+/* herd_spawn_sync(), herd_exec_sync(), herd_exec_file_sync(): a spawn run to
+ * completion on a private loop, so the caller's loop (if any) is untouched
+ * and nothing else runs meanwhile. */
+#include "process-int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define HERD__MAX_BUFFER_DEFAULT (1024 * 1024)
+
+typedef struct {
+  herd_sync_result_t* res;
+  size_t max_buffer;
+  size_t total;
+  size_t cap[2];
+  int error;
+  int timed_out;
+  uv_write_t write_req;
+} sync_state_t;
+
+static int sync_append(sync_state_t* st, int which, const char* data,
+                       size_t len) {
+  char** pbuf = which == 0 ? &st->res->out : &st->res->err;
+  size_t* plen = which == 0 ? &st->res->out_len : &st->res->err_len;
+  if (*plen + len + 1 > st->cap[which]) {
+    size_t ncap = st->cap[which] ? st->cap[which] : 4096;
+    char* nb;
+    while (ncap < *plen + len + 1)
+      ncap *= 2;
+    nb = herd__realloc(*pbuf, ncap);
+    if (nb == NULL)
+      return UV_ENOMEM;
+    *pbuf = nb;
+    st->cap[which] = ncap;
+  }
+  memcpy(*pbuf + *plen, data, len);
+  *plen += len;
+  (*pbuf)[*plen] = '\0';
+  return 0;
+}
+
+static void sync_read_cb(herd_child_t* child, int fd, const char* buf,
+                         ssize_t nread) {
+  sync_state_t* st = child->data;
+  size_t take;
+  if (nread <= 0 || st->error != 0)
+    return;
+  /* max_buffer counts every pipe together, as in Node's spawnSync. */
+  take = (size_t)nread;
+  if (st->total + take > st->max_buffer) {
+    take = st->max_buffer - st->total;
+    st->error = UV_ENOBUFS;
+    herd_child_kill(child, herd__child_kill_signal(child));
+  }
+  st->total += take;
+  if ((fd == 1 || fd == 2) && take > 0 && st->error != UV_ENOMEM) {
+    if (sync_append(st, fd - 1, buf, take) != 0) {
+      st->error = UV_ENOMEM;
+      herd_child_kill(child, herd__child_kill_signal(child));
+    }
+  }
+}
+
+static void sync_exit_cb(herd_child_t* child, int64_t status, int sig) {
+  sync_state_t* st = child->data;
+  st->res->status = sig ? -1 : status;
+  st->res->signal = sig;
+  st->timed_out = herd__child_timed_out(child);
+}
+
+static void sync_error_cb(herd_child_t* child, int err) {
+  sync_state_t* st = child->data;
+  st->error = err;
+}
+
+static void sync_write_cb(uv_write_t* req, int status) {
+  herd_child_t* child = req->data;
+  (void)status;
+  herd_child_end(child, 0);
+}
+
+static int sync_run(const char* file, const char* const* args,
+                    const herd_spawn_sync_options_t* o, unsigned extra_flags,
+                    int default_stderr_inherit, herd_sync_result_t* result) {
+  static const herd_spawn_sync_options_t defaults;
+  static const herd_stdio_t exec_stdio[3] = {
+      {HERD_STDIO_PIPE, 0}, {HERD_STDIO_PIPE, 0}, {HERD_STDIO_INHERIT, 0}};
+  herd_spawn_options_t so;
+  herd_child_t child;
+  sync_state_t st;
+  uv_loop_t loop;
+  int r;
+
+  if (o == NULL)
+    o = &defaults;
+  memset(result, 0, sizeof(*result));
+  result->status = -1;
+  memset(&st, 0, sizeof(st));
+  st.res = result;
+  st.max_buffer = o->max_buffer ? o->max_buffer : HERD__MAX_BUFFER_DEFAULT;
+
+  memset(&so, 0, sizeof(so));
+  so.cwd = o->cwd;
+  so.env = o->env;
+  so.argv0 = o->argv0;
+  so.stdio = o->stdio;
+  so.stdio_count = o->stdio_count;
+  if (o->stdio_count == 0 && default_stderr_inherit) {
+    so.stdio = exec_stdio;
+    so.stdio_count = 3;
+  }
+  so.flags = o->flags | extra_flags;
+  so.uid = o->uid;
+  so.gid = o->gid;
+  so.shell = o->shell;
+  so.timeout = o->timeout;
+  so.kill_signal = o->kill_signal;
+  so.kill_grace = o->kill_grace;
+  so.exit_cb = sync_exit_cb;
+  so.error_cb = sync_error_cb;
+
+  r = uv_loop_init(&loop);
+  if (r != 0) {
+    result->error = r;
+    return r;
+  }
+  memset(&child, 0, sizeof(child));
+  child.data = &st;
+  r = herd_spawn(&loop, &child, file, args, &so);
+  if (r != 0) {
+    uv_loop_close(&loop);
+    result->error = r;
+    return r;
+  }
+  result->pid = child.pid;
+  {
+    int n = so.stdio_count ? so.stdio_count : 3;
+    for (int fd = 1; fd < n; fd++) {
+      if (herd_child_stream(&child, fd) == NULL)
+        continue;
+      if (fd <= 2) {
+        /* A piped stream's result is a string even when nothing came. */
+        if (sync_append(&st, fd - 1, "", 0) != 0)
+          st.error = UV_ENOMEM;
+      }
+      herd_child_read_start(&child, fd, sync_read_cb);
+    }
+  }
+  if (herd_child_stream(&child, 0) != NULL) {
+    if (o->input != NULL && o->input_len > 0) {
+      uv_buf_t b = uv_buf_init((char*)o->input, (unsigned)o->input_len);
+      st.write_req.data = &child;
+      if (uv_write(&st.write_req, herd_child_stream(&child, 0), &b, 1,
+                   sync_write_cb) != 0)
+        herd_child_end(&child, 0);
+    } else {
+      herd_child_end(&child, 0);
+    }
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  r = uv_loop_close(&loop);
+  (void)r;
+
+  if (st.error == 0 && st.timed_out)
+    st.error = UV_ETIMEDOUT;
+  result->error = st.error;
+  return st.error;
+}
+
+int herd_spawn_sync(const char* file, const char* const* args,
+                    const herd_spawn_sync_options_t* options,
+                    herd_sync_result_t* result) {
+  return sync_run(file, args, options, 0, 0, result);
+}
+
+static int sync_check_status(herd_sync_result_t* result) {
+  if (result->error == 0 && (result->status != 0 || result->signal != 0))
+    result->error = HERD_ECMDFAILED;
+  return result->error;
+}
+
+int herd_exec_sync(const char* command,
+                   const herd_spawn_sync_options_t* options,
+                   herd_sync_result_t* result) {
+  sync_run(command, NULL, options, HERD_SPAWN_SHELL, 1, result);
+  return sync_check_status(result);
+}
+
+int herd_exec_file_sync(const char* file, const char* const* args,
+                        const herd_spawn_sync_options_t* options,
+                        herd_sync_result_t* result) {
+  sync_run(file, args, options, 0, 1, result);
+  return sync_check_status(result);
+}
+
+void herd_sync_result_free(herd_sync_result_t* result) {
+  free(result->out);
+  free(result->err);
+  result->out = NULL;
+  result->err = NULL;
+}
