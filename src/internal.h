@@ -42,6 +42,22 @@ typedef void (*herd__ipc_internal_cb)(herd_ipc_t* ipc, const char* json,
                                       size_t len, herd_handle_t* handle);
 void herd__ipc_set_internal_cb(herd_ipc_t* ipc, herd__ipc_internal_cb cb);
 
+/* ipc module (json.c, ipc.c, fork.c) */
+
+/* What herd__json_scan() learns about a message in the same pass that
+ * validates it: the raw text of a top-level string member "cmd" (without
+ * quotes, escapes not decoded), and whether a raw newline appeared between
+ * tokens (a sender must turn it into a space). */
+typedef struct {
+  const char* cmd;
+  size_t cmd_len;
+  int newline;
+} herd__json_info_t;
+
+/* Validates `json` (grammar and UTF-8): 0, HERD_EBADJSON or HERD_EBADUTF8. */
+int herd__json_scan(const char* json, size_t len, herd__json_info_t* info);
+/* Node's isInternal(): cmd is a string longer than 5 starting with NODE_. */
+int herd__json_is_internal(const herd__json_info_t* info);
 
 /* cluster: the pieces of the primary (cluster_primary.c), its per-port
  * server handles (cluster_rr.c, cluster_shared.c), the socket helpers

@@ -1,0 +1,1146 @@
+/* The IPC channel: Node's `json` serialization over an AF_UNIX stream
+ * socket, with fds passed as SCM_RIGHTS.
+ *
+ * The channel does its own I/O on a uv_poll_t instead of a uv_pipe_t so it
+ * controls every syscall: reads go into one growable buffer with recvmsg()
+ * (64 KiB or more at a time), lines are split with memchr() and validated in
+ * place, and messages are handed out as pointers into that buffer. Sends
+ * append to one contiguous output buffer which a uv_prepare_t flushes once
+ * per loop iteration, so a burst of small messages leaves in one write. */
+#include "internal.h"
+
+#include <assert.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define READ_MIN       (64 * 1024)
+#define READ_INITIAL   (256 * 1024)
+#define FLUSH_AT       (256 * 1024)
+#define SOCKET_BUFSIZE (2 * 1024 * 1024)
+#define MAX_NACKS      3
+#define MAX_RECV_FDS   16
+
+/* An outgoing message that needs more than bytes in the output buffer: it
+ * has a callback, carries an fd, or waits behind a handle in flight. */
+typedef struct ipc_req_s ipc_req_t;
+struct ipc_req_s {
+  ipc_req_t* next;
+  uint64_t end; /* stream offset just past its bytes, once buffered */
+  herd_ipc_send_cb cb;
+  void* arg;
+  int fd; /* our duplicate of the fd it carries, or -1 */
+  uv_handle_t* handle;
+  uv_close_cb close_cb;
+  int close_on_ack;
+  int nacks;
+  size_t len; /* bytes in line[], with the '\n'; 0 when not kept */
+  char line[];
+};
+
+/* An fd that arrived with the bytes [from, to) of the input stream; it
+ * belongs to the NODE_HANDLE message that starts in that range. */
+typedef struct {
+  int fd;
+  uint64_t from;
+  uint64_t to;
+} recv_fd_t;
+
+typedef struct herd_ipc_private_s {
+  herd_ipc_t* ipc;
+  int fd;
+  uv_poll_t poll;
+  uv_prepare_t prepare;
+  int poll_events;
+  int closes_pending;
+  herd_ipc_callbacks_t cb;
+  herd__ipc_internal_cb internal_cb;
+  herd_child_t* child; /* set when the channel belongs to a spawned child */
+  size_t max_line;
+  unsigned started : 1;
+  unsigned closing : 1;
+  unsigned disconnecting : 1;
+  unsigned eof : 1;
+  unsigned paused : 1;
+  unsigned parse_pending : 1;
+  unsigned need_drain : 1;
+  unsigned want_write : 1;
+  int werr;  /* a write error met inside send(), handled from the loop */
+  int fatal; /* the error a closing channel reports */
+
+  /* Input: rbuf[rstart, rlen) is unparsed; rbase is the stream offset of
+   * rbuf[0]; memchr resumes at `scan`; `tail` is where the last incomplete
+   * line starts while nothing is parsed (before herd_ipc_start()). */
+  char* rbuf;
+  size_t rcap, rstart, rlen, scan, tail;
+  uint64_t rbase;
+  recv_fd_t rfds[MAX_RECV_FDS * 4];
+  size_t nrfds;
+
+  /* Output: obuf[ohead, olen) waits to be written; obase is the stream offset
+   * of obuf[0]. ofd, when >= 0, must ride on the sendmsg() that starts at
+   * stream offset ofd_at. */
+  char* obuf;
+  size_t ocap, ohead, olen;
+  uint64_t obase;
+  int ofd;
+  uint64_t ofd_at;
+  ipc_req_t *written_head, *written_tail; /* waiting for their bytes to go */
+  ipc_req_t* inflight;                    /* a handle waiting for ACK/NACK */
+  ipc_req_t *wait_head, *wait_tail;       /* queued behind `inflight` */
+  size_t wait_bytes;
+} ipc_priv_t;
+
+static const char ack_line[] = "{\"cmd\":\"NODE_HANDLE_ACK\"}\n";
+static const char nack_line[] = "{\"cmd\":\"NODE_HANDLE_NACK\"}\n";
+
+static const char* const handle_types[] = {
+    "net.Server", "net.Socket", "net.Native", "dgram.Socket", "dgram.Native"};
+
+static void ipc_close(ipc_priv_t* p, int err);
+static void flush_and_notify(ipc_priv_t* p);
+static void parse_lines(ipc_priv_t* p);
+
+static int set_poll(ipc_priv_t* p, int events);
+
+static void update_poll(ipc_priv_t* p) {
+  int events = 0;
+  if (p->closing)
+    return;
+  if (!p->eof && !p->paused)
+    events |= UV_READABLE;
+  if (p->want_write)
+    events |= UV_WRITABLE;
+  if (events != p->poll_events)
+    set_poll(p, events);
+}
+
+static void on_prepare(uv_prepare_t* handle);
+
+static void arm(ipc_priv_t* p) {
+  if (!p->closing && !uv_is_active((uv_handle_t*)&p->prepare))
+    uv_prepare_start(&p->prepare, on_prepare);
+}
+
+static size_t queued(const ipc_priv_t* p) {
+  return (p->olen - p->ohead) + p->wait_bytes;
+}
+
+/* Makes room for `need` more bytes at the end of the output buffer. */
+static int out_reserve(ipc_priv_t* p, size_t need) {
+  size_t cap;
+  char* nb;
+  if (p->ocap - p->olen >= need)
+    return 0;
+  if (p->ohead > 0) {
+    memmove(p->obuf, p->obuf + p->ohead, p->olen - p->ohead);
+    p->obase += p->ohead;
+    p->olen -= p->ohead;
+    p->ohead = 0;
+    if (p->ocap - p->olen >= need)
+      return 0;
+  }
+  cap = p->ocap ? p->ocap * 2 : 64 * 1024;
+  while (cap - p->olen < need)
+    cap *= 2;
+  nb = herd__realloc(p->obuf, cap);
+  if (nb == NULL)
+    return UV_ENOMEM;
+  p->obuf = nb;
+  p->ocap = cap;
+  return 0;
+}
+
+/* Copies a validated JSON text, turning raw newlines (whitespace between
+ * tokens, the only place valid JSON can hold one) into spaces. */
+static void copy_json(char* dst, const char* json, size_t len, int newline) {
+  memcpy(dst, json, len);
+  if (newline) {
+    char* q = dst;
+    char* end = dst + len;
+    while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL)
+      *q++ = ' ';
+  }
+}
+
+static int out_append(ipc_priv_t* p, const char* data, size_t len) {
+  int r = out_reserve(p, len);
+  if (r != 0)
+    return r;
+  memcpy(p->obuf + p->olen, data, len);
+  p->olen += len;
+  return 0;
+}
+
+/* Writes what the output buffer holds, without running any callback (it is
+ * called from inside send()). Returns 0 when everything went, 1 when the
+ * socket is full, or a negative errno. */
+static int flush_io(ipc_priv_t* p) {
+  while (p->ohead < p->olen) {
+    uint64_t at = p->obase + p->ohead;
+    size_t n = p->olen - p->ohead;
+    ssize_t w;
+    int sent_fd = 0;
+    if (p->ofd >= 0 && p->ofd_at == at) {
+      struct msghdr msg;
+      struct iovec iov;
+      union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+      } ctl;
+      struct cmsghdr* cm;
+      memset(&msg, 0, sizeof(msg));
+      memset(&ctl, 0, sizeof(ctl));
+      iov.iov_base = p->obuf + p->ohead;
+      iov.iov_len = n;
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = ctl.buf;
+      msg.msg_controllen = sizeof(ctl.buf);
+      cm = CMSG_FIRSTHDR(&msg);
+      cm->cmsg_level = SOL_SOCKET;
+      cm->cmsg_type = SCM_RIGHTS;
+      cm->cmsg_len = CMSG_LEN(sizeof(int));
+      memcpy(CMSG_DATA(cm), &p->ofd, sizeof(int));
+      w = sendmsg(p->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      sent_fd = 1;
+    } else {
+      if (p->ofd >= 0 && p->ofd_at > at && p->ofd_at - at < n)
+        n = (size_t)(p->ofd_at - at);
+      w = send(p->fd, p->obuf + p->ohead, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return 1;
+      return -errno;
+    }
+    if (sent_fd)
+      p->ofd = -1;
+    p->ohead += (size_t)w;
+  }
+  p->obase += p->olen;
+  p->ohead = p->olen = 0;
+  return 0;
+}
+
+static void req_free(ipc_req_t* req) {
+  if (req->fd >= 0)
+    close(req->fd);
+  free(req);
+}
+
+/* Puts a handle message into the output buffer and makes it the one in
+ * flight. */
+static int start_handle(ipc_priv_t* p, ipc_req_t* req) {
+  uint64_t at;
+  int r;
+  assert(p->ofd < 0 && p->inflight == NULL);
+  r = out_reserve(p, req->len);
+  if (r != 0)
+    return r;
+  at = p->obase + p->olen;
+  memcpy(p->obuf + p->olen, req->line, req->len);
+  p->olen += req->len;
+  p->ofd = req->fd;
+  p->ofd_at = at;
+  p->inflight = req;
+  return 0;
+}
+
+static void push_written(ipc_priv_t* p, ipc_req_t* req) {
+  req->end = p->obase + p->olen;
+  req->next = NULL;
+  if (p->written_tail)
+    p->written_tail->next = req;
+  else
+    p->written_head = req;
+  p->written_tail = req;
+}
+
+/* Moves queued messages into the output buffer until the next handle. */
+static void release_waiting(ipc_priv_t* p) {
+  while (p->wait_head != NULL && p->inflight == NULL) {
+    ipc_req_t* req = p->wait_head;
+    p->wait_head = req->next;
+    if (p->wait_head == NULL)
+      p->wait_tail = NULL;
+    p->wait_bytes -= req->len;
+    if (req->fd >= 0) {
+      if (start_handle(p, req) != 0) {
+        p->werr = UV_ENOMEM;
+        req_free(req);
+      }
+      continue;
+    }
+    if (out_append(p, req->line, req->len) != 0) {
+      p->werr = UV_ENOMEM;
+      req_free(req);
+      continue;
+    }
+    if (req->cb != NULL)
+      push_written(p, req);
+    else
+      free(req);
+  }
+  arm(p);
+}
+
+static void push_waiting(ipc_priv_t* p, ipc_req_t* req) {
+  req->next = NULL;
+  if (p->wait_tail)
+    p->wait_tail->next = req;
+  else
+    p->wait_head = req;
+  p->wait_tail = req;
+  p->wait_bytes += req->len;
+}
+
+/* Runs the callbacks of messages whose bytes have all been written. */
+static void complete_written(ipc_priv_t* p) {
+  uint64_t done = p->obase + p->ohead;
+  while (p->written_head != NULL && p->written_head->end <= done) {
+    ipc_req_t* req = p->written_head;
+    p->written_head = req->next;
+    if (p->written_head == NULL)
+      p->written_tail = NULL;
+    req->cb(p->ipc, 0, req->arg);
+    req_free(req);
+    if (p->closing)
+      return;
+  }
+}
+
+static int nothing_pending(const ipc_priv_t* p) {
+  return p->olen == p->ohead && p->inflight == NULL && p->wait_head == NULL;
+}
+
+static void flush_and_notify(ipc_priv_t* p) {
+  int r;
+  if (p->closing)
+    return;
+  if (p->werr != 0) {
+    r = p->werr;
+    p->werr = 0;
+    ipc_close(p, r == UV_EPIPE || r == UV_ECONNRESET ? 0 : r);
+    return;
+  }
+  r = flush_io(p);
+  if (r < 0) {
+    ipc_close(p, r == UV_EPIPE || r == UV_ECONNRESET ? 0 : r);
+    return;
+  }
+  if ((r == 1) != p->want_write) {
+    p->want_write = (r == 1);
+    update_poll(p);
+  }
+  complete_written(p);
+  if (p->closing)
+    return;
+  if (p->need_drain && queued(p) < HERD_IPC_HIGH_WATER) {
+    p->need_drain = 0;
+    if (p->cb.drain != NULL)
+      p->cb.drain(p->ipc);
+    if (p->closing)
+      return;
+  }
+  if (p->disconnecting && nothing_pending(p))
+    ipc_close(p, 0);
+}
+
+static void on_prepare(uv_prepare_t* handle) {
+  ipc_priv_t* p = handle->data;
+  uv_prepare_stop(handle);
+  if (p->parse_pending) {
+    p->parse_pending = 0;
+    parse_lines(p);
+    if (p->closing)
+      return;
+    if (p->eof) {
+      ipc_close(p, 0);
+      return;
+    }
+  }
+  flush_and_notify(p);
+}
+
+static void close_recv_fds(ipc_priv_t* p) {
+  for (size_t i = 0; i < p->nrfds; i++)
+    close(p->rfds[i].fd);
+  p->nrfds = 0;
+}
+
+static void pop_recv_fd(ipc_priv_t* p) {
+  p->nrfds--;
+  memmove(p->rfds, p->rfds + 1, p->nrfds * sizeof(p->rfds[0]));
+}
+
+/* Closes fds whose chunk has been parsed without a NODE_HANDLE taking them:
+ * an fd without its message must not leak. */
+static void drop_stray_fds(ipc_priv_t* p, uint64_t parsed) {
+  while (p->nrfds > 0 && p->rfds[0].to <= parsed) {
+    close(p->rfds[0].fd);
+    pop_recv_fd(p);
+  }
+}
+
+static void fail_reqs(ipc_priv_t* p, ipc_req_t* head) {
+  while (head != NULL) {
+    ipc_req_t* next = head->next;
+    if (head->cb != NULL)
+      head->cb(p->ipc, HERD_ECHANNELCLOSED, head->arg);
+    req_free(head);
+    head = next;
+  }
+}
+
+static void on_close(uv_handle_t* handle) {
+  ipc_priv_t* p = handle->data;
+  herd_ipc_t* ipc = p->ipc;
+  herd_ipc_disconnect_cb disconnect_cb = p->cb.disconnect;
+  herd_child_t* child = p->child;
+  ipc_req_t* inflight;
+
+  if (--p->closes_pending > 0)
+    return;
+
+  /* Every outstanding send learns that it failed before the channel's last
+   * callback. */
+  inflight = p->inflight;
+  p->inflight = NULL;
+  if (inflight != NULL)
+    inflight->next = p->written_head;
+  else
+    inflight = p->written_head;
+  p->written_head = p->written_tail = NULL;
+  fail_reqs(p, inflight);
+  inflight = p->wait_head;
+  p->wait_head = p->wait_tail = NULL;
+  fail_reqs(p, inflight);
+  close_recv_fds(p);
+  free(p->rbuf);
+  free(p->obuf);
+  free(p);
+  ipc->priv = NULL;
+
+  if (disconnect_cb != NULL)
+    disconnect_cb(ipc);
+  if (child != NULL) {
+    child->channel = NULL;
+    free(ipc);
+    herd__child_channel_closed(child);
+  }
+}
+
+static void ipc_close(ipc_priv_t* p, int err) {
+  if (p->closing)
+    return;
+  p->closing = 1;
+  p->ipc->connected = 0;
+  if (err != 0 && p->cb.error != NULL)
+    p->cb.error(p->ipc, err);
+  p->closes_pending = 2;
+  uv_close((uv_handle_t*)&p->poll, on_close);
+  uv_close((uv_handle_t*)&p->prepare, on_close);
+  /* uv_close() took the fd out of epoll already. */
+  close(p->fd);
+  p->fd = -1;
+  if (p->ofd >= 0 && (p->inflight == NULL || p->inflight->fd != p->ofd))
+    close(p->ofd);
+  p->ofd = -1;
+}
+
+static const char* handle_type(const char* raw, size_t len) {
+  if (len < 2 || raw[0] != '"')
+    return NULL;
+  for (size_t i = 0; i < HERD_ARRAY_SIZE(handle_types); i++)
+    if (strlen(handle_types[i]) == len - 2 &&
+        memcmp(handle_types[i], raw + 1, len - 2) == 0)
+      return handle_types[i];
+  return NULL;
+}
+
+static void reply(ipc_priv_t* p, const char* line, size_t len) {
+  if (out_append(p, line, len) != 0)
+    p->werr = UV_ENOMEM;
+  arm(p);
+}
+
+static void describe_fd(herd_handle_t* h) {
+  int v;
+  socklen_t sl = sizeof(v);
+  h->family = 0;
+  h->socktype = 0;
+  h->listening = 0;
+  if (getsockopt(h->fd, SOL_SOCKET, SO_DOMAIN, &v, &sl) == 0)
+    h->family = v;
+  sl = sizeof(v);
+  if (getsockopt(h->fd, SOL_SOCKET, SO_TYPE, &v, &sl) == 0)
+    h->socktype = v;
+  sl = sizeof(v);
+  if (getsockopt(h->fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &sl) == 0)
+    h->listening = v != 0;
+}
+
+static void on_handle_message(ipc_priv_t* p, char* line, size_t len,
+                              uint64_t at) {
+  herd_handle_t h;
+  herd__json_info_t inner;
+  const char *type_raw, *msg;
+  size_t type_len, msg_len;
+  int fd = -1;
+
+  drop_stray_fds(p, at + 1);
+  if (p->nrfds > 0 && p->rfds[0].from <= at) {
+    fd = p->rfds[0].fd;
+    pop_recv_fd(p);
+  }
+  if (fd < 0) {
+    reply(p, nack_line, sizeof(nack_line) - 1);
+    return;
+  }
+  if (herd_json_get(line, len, "type", &type_raw, &type_len) != 0 ||
+      (h.type = handle_type(type_raw, type_len)) == NULL) {
+    close(fd);
+    reply(p, nack_line, sizeof(nack_line) - 1);
+    return;
+  }
+  reply(p, ack_line, sizeof(ack_line) - 1);
+  if (herd_json_get(line, len, "msg", &msg, &msg_len) != 0) {
+    msg = "null";
+    msg_len = 4;
+  } else {
+    /* The line is consumed: end the inner text in place for the callback. */
+    ((char*)msg)[msg_len] = '\0';
+  }
+  h.fd = fd;
+  describe_fd(&h);
+  herd__json_scan(msg, msg_len, &inner);
+  if (herd__json_is_internal(&inner)) {
+    if (p->internal_cb != NULL)
+      p->internal_cb(p->ipc, msg, msg_len, &h);
+  } else if (!p->disconnecting && p->cb.message != NULL) {
+    p->cb.message(p->ipc, msg, msg_len, &h);
+  }
+  if (h.fd >= 0)
+    close(h.fd);
+}
+
+static void on_ack(ipc_priv_t* p, int ok) {
+  ipc_req_t* req = p->inflight;
+  if (req == NULL)
+    return;
+  if (!ok && ++req->nacks <= MAX_NACKS) {
+    /* The peer could not take the fd; send the same message and fd again. */
+    p->inflight = NULL;
+    if (start_handle(p, req) != 0) {
+      p->werr = UV_ENOMEM;
+      req_free(req);
+    }
+    arm(p);
+    return;
+  }
+  p->inflight = NULL;
+  if (ok && req->close_on_ack && req->handle != NULL &&
+      !uv_is_closing(req->handle))
+    uv_close(req->handle, req->close_cb);
+  release_waiting(p);
+  if (req->cb != NULL)
+    req->cb(p->ipc, ok ? 0 : HERD_EHANDLENACK, req->arg);
+  req_free(req);
+}
+
+static int cmd_is(const herd__json_info_t* info, const char* s, size_t n) {
+  return info->cmd_len == n && memcmp(info->cmd, s, n) == 0;
+}
+
+static void process_line(ipc_priv_t* p, char* line, size_t len, uint64_t at) {
+  herd__json_info_t info;
+  int r = herd__json_scan(line, len, &info);
+  if (r != 0) {
+    if (p->cb.error != NULL)
+      p->cb.error(p->ipc, r);
+    return;
+  }
+  if (!herd__json_is_internal(&info)) {
+    if (!p->disconnecting && p->cb.message != NULL)
+      p->cb.message(p->ipc, line, len, NULL);
+    return;
+  }
+  if (cmd_is(&info, "NODE_HANDLE", 11))
+    on_handle_message(p, line, len, at);
+  else if (cmd_is(&info, "NODE_HANDLE_ACK", 15))
+    on_ack(p, 1);
+  else if (cmd_is(&info, "NODE_HANDLE_NACK", 16))
+    on_ack(p, 0);
+  else if (p->internal_cb != NULL)
+    p->internal_cb(p->ipc, line, len, NULL);
+}
+
+static void parse_lines(ipc_priv_t* p) {
+  while (!p->closing && p->started) {
+    char* nl = memchr(p->rbuf + p->scan, '\n', p->rlen - p->scan);
+    size_t start, len;
+    if (nl == NULL) {
+      p->scan = p->rlen;
+      break;
+    }
+    start = p->rstart;
+    len = (size_t)(nl - (p->rbuf + start));
+    p->rstart = p->scan = (size_t)(nl - p->rbuf) + 1;
+    if (len > p->max_line) {
+      ipc_close(p, HERD_ELINETOOLONG);
+      return;
+    }
+    *nl = '\0';
+    process_line(p, p->rbuf + start, len, p->rbase + start);
+  }
+  if (p->closing || !p->started)
+    return;
+  p->tail = p->rstart;
+  drop_stray_fds(p, p->rbase + p->rstart);
+  if (p->rstart == p->rlen) {
+    p->rbase += p->rlen;
+    p->rstart = p->rlen = p->scan = p->tail = 0;
+  } else if (p->rlen - p->rstart > p->max_line) {
+    ipc_close(p, HERD_ELINETOOLONG);
+  }
+}
+
+/* Makes room for one read: compacts once, grows when a long line needs it.
+ * Returns 0, 1 when reading should pause (nothing is parsed yet and enough is
+ * buffered), or UV_ENOMEM. */
+static int read_reserve(ipc_priv_t* p) {
+  size_t cap;
+  char* nb;
+  if (p->rcap - p->rlen >= READ_MIN)
+    return 0;
+  if (p->rstart > 0) {
+    memmove(p->rbuf, p->rbuf + p->rstart, p->rlen - p->rstart);
+    p->rbase += p->rstart;
+    p->rlen -= p->rstart;
+    p->scan -= p->rstart;
+    p->tail -= p->rstart;
+    p->rstart = 0;
+    if (p->rcap - p->rlen >= READ_MIN)
+      return 0;
+  }
+  if (!p->started && p->rlen >= READ_INITIAL)
+    return 1;
+  cap = p->rcap ? p->rcap * 2 : READ_INITIAL;
+  /* A line may not exceed max_line, so the buffer never needs more than
+   * that plus one read. */
+  if (cap > p->max_line + 2 * READ_MIN &&
+      p->rlen + READ_MIN <= p->max_line + 2 * READ_MIN)
+    cap = p->max_line + 2 * READ_MIN;
+  if (cap < p->rlen + READ_MIN)
+    cap = p->rlen + READ_MIN;
+  nb = herd__realloc(p->rbuf, cap);
+  if (nb == NULL)
+    return UV_ENOMEM;
+  p->rbuf = nb;
+  p->rcap = cap;
+  return 0;
+}
+
+static void on_readable(ipc_priv_t* p) {
+  for (int i = 0; i < 32 && !p->closing; i++) {
+    union {
+      char buf[CMSG_SPACE(MAX_RECV_FDS * sizeof(int))];
+      struct cmsghdr align;
+    } ctl;
+    struct msghdr msg;
+    struct iovec iov;
+    struct cmsghdr* cm;
+    size_t space;
+    ssize_t n;
+    int r = read_reserve(p);
+    if (r < 0) {
+      ipc_close(p, r);
+      return;
+    }
+    if (r == 1) {
+      p->paused = 1;
+      update_poll(p);
+      return;
+    }
+    space = p->rcap - p->rlen;
+    memset(&msg, 0, sizeof(msg));
+    iov.iov_base = p->rbuf + p->rlen;
+    iov.iov_len = space;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = sizeof(ctl.buf);
+    n = recvmsg(p->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return;
+      if (errno == ECONNRESET) {
+        n = 0;
+      } else {
+        ipc_close(p, -errno);
+        return;
+      }
+    }
+    for (cm = CMSG_FIRSTHDR(&msg); n >= 0 && cm != NULL;
+         cm = CMSG_NXTHDR(&msg, cm)) {
+      size_t nfd;
+      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+        continue;
+      nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t k = 0; k < nfd; k++) {
+        int fd;
+        memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
+        if (p->nrfds == HERD_ARRAY_SIZE(p->rfds)) {
+          /* A peer that sends fds and never a message for them. */
+          close(fd);
+          continue;
+        }
+        p->rfds[p->nrfds].fd = fd;
+        p->rfds[p->nrfds].from = p->rbase + p->rlen;
+        p->rfds[p->nrfds].to = p->rbase + p->rlen + (size_t)n;
+        p->nrfds++;
+      }
+    }
+    if (n == 0) {
+      p->eof = 1;
+      /* The partial line a closing peer leaves behind is dropped. */
+      if (p->started || p->child != NULL)
+        ipc_close(p, 0);
+      else
+        update_poll(p);
+      return;
+    }
+    p->rlen += (size_t)n;
+    if (p->started) {
+      parse_lines(p);
+    } else {
+      char* nl = memrchr(p->rbuf + p->rlen - n, '\n', (size_t)n);
+      if (nl != NULL)
+        p->tail = (size_t)(nl - p->rbuf) + 1;
+      if (p->rlen - p->tail > p->max_line) {
+        ipc_close(p, HERD_ELINETOOLONG);
+        return;
+      }
+    }
+    if ((size_t)n < space)
+      return;
+  }
+}
+
+static void on_poll(uv_poll_t* handle, int status, int events) {
+  ipc_priv_t* p = handle->data;
+  if (status < 0) {
+    ipc_close(p, status);
+    return;
+  }
+  if (events & UV_WRITABLE)
+    flush_and_notify(p);
+  if (!p->closing && (events & (UV_READABLE | UV_DISCONNECT)))
+    on_readable(p);
+}
+
+static int set_poll(ipc_priv_t* p, int events) {
+  p->poll_events = events;
+  if (events == 0)
+    return uv_poll_stop(&p->poll);
+  return uv_poll_start(&p->poll, events, on_poll);
+}
+
+/* Frees a channel whose opening failed after its handles were set up. */
+static void free_on_close(uv_handle_t* handle) {
+  ipc_priv_t* p = handle->data;
+  if (--p->closes_pending == 0)
+    free(p);
+}
+
+int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd) {
+  ipc_priv_t* p;
+  int v, r;
+  socklen_t sl = sizeof(v);
+
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &sl) != 0)
+    return -errno;
+  if (v != SOCK_STREAM)
+    return UV_EINVAL;
+  sl = sizeof(v);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &sl) != 0)
+    return -errno;
+  if (v != AF_UNIX)
+    return UV_EINVAL;
+  p = calloc(1, sizeof(*p));
+  if (p == NULL)
+    return UV_ENOMEM;
+  r = herd__nonblock(fd, 1);
+  if (r != 0)
+    goto fail;
+  r = herd__cloexec(fd, 1);
+  if (r != 0)
+    goto fail;
+  /* Bigger socket buffers let a burst go out in fewer, larger writes. The
+   * kernel caps the value at net.core.wmem_max / rmem_max. */
+  v = SOCKET_BUFSIZE;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+  r = uv_poll_init(loop, &p->poll, fd);
+  if (r != 0)
+    goto fail;
+  uv_prepare_init(loop, &p->prepare);
+  p->ipc = ipc;
+  p->fd = fd;
+  p->ofd = -1;
+  p->max_line = HERD_IPC_DEFAULT_MAX_LINE;
+  p->poll.data = p;
+  p->prepare.data = p;
+  r = set_poll(p, UV_READABLE);
+  if (r != 0) {
+    p->closes_pending = 2;
+    uv_close((uv_handle_t*)&p->poll, free_on_close);
+    uv_close((uv_handle_t*)&p->prepare, free_on_close);
+    return r;
+  }
+  ipc->loop = loop;
+  ipc->connected = 1;
+  ipc->priv = p;
+  return 0;
+
+fail:
+  free(p);
+  return r;
+}
+
+int herd_ipc_open_parent(uv_loop_t* loop, herd_ipc_t* ipc) {
+  const char* s = getenv("NODE_CHANNEL_FD");
+  const char* mode = getenv("NODE_CHANNEL_SERIALIZATION_MODE");
+  char* end;
+  long fd;
+  int advanced;
+
+  if (s == NULL)
+    return HERD_ENOCHANNEL;
+  errno = 0;
+  fd = strtol(s, &end, 10);
+  advanced = mode != NULL && strcmp(mode, "json") != 0;
+  /* Grandchildren must not inherit the channel, as in Node. */
+  unsetenv("NODE_CHANNEL_FD");
+  unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
+  if (end == s || *end != '\0' || errno != 0 || fd < 0 || fd > INT32_MAX)
+    return HERD_ENOCHANNEL;
+  if (advanced) {
+    /* The parent would wait forever for a peer speaking its format; closing
+     * the fd tells it at once that this child will not talk. */
+    close((int)fd);
+    return HERD_EADVANCED;
+  }
+  if (fcntl((int)fd, F_GETFD) == -1)
+    return UV_EBADF;
+  return herd_ipc_open(loop, ipc, (int)fd);
+}
+
+int herd_ipc_start(herd_ipc_t* ipc, const herd_ipc_callbacks_t* callbacks) {
+  ipc_priv_t* p = ipc->priv;
+  if (p == NULL || p->closing)
+    return HERD_ECHANNELCLOSED;
+  if (callbacks != NULL)
+    p->cb = *callbacks;
+  else
+    memset(&p->cb, 0, sizeof(p->cb));
+  if (!p->started) {
+    p->started = 1;
+    p->scan = p->rstart;
+    p->parse_pending = 1;
+    if (p->paused) {
+      p->paused = 0;
+      update_poll(p);
+    }
+    arm(p);
+  }
+  return 0;
+}
+
+void herd_ipc_set_max_line(herd_ipc_t* ipc, size_t max_line) {
+  ipc_priv_t* p = ipc->priv;
+  if (p != NULL)
+    p->max_line = max_line ? max_line : HERD_IPC_DEFAULT_MAX_LINE;
+}
+
+void herd__ipc_set_internal_cb(herd_ipc_t* ipc, herd__ipc_internal_cb cb) {
+  ipc_priv_t* p = ipc->priv;
+  if (p != NULL)
+    p->internal_cb = cb;
+}
+
+/* After a message went into the output buffer: flush early when a lot is
+ * buffered (fewer, larger writes and bounded memory), else leave it to the
+ * prepare callback of this loop iteration. */
+static int after_queue(ipc_priv_t* p) {
+  if (p->olen - p->ohead >= FLUSH_AT && !p->want_write && p->werr == 0) {
+    int r = flush_io(p);
+    if (r < 0)
+      p->werr = r;
+  }
+  arm(p);
+  if (queued(p) > HERD_IPC_HIGH_WATER) {
+    p->need_drain = 1;
+    return 1;
+  }
+  return 0;
+}
+
+static int send_plain(ipc_priv_t* p, const char* json, size_t len,
+                      herd_ipc_send_cb cb, void* arg) {
+  herd__json_info_t info;
+  ipc_req_t* req;
+  int r = herd__json_scan(json, len, &info);
+  if (r != 0)
+    return r;
+  if (p->inflight == NULL && p->wait_head == NULL) {
+    r = out_reserve(p, len + 1);
+    if (r != 0)
+      return r;
+    if (cb != NULL) {
+      req = calloc(1, sizeof(*req));
+      if (req == NULL)
+        return UV_ENOMEM;
+      req->fd = -1;
+      req->cb = cb;
+      req->arg = arg;
+    }
+    copy_json(p->obuf + p->olen, json, len, info.newline);
+    p->olen += len;
+    p->obuf[p->olen++] = '\n';
+    if (cb != NULL)
+      push_written(p, req);
+    return after_queue(p);
+  }
+  req = malloc(sizeof(*req) + len + 1);
+  if (req == NULL)
+    return UV_ENOMEM;
+  memset(req, 0, sizeof(*req));
+  req->fd = -1;
+  req->cb = cb;
+  req->arg = arg;
+  req->len = len + 1;
+  copy_json(req->line, json, len, info.newline);
+  req->line[len] = '\n';
+  push_waiting(p, req);
+  return after_queue(p);
+}
+
+int herd_ipc_send(herd_ipc_t* ipc, const char* json, size_t len) {
+  ipc_priv_t* p = ipc->priv;
+  if (p == NULL || !ipc->connected)
+    return HERD_ECHANNELCLOSED;
+  return send_plain(p, json, len, NULL, NULL);
+}
+
+/* Builds {"cmd":"NODE_HANDLE","type":T,"msg":<json>[,"dgramType":D]}\n
+ * around a message carrying `fd` (which the request now owns). */
+static int send_handle(ipc_priv_t* p, const char* json, size_t len, int fd,
+                       const char* type, const char* dgram_type,
+                       uv_handle_t* handle, uv_close_cb close_cb,
+                       int close_on_ack, herd_ipc_send_cb cb, void* arg) {
+  static const char pre[] = "{\"cmd\":\"NODE_HANDLE\",\"type\":";
+  herd__json_info_t info;
+  ipc_req_t* req;
+  size_t tlen = strlen(type);
+  size_t qlen = herd_json_quote(NULL, 0, type, tlen);
+  size_t dlen = dgram_type ? 15 + strlen(dgram_type) : 0;
+  size_t total, n = 0;
+  int r = herd__json_scan(json, len, &info);
+  if (r != 0) {
+    close(fd);
+    return r;
+  }
+  total = sizeof(pre) - 1 + qlen + 7 + len + dlen + 2;
+  req = malloc(sizeof(*req) + total + 1);
+  if (req == NULL) {
+    close(fd);
+    return UV_ENOMEM;
+  }
+  memset(req, 0, sizeof(*req));
+  memcpy(req->line, pre, sizeof(pre) - 1);
+  n = sizeof(pre) - 1;
+  herd_json_quote(req->line + n, qlen + 1, type, tlen);
+  n += qlen;
+  memcpy(req->line + n, ",\"msg\":", 7);
+  n += 7;
+  copy_json(req->line + n, json, len, info.newline);
+  n += len;
+  if (dgram_type != NULL)
+    n += (size_t)sprintf(req->line + n, ",\"dgramType\":\"%s\"", dgram_type);
+  req->line[n++] = '}';
+  req->line[n++] = '\n';
+  req->len = n;
+  req->fd = fd;
+  req->handle = handle;
+  req->close_cb = close_cb;
+  req->close_on_ack = close_on_ack;
+  req->cb = cb;
+  req->arg = arg;
+  if (p->inflight == NULL && p->wait_head == NULL) {
+    r = start_handle(p, req);
+    if (r != 0) {
+      req_free(req);
+      return r;
+    }
+  } else {
+    push_waiting(p, req);
+  }
+  return after_queue(p);
+}
+
+int herd_ipc_send_ex(herd_ipc_t* ipc, const char* json, size_t len,
+                     uv_handle_t* handle, unsigned flags,
+                     uv_close_cb handle_close_cb, herd_ipc_send_cb cb,
+                     void* arg) {
+  ipc_priv_t* p = ipc->priv;
+  const char* type;
+  const char* dgram_type = NULL;
+  uv_os_fd_t ufd;
+  int fd, v, close_on_ack = 0;
+  socklen_t sl = sizeof(v);
+
+  if (p == NULL || !ipc->connected)
+    return HERD_ECHANNELCLOSED;
+  if (handle == NULL)
+    return send_plain(p, json, len, cb, arg);
+  if (uv_is_closing(handle) || uv_fileno(handle, &ufd) != 0)
+    return HERD_EBADHANDLE;
+  switch (handle->type) {
+    case UV_TCP:
+    case UV_NAMED_PIPE:
+      if (getsockopt(ufd, SOL_SOCKET, SO_ACCEPTCONN, &v, &sl) != 0)
+        return HERD_EBADHANDLE;
+      type = v ? "net.Server" : "net.Socket";
+      close_on_ack = !v && !(flags & HERD_SEND_KEEP_OPEN);
+      break;
+    case UV_UDP: {
+      struct sockaddr_storage ss;
+      socklen_t al = sizeof(ss);
+      if (getsockname(ufd, (struct sockaddr*)&ss, &al) != 0)
+        return HERD_EBADHANDLE;
+      type = "dgram.Socket";
+      dgram_type = ss.ss_family == AF_INET6 ? "udp6" : "udp4";
+      break;
+    }
+    default:
+      return HERD_EBADHANDLE;
+  }
+  fd = fcntl(ufd, F_DUPFD_CLOEXEC, 3);
+  if (fd < 0)
+    return -errno;
+  return send_handle(p, json, len, fd, type, dgram_type, handle,
+                     handle_close_cb, close_on_ack, cb, arg);
+}
+
+int herd_ipc_send_fd(herd_ipc_t* ipc, const char* json, size_t len, int fd,
+                     const char* type, herd_ipc_send_cb cb, void* arg) {
+  ipc_priv_t* p = ipc->priv;
+  int dup_fd;
+  if (p == NULL || !ipc->connected)
+    return HERD_ECHANNELCLOSED;
+  if (type == NULL || fd < 0)
+    return UV_EINVAL;
+  dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (dup_fd < 0)
+    return -errno;
+  return send_handle(p, json, len, dup_fd, type, NULL, NULL, NULL, 0, cb, arg);
+}
+
+size_t herd_ipc_queued_bytes(const herd_ipc_t* ipc) {
+  const ipc_priv_t* p = ipc->priv;
+  return p == NULL ? 0 : queued(p);
+}
+
+void herd_ipc_disconnect(herd_ipc_t* ipc) {
+  ipc_priv_t* p = ipc->priv;
+  if (p == NULL || p->closing || p->disconnecting)
+    return;
+  p->disconnecting = 1;
+  ipc->connected = 0;
+  arm(p);
+}
+
+void herd__ipc_detach(herd_ipc_t* ipc) {
+  ipc_priv_t* p = ipc->priv;
+  if (p != NULL)
+    ipc_close(p, 0);
+}
+
+void herd_ipc_ref(herd_ipc_t* ipc) {
+  ipc_priv_t* p = ipc->priv;
+  if (p != NULL && !p->closing) {
+    uv_ref((uv_handle_t*)&p->poll);
+    uv_ref((uv_handle_t*)&p->prepare);
+  }
+}
+
+void herd_ipc_unref(herd_ipc_t* ipc) {
+  ipc_priv_t* p = ipc->priv;
+  if (p != NULL && !p->closing) {
+    uv_unref((uv_handle_t*)&p->poll);
+    uv_unref((uv_handle_t*)&p->prepare);
+  }
+}
+
+int herd__ipc_attach(herd_child_t* child, int fd) {
+  herd_ipc_t* ipc = calloc(1, sizeof(*ipc));
+  int r;
+  if (ipc == NULL)
+    return UV_ENOMEM;
+  r = herd_ipc_open(child->loop, ipc, fd);
+  if (r != 0) {
+    free(ipc);
+    return r;
+  }
+  ipc->priv->child = child;
+  child->channel = ipc;
+  return 0;
+}
+
+int herd_handle_take(herd_handle_t* handle) {
+  int fd = handle->fd;
+  if (fd < 0)
+    return UV_EINVAL;
+  handle->fd = -1;
+  return fd;
+}
+
+int herd_handle_open(herd_handle_t* handle, uv_loop_t* loop,
+                     herd_uv_any_t* out) {
+  int r, inited = 0;
+  if (handle->fd < 0)
+    return UV_EINVAL;
+  if (handle->socktype == SOCK_STREAM && handle->family == AF_UNIX) {
+    r = uv_pipe_init(loop, &out->pipe, 0);
+    if (r == 0 && (inited = 1))
+      r = uv_pipe_open(&out->pipe, handle->fd);
+  } else if (handle->socktype == SOCK_STREAM &&
+             (handle->family == AF_INET || handle->family == AF_INET6)) {
+    r = uv_tcp_init(loop, &out->tcp);
+    if (r == 0 && (inited = 1))
+      r = uv_tcp_open(&out->tcp, handle->fd);
+  } else if (handle->socktype == SOCK_DGRAM) {
+    r = uv_udp_init(loop, &out->udp);
+    if (r == 0 && (inited = 1))
+      r = uv_udp_open(&out->udp, handle->fd);
+  } else {
+    return UV_EINVAL;
+  }
+  if (r != 0) {
+    /* The fd stays with `handle`; the half-made libuv handle is closed, so
+     * `out` must stay valid until the loop has run once more. */
+    if (inited)
+      uv_close(&out->handle, NULL);
+    return r;
+  }
+  handle->fd = -1;
+  return 0;
+}
