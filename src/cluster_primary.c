@@ -866,6 +866,14 @@ int herd_worker_kill(herd_worker_t* worker, int signum) {
   return herd_child_kill(&worker->child, signum ? signum : SIGTERM);
 }
 
+int herd_cluster_kill(herd_cluster_t* cluster, int signum) {
+  int n = 0;
+  for (herd_worker_t* w = cluster->priv->head; w != NULL; w = w->next)
+    if (herd_worker_kill(w, signum) == 0)
+      n++;
+  return n;
+}
+
 int herd_worker_disconnect(herd_worker_t* worker) {
   int64_t r;
   worker->exited_after_disconnect = 1;

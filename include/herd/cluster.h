@@ -191,6 +191,11 @@ int herd_cluster_listen(herd_cluster_t* cluster, const char* host, int port,
  * Returns UV_EALREADY if a disconnect is already running. */
 int herd_cluster_disconnect(herd_cluster_t* cluster, herd_cluster_cb cb);
 
+/* Sends `signum` (0: SIGTERM) to every worker process still alive, in the
+ * table or not (a disconnecting worker has left the table). Returns how
+ * many were signalled. */
+int herd_cluster_kill(herd_cluster_t* cluster, int signum);
+
 /* Closes the primary: disconnects the workers still alive, waits for them,
  * closes every server socket, and then calls close_cb (may be NULL). The
  * cluster memory may be reused after close_cb. */
