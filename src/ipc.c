@@ -581,6 +581,8 @@ static void process_line(ipc_priv_t* p, char* line, size_t len, uint64_t at) {
 }
 
 static void parse_lines(ipc_priv_t* p) {
+  if (p->rbuf == NULL)
+    return;
   while (!p->closing && p->started) {
     char* nl = memchr(p->rbuf + p->scan, '\n', p->rlen - p->scan);
     size_t start, len;
@@ -1093,10 +1095,14 @@ void herd_ipc_unref(herd_ipc_t* ipc) {
 int herd__ipc_attach(herd_child_t* child, int fd) {
   herd_ipc_t* ipc = calloc(1, sizeof(*ipc));
   int r;
-  if (ipc == NULL)
+  /* spawn.c hands the fd over for good: a failure closes it here. */
+  if (ipc == NULL) {
+    close(fd);
     return UV_ENOMEM;
+  }
   r = herd_ipc_open(child->loop, ipc, fd);
   if (r != 0) {
+    close(fd);
     free(ipc);
     return r;
   }

@@ -1,0 +1,528 @@
+/* The IPC channel between two herd ends in one process (a socketpair), and
+ * against a raw socket that plays a misbehaving peer. */
+#include "internal.h"
+#include "task.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct {
+  int messages;
+  int errors[8];
+  int nerrors;
+  int disconnects;
+  int drains;
+  int handles;
+  char last[256];
+  int64_t next_i; /* burst order check */
+} counts_t;
+
+static counts_t ca, cb_;
+
+static void count_message(herd_ipc_t* ipc, const char* json, size_t len,
+                          herd_handle_t* handle) {
+  counts_t* c = ipc->data;
+  int64_t i;
+  (void)handle;
+  ASSERT_EQ(json[len], '\0');
+  ASSERT_EQ(strlen(json), len);
+  c->messages++;
+  snprintf(c->last, sizeof(c->last), "%s", json);
+  if (herd_json_get_int(json, len, "i", &i) == 0) {
+    ASSERT_EQ(i, c->next_i);
+    c->next_i++;
+  }
+}
+
+static void count_error(herd_ipc_t* ipc, int err) {
+  counts_t* c = ipc->data;
+  if (c->nerrors < 8)
+    c->errors[c->nerrors++] = err;
+}
+
+static void count_disconnect(herd_ipc_t* ipc) {
+  counts_t* c = ipc->data;
+  c->disconnects++;
+}
+
+static void count_drain(herd_ipc_t* ipc) {
+  counts_t* c = ipc->data;
+  c->drains++;
+}
+
+static const herd_ipc_callbacks_t counting = {count_message, count_error,
+                                              count_disconnect, count_drain};
+
+static void pair(uv_loop_t* loop, herd_ipc_t* a, herd_ipc_t* b) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  memset(&ca, 0, sizeof(ca));
+  memset(&cb_, 0, sizeof(cb_));
+  ASSERT_OK(herd_ipc_open(loop, a, sv[0]));
+  ASSERT_OK(herd_ipc_open(loop, b, sv[1]));
+  a->data = &ca;
+  b->data = &cb_;
+}
+
+/* One herd end and one raw socket for writing bad input by hand. */
+static int half_pair(uv_loop_t* loop, herd_ipc_t* a) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  memset(&ca, 0, sizeof(ca));
+  ASSERT_OK(herd_ipc_open(loop, a, sv[0]));
+  a->data = &ca;
+  return sv[1];
+}
+
+static void write_all(int fd, const char* s, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, s, n);
+    ASSERT(w > 0);
+    s += w;
+    n -= (size_t)w;
+  }
+}
+
+/* Reads from a raw socket until `want` appears or 2 s pass. */
+static void read_until(uv_loop_t* loop, int fd, const char* want, char* buf,
+                       size_t cap) {
+  size_t n = 0;
+  for (int i = 0; i < 200; i++) {
+    uv_run(loop, UV_RUN_NOWAIT);
+    ssize_t r = recv(fd, buf + n, cap - 1 - n, MSG_DONTWAIT);
+    if (r > 0) {
+      n += (size_t)r;
+      buf[n] = '\0';
+      if (strstr(buf, want) != NULL)
+        return;
+    }
+    test_sleep_ms(10);
+  }
+  buf[n] = '\0';
+  FATAL("did not read %s (got \"%s\")", want, buf);
+}
+
+static void run_for(uv_loop_t* loop, int ms, int* flag) {
+  for (int i = 0; i < ms && !*flag; i++) {
+    uv_run(loop, UV_RUN_NOWAIT);
+    if (!*flag)
+      test_sleep_ms(1);
+  }
+}
+
+TEST_IMPL(ipc_json) {
+  const char* v;
+  size_t vl;
+  char out[64];
+  int64_t n;
+  const char* obj =
+      "{\"cmd\":\"NODE_X\",\"s\":\"a\\u00e9\\ud83d\\ude00\\n\",\"n\":-42,"
+      "\"o\":{\"s\":1},\"f\":1.5}";
+
+  ASSERT_OK(herd_json_validate("{}", 2));
+  ASSERT_OK(herd_json_validate(" [1, 2.5e3, true, false, null, \"x\"] ", 36));
+  ASSERT_OK(herd_json_validate("\"\xf0\x9f\x98\x80\"", 6));
+  ASSERT_EQ(herd_json_validate("{", 1), HERD_EBADJSON);
+  ASSERT_EQ(herd_json_validate("[1,]", 4), HERD_EBADJSON);
+  ASSERT_EQ(herd_json_validate("01", 2), HERD_EBADJSON);
+  ASSERT_EQ(herd_json_validate("{\"a\" 1}", 7), HERD_EBADJSON);
+  ASSERT_EQ(herd_json_validate("[}", 2), HERD_EBADJSON);
+  ASSERT_EQ(herd_json_validate("", 0), HERD_EBADJSON);
+  ASSERT_EQ(herd_json_validate("\"\x01\"", 3), HERD_EBADJSON);
+  ASSERT_EQ(herd_json_validate("\"\xff\"", 3), HERD_EBADUTF8);
+  ASSERT_EQ(herd_json_validate("\"\xc0\xaf\"", 4),
+            HERD_EBADUTF8); /* overlong */
+  ASSERT_EQ(herd_json_validate("\"\xed\xa0\x80\"", 5),
+            HERD_EBADUTF8); /* surr */
+  ASSERT_EQ(herd_json_validate("\"\xe2\x82\"", 4), HERD_EBADUTF8);
+
+  ASSERT_OK(herd_json_get(obj, strlen(obj), "n", &v, &vl));
+  ASSERT_EQ(vl, 3);
+  ASSERT_EQ(herd_json_get(obj, strlen(obj), "missing", &v, &vl), UV_ENOENT);
+  ASSERT_EQ(herd_json_get_string(obj, strlen(obj), "s", out, sizeof(out)), 8);
+  ASSERT_STR_EQ(out, "a\xc3\xa9\xf0\x9f\x98\x80\n");
+  ASSERT_EQ(herd_json_get_string(obj, strlen(obj), "s", out, 4), UV_ENOBUFS);
+  ASSERT_EQ(herd_json_get_string(obj, strlen(obj), "n", out, 4), UV_EINVAL);
+  ASSERT_OK(herd_json_get_int(obj, strlen(obj), "n", &n));
+  ASSERT_EQ(n, -42);
+  ASSERT_EQ(herd_json_get_int(obj, strlen(obj), "f", &n), UV_EINVAL);
+  ASSERT_EQ(herd_json_get_int(obj, strlen(obj), "o", &n), UV_EINVAL);
+  ASSERT_EQ(herd_json_quote(out, sizeof(out), "a\"b\\\n\x01", 6), 16);
+  ASSERT_STR_EQ(out, "\"a\\\"b\\\\\\n\\u0001\"");
+  ASSERT_EQ(herd_json_quote(out, 4, "abcdef", 6), 8);
+  ASSERT_STR_EQ(out, "\"ab");
+  return 0;
+}
+
+static void echo_message(herd_ipc_t* ipc, const char* json, size_t len,
+                         herd_handle_t* handle) {
+  (void)handle;
+  count_message(ipc, json, len, NULL);
+  ASSERT(herd_ipc_send(ipc, json, len) >= 0);
+}
+
+static void close_on_count(herd_ipc_t* ipc, const char* json, size_t len,
+                           herd_handle_t* handle);
+static int burst_total;
+static int big_len;
+
+static void close_on_count(herd_ipc_t* ipc, const char* json, size_t len,
+                           herd_handle_t* handle) {
+  counts_t* c = ipc->data;
+  if (len > 1000)
+    ASSERT_EQ(len, big_len);
+  count_message(ipc, json, len, handle);
+  if (c->messages == burst_total)
+    herd_ipc_disconnect(ipc);
+}
+
+/* Messages both ways, a 1 MiB one, and a burst that must arrive complete and
+ * in order; then a disconnect that reaches both ends. */
+TEST_IMPL(ipc_roundtrip) {
+  uv_loop_t loop;
+  herd_ipc_t a, b;
+  herd_ipc_callbacks_t ea = counting, eb = counting;
+  char* big;
+  char msg[64];
+  const int burst = 100000;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  eb.message = echo_message;
+  ea.message = close_on_count;
+  ASSERT_OK(herd_ipc_start(&a, &ea));
+  ASSERT_OK(herd_ipc_start(&b, &eb));
+
+  ASSERT_OK(herd_ipc_send(&a, "\"\xf0\x9d\x84\x9e \xc3\xbc\"", 9));
+  ASSERT_OK(herd_ipc_send(&a, "{\"a\":\n[1,{\"b\":null}]}", 21));
+  big_len = 1024 * 1024;
+  big = malloc((size_t)big_len);
+  memset(big, 'x', (size_t)big_len);
+  big[0] = '"';
+  big[big_len - 1] = '"';
+  ASSERT(herd_ipc_send(&a, big, (size_t)big_len) >= 0);
+  free(big);
+  for (int i = 0; i < burst; i++) {
+    int n =
+        snprintf(msg, sizeof(msg), "{\"cmd\":\"notifyRequest\",\"i\":%d}", i);
+    ASSERT(herd_ipc_send(&a, msg, (size_t)n) >= 0);
+  }
+  burst_total = burst + 3;
+  ASSERT(herd_ipc_queued_bytes(&a) > 0);
+  ASSERT_EQ(herd_ipc_send(&a, "{", 1), HERD_EBADJSON);
+  ASSERT_EQ(herd_ipc_send(&a, "\"\xff\"", 3), HERD_EBADUTF8);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.messages, burst + 3);
+  ASSERT_EQ(cb_.messages, burst + 3);
+  ASSERT_EQ(ca.next_i, burst);
+  ASSERT_EQ(ca.disconnects, 1);
+  ASSERT_EQ(cb_.disconnects, 1);
+  ASSERT_EQ(ca.nerrors, 0);
+  ASSERT_EQ(cb_.nerrors, 0);
+  ASSERT_EQ(a.connected, 0);
+  ASSERT_EQ(b.connected, 0);
+  ASSERT_EQ(herd_ipc_send(&a, "1", 1), HERD_ECHANNELCLOSED);
+  return 0;
+}
+
+/* Bad lines are reported and dropped; the channel goes on. */
+TEST_IMPL(ipc_bad_input) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  int raw;
+  static const char input[] =
+      "{\"ok\":1}\n"
+      "{\"broken\":\n"
+      "\"\xff\xfe\"\n"
+      "\n"
+      "{\"ok\":2}\n";
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  write_all(raw, input, sizeof(input) - 1);
+  close(raw);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.messages, 2);
+  ASSERT_STR_EQ(ca.last, "{\"ok\":2}");
+  ASSERT_EQ(ca.nerrors, 3);
+  ASSERT_EQ(ca.errors[0], HERD_EBADJSON);
+  ASSERT_EQ(ca.errors[1], HERD_EBADUTF8);
+  ASSERT_EQ(ca.errors[2], HERD_EBADJSON);
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+/* A line that never ends closes the channel with HERD_ELINETOOLONG while
+ * herd holds no more than about the limit. */
+TEST_IMPL(ipc_line_too_long) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  int raw;
+  char chunk[4096];
+  int closed = 0;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  herd_ipc_set_max_line(&a, 100000);
+  write_all(raw, "{\"fine\":true}\n\"", 15);
+  memset(chunk, 'a', sizeof(chunk));
+  herd__nonblock(raw, 1);
+  /* Keep writing (the peer never ends its line) until the channel gives up;
+   * the socket then reports EPIPE/ECONNRESET. */
+  for (int i = 0; i < 5000 && !closed; i++) {
+    ssize_t w = send(raw, chunk, sizeof(chunk), MSG_NOSIGNAL);
+    if (w < 0 && errno != EAGAIN)
+      closed = 1;
+    uv_run(&loop, UV_RUN_NOWAIT);
+  }
+  ASSERT(closed);
+  ASSERT_EQ(ca.nerrors, 1);
+  ASSERT_EQ(ca.errors[0], HERD_ELINETOOLONG);
+  ASSERT_EQ(ca.messages, 1);
+  close(raw);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+/* The peer goes away in the middle of a line: a disconnect, not an error,
+ * and the partial line is dropped. */
+TEST_IMPL(ipc_peer_close_mid_message) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  int raw;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  write_all(raw, "[1]\n{\"half\":", 12);
+  close(raw);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.messages, 1);
+  ASSERT_EQ(ca.nerrors, 0);
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+static void send_raw_fd(int sock, const char* data, int fd) {
+  struct msghdr msg;
+  struct iovec iov;
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl;
+  struct cmsghdr* cm;
+  memset(&msg, 0, sizeof(msg));
+  iov.iov_base = (void*)data;
+  iov.iov_len = strlen(data);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = ctl.buf;
+  msg.msg_controllen = sizeof(ctl.buf);
+  cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+  ASSERT_EQ(sendmsg(sock, &msg, 0), (ssize_t)strlen(data));
+}
+
+static int internal_seen;
+static void on_internal(herd_ipc_t* ipc, const char* json, size_t len,
+                        herd_handle_t* handle) {
+  (void)ipc;
+  (void)handle;
+  ASSERT_EQ(json[len], '\0');
+  internal_seen++;
+}
+
+/* An fd without NODE_HANDLE is closed; NODE_HANDLE without an fd is NACKed;
+ * internal messages never reach the message callback. */
+TEST_IMPL(ipc_stray_fds_and_internal) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  int raw, fds_before, devnull;
+  char buf[512];
+  static const char lines[] =
+      "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{\"x\":1}}\n"
+      "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":0}\n"
+      "{\"cmd\":\"NODE_\"}\n";
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  herd__ipc_set_internal_cb(&a, on_internal);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  fds_before = test_count_fds();
+  devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  send_raw_fd(raw, "{\"plain\":1}\n", devnull);
+  close(devnull);
+  write_all(raw, lines, strlen(lines));
+  read_until(&loop, raw, "{\"cmd\":\"NODE_HANDLE_NACK\"}\n", buf, sizeof(buf));
+  for (int i = 0; i < 100 && ca.messages < 2; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT_EQ(ca.messages, 2); /* {"plain":1} and {"cmd":"NODE_"} */
+  ASSERT_EQ(internal_seen, 1);
+  ASSERT_EQ(test_count_fds(), fds_before);
+  close(raw);
+  test_loop_run_close(&loop);
+  return 0;
+}
+
+static int nack_status = 1;
+static void on_nack_done(herd_ipc_t* ipc, int status, void* arg) {
+  (void)ipc;
+  (void)arg;
+  nack_status = status;
+}
+
+/* A peer that keeps refusing a handle: herd resends it three times, then
+ * fails the send with HERD_EHANDLENACK; messages queued behind it go on. */
+TEST_IMPL(ipc_handle_nack) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  int raw, sent = 0;
+  char buf[8192];
+  size_t n = 0;
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_OK(herd_ipc_send_fd(&a, "{\"h\":1}", 7, fd, "net.Native", on_nack_done,
+                             NULL));
+  close(fd);
+  ASSERT_OK(herd_ipc_send(&a, "\"after\"", 7));
+  herd__nonblock(raw, 1);
+  for (int i = 0; i < 2000 && nack_status == 1; i++) {
+    ssize_t r;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    r = recv(raw, buf + n, sizeof(buf) - 1 - n, 0);
+    if (r > 0) {
+      /* Received fds were closed by the kernel: no cmsg buffer given. */
+      n += (size_t)r;
+      buf[n] = '\0';
+      for (char* p = buf; (p = strstr(p, "NODE_HANDLE\"")) != NULL; p++) {
+        sent++;
+        write_all(raw, "{\"cmd\":\"NODE_HANDLE_NACK\"}\n", 27);
+      }
+      n = 0;
+    }
+    test_sleep_ms(1);
+  }
+  ASSERT_EQ(nack_status, HERD_EHANDLENACK);
+  ASSERT_EQ(sent, 4);
+  read_until(&loop, raw, "\"after\"\n", buf, sizeof(buf));
+  close(raw);
+  test_loop_run_close(&loop);
+  return 0;
+}
+
+static void drain_sender(herd_ipc_t* ipc);
+static int drain_sent;
+static const int drain_total = 100000;
+
+static void drain_sender(herd_ipc_t* ipc) {
+  char msg[64];
+  while (drain_sent < drain_total) {
+    int n = snprintf(msg, sizeof(msg), "{\"i\":%d,\"pad\":\"%032d\"}",
+                     drain_sent, 0);
+    int r = herd_ipc_send(ipc, msg, (size_t)n);
+    ASSERT(r == 0 || r == 1);
+    drain_sent++;
+    if (r == 1)
+      return; /* wait for drain */
+  }
+  herd_ipc_disconnect(ipc);
+}
+
+static void on_drain(herd_ipc_t* ipc) {
+  count_drain(ipc);
+  drain_sender(ipc);
+}
+
+/* send() says "full" above the high-water mark, nothing is dropped, and the
+ * drain callback says when to go on. */
+TEST_IMPL(ipc_backpressure) {
+  uv_loop_t loop;
+  herd_ipc_t a, b;
+  herd_ipc_callbacks_t ea = counting;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  ea.drain = on_drain;
+  ASSERT_OK(herd_ipc_start(&a, &ea));
+  ASSERT_OK(herd_ipc_start(&b, &counting));
+  drain_sender(&a);
+  ASSERT(herd_ipc_queued_bytes(&a) > HERD_IPC_HIGH_WATER);
+  test_loop_run_close(&loop);
+  ASSERT_GE(ca.drains, 1);
+  ASSERT_EQ(cb_.messages, drain_total);
+  ASSERT_EQ(cb_.next_i, drain_total);
+  ASSERT_EQ(cb_.disconnects, 1);
+  return 0;
+}
+
+/* Messages sent before herd_ipc_start() on the other end wait for it. */
+TEST_IMPL(ipc_buffer_until_start) {
+  uv_loop_t loop;
+  herd_ipc_t a, b;
+  int done = 0;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_OK(herd_ipc_send(&a, "{\"i\":0}", 7));
+  ASSERT_OK(herd_ipc_send(&a, "{\"i\":1}", 7));
+  run_for(&loop, 50, &done);
+  ASSERT_EQ(cb_.messages, 0);
+  ASSERT_OK(herd_ipc_start(&b, &counting));
+  for (int i = 0; i < 100 && cb_.messages < 2; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT_EQ(cb_.messages, 2);
+  herd_ipc_disconnect(&a);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(cb_.disconnects, 1);
+  return 0;
+}
+
+TEST_IMPL(ipc_open_parent_env) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  int sv[2];
+
+  ASSERT_OK(uv_loop_init(&loop));
+  unsetenv("NODE_CHANNEL_FD");
+  ASSERT_EQ(herd_ipc_open_parent(&loop, &a), HERD_ENOCHANNEL);
+
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  {
+    char num[16];
+    snprintf(num, sizeof(num), "%d", sv[0]);
+    setenv("NODE_CHANNEL_FD", num, 1);
+    setenv("NODE_CHANNEL_SERIALIZATION_MODE", "advanced", 1);
+    ASSERT_EQ(herd_ipc_open_parent(&loop, &a), HERD_EADVANCED);
+    ASSERT(getenv("NODE_CHANNEL_FD") == NULL);
+    ASSERT(getenv("NODE_CHANNEL_SERIALIZATION_MODE") == NULL);
+    /* The refused fd is closed so the parent sees the channel end. */
+    ASSERT_EQ(recv(sv[1], num, 1, 0), 0);
+    close(sv[1]);
+
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv + 0), 0);
+    close(sv[1]);
+    snprintf(num, sizeof(num), "%d", sv[0]);
+    setenv("NODE_CHANNEL_FD", num, 1);
+    setenv("NODE_CHANNEL_SERIALIZATION_MODE", "json", 1);
+    ASSERT_OK(herd_ipc_open_parent(&loop, &a));
+    ASSERT(getenv("NODE_CHANNEL_FD") == NULL);
+    ASSERT(getenv("NODE_CHANNEL_SERIALIZATION_MODE") == NULL);
+    memset(&ca, 0, sizeof(ca));
+    a.data = &ca;
+    ASSERT_OK(herd_ipc_start(&a, &counting));
+  }
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
