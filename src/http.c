@@ -19,7 +19,7 @@
 #define HTTP_BUF_SLACK 1024
 /* The response buffer that lives inline in each connection; a bigger batch of
  * responses moves to the heap for as long as it is needed. */
-#define HTTP_OUT_INLINE 4096
+#define HTTP_OUT_INLINE 1024
 
 typedef struct http_conn_s http_conn_t;
 
@@ -55,7 +55,6 @@ struct http_conn_s {
   http_conn_t* next;
   http_conn_t* prev;
   herd_http_req_t req;
-  herd_http_header_t headers[HTTP_MAX_HEADERS];
   uint64_t last_active;
   /* The read buffer: [0, parsed) went through llhttp, [parsed, end) waits.
    * While a request head's spans point into it, nothing from span_base on may
@@ -87,6 +86,9 @@ struct http_conn_s {
   unsigned eof : 1;
   unsigned closing : 1;
   unsigned dead : 1; /* handle closed, the handler still owes an answer */
+  /* The rest is not cleared on creation: only the few pages a small request
+   * touches become resident, which keeps idle connections cheap. */
+  herd_http_header_t headers[HTTP_MAX_HEADERS];
   char out_inline[HTTP_OUT_INLINE];
   char buf[];
 };
@@ -834,8 +836,7 @@ static http_conn_t* conn_new(struct herd_http_private_s* priv) {
   http_conn_t* conn = herd__malloc(sizeof(*conn) + priv->buf_size);
   if (conn == NULL)
     return NULL;
-  /* Only the bookkeeping is cleared: the buffers are written before read. */
-  memset(conn, 0, offsetof(http_conn_t, out_inline));
+  memset(conn, 0, offsetof(http_conn_t, headers));
   conn->priv = priv;
   conn->req.server = priv->server;
   conn->req.conn = conn;

@@ -1,2 +1,51 @@
 /* Tests of the process module: TEST(name, timeout_ms) and HELPER(name). */
-#define HERD_TESTS_PROCESS(TEST, HELPER) /* end */
+#define HERD_TESTS_PROCESS(TEST, HELPER)         \
+  TEST(process_exit_code, 5000)                  \
+  TEST(process_exit_signal, 5000)                \
+  TEST(process_close_after_exit_and_pipes, 5000) \
+  TEST(process_unread_pipes_drained, 5000)       \
+  TEST(process_argv0, 5000)                      \
+  TEST(process_cwd, 5000)                        \
+  TEST(process_env_replace, 5000)                \
+  TEST(process_env_extend, 5000)                 \
+  TEST(process_path_from_child_env, 5000)        \
+  TEST(process_stdio_ignore, 5000)               \
+  TEST(process_stdio_fd_and_inherit, 5000)       \
+  TEST(process_stdio_fd_overlap, 5000)           \
+  TEST(process_detached, 5000)                   \
+  TEST(process_shell, 5000)                      \
+  TEST(process_kill, 5000)                       \
+  TEST(process_ref_unref, 5000)                  \
+  TEST(process_timeout, 5000)                    \
+  TEST(process_timeout_escalation, 5000)         \
+  TEST(process_abort, 5000)                      \
+  TEST(process_spawn_errors, 5000)               \
+  TEST(process_spawn_errors_fork_path, 5000)     \
+  TEST(process_emfile, 5000)                     \
+  TEST(process_no_fd_leak, 5000)                 \
+  TEST(process_no_zombies, 5000)                 \
+  TEST(process_close_before_exit, 8000)          \
+  TEST(process_stream_100mb, 15000)              \
+  TEST(process_loop_never_blocks, 10000)         \
+  TEST(process_uid_gid, 5000)                    \
+  TEST(process_ipc_channel, 5000)                \
+  TEST(process_stdin_write_end, 5000)            \
+  TEST(exec_output, 5000)                        \
+  TEST(exec_file_output, 5000)                   \
+  TEST(exec_file_no_shell, 5000)                 \
+  TEST(exec_max_buffer, 5000)                    \
+  TEST(exec_max_buffer_default, 5000)            \
+  TEST(exec_failed, 5000)                        \
+  TEST(exec_timeout, 5000)                       \
+  TEST(exec_spawn_error, 5000)                   \
+  TEST(exec_abort, 5000)                         \
+  TEST(spawn_sync_input, 5000)                   \
+  TEST(spawn_sync_status, 5000)                  \
+  TEST(spawn_sync_timeout, 5000)                 \
+  TEST(spawn_sync_enobufs, 5000)                 \
+  TEST(spawn_sync_private_loop, 5000)            \
+  TEST(exec_sync_stderr_inherit, 5000)           \
+  TEST(exec_sync_failed, 5000)                   \
+  HELPER(process_fd_targets)                     \
+  HELPER(process_sid)                            \
+  HELPER(process_list_fds)

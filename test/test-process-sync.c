@@ -1,0 +1,148 @@
+/* Tests of herd_spawn_sync(), herd_exec_sync() and herd_exec_file_sync(). */
+#include "task.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+TEST_IMPL(spawn_sync_input) {
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t r;
+  memset(&o, 0, sizeof(o));
+  o.input = "fed to stdin";
+  o.input_len = 12;
+  ASSERT_OK(herd_spawn_sync("cat", NULL, &o, &r));
+  ASSERT_EQ(r.status, 0);
+  ASSERT_EQ(r.signal, 0);
+  ASSERT(r.pid > 0);
+  ASSERT_STR_EQ(r.out, "fed to stdin");
+  ASSERT_EQ(r.out_len, 12);
+  ASSERT_STR_EQ(r.err, "");
+  herd_sync_result_free(&r);
+  return 0;
+}
+
+TEST_IMPL(spawn_sync_status) {
+  const char* args[] = {"-c", "echo o; echo e >&2; exit 5", NULL};
+  const char* kill_args[] = {"-c", "kill -USR1 $$", NULL};
+  herd_sync_result_t r;
+  /* A non-zero status is not an error for spawn_sync. */
+  ASSERT_OK(herd_spawn_sync("/bin/sh", args, NULL, &r));
+  ASSERT_EQ(r.status, 5);
+  ASSERT_STR_EQ(r.out, "o\n");
+  ASSERT_STR_EQ(r.err, "e\n");
+  herd_sync_result_free(&r);
+  ASSERT_OK(herd_spawn_sync("/bin/sh", kill_args, NULL, &r));
+  ASSERT_EQ(r.status, -1);
+  ASSERT_EQ(r.signal, SIGUSR1);
+  herd_sync_result_free(&r);
+  ASSERT_EQ(herd_spawn_sync("/nonexistent/x", NULL, NULL, &r), UV_ENOENT);
+  ASSERT_EQ(r.error, UV_ENOENT);
+  herd_sync_result_free(&r);
+  return 0;
+}
+
+TEST_IMPL(spawn_sync_timeout) {
+  const char* args[] = {"10", NULL};
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t r;
+  memset(&o, 0, sizeof(o));
+  o.timeout = 100;
+  ASSERT_EQ(herd_spawn_sync("sleep", args, &o, &r), UV_ETIMEDOUT);
+  ASSERT_EQ(r.error, UV_ETIMEDOUT);
+  ASSERT_EQ(r.status, -1);
+  ASSERT_EQ(r.signal, SIGTERM);
+  herd_sync_result_free(&r);
+  return 0;
+}
+
+TEST_IMPL(spawn_sync_enobufs) {
+  const char* args[] = {"-c", "head -c 600 /dev/zero; exec cat /dev/zero >&2",
+                        NULL};
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t r;
+  memset(&o, 0, sizeof(o));
+  o.max_buffer = 1000;
+  /* Both pipes count together: 600 on stdout + 400 on stderr. */
+  ASSERT_EQ(herd_spawn_sync("/bin/sh", args, &o, &r), UV_ENOBUFS);
+  ASSERT_EQ(r.out_len + r.err_len, 1000);
+  ASSERT_EQ(r.out_len, 600);
+  ASSERT_EQ(r.signal, SIGTERM);
+  herd_sync_result_free(&r);
+  return 0;
+}
+
+/* The caller's loop is untouched: a timer due during the call does not run
+ * inside it. */
+static int timer_ran;
+static void sync_timer_cb(uv_timer_t* t) {
+  timer_ran++;
+  uv_close((uv_handle_t*)t, NULL);
+}
+
+TEST_IMPL(spawn_sync_private_loop) {
+  const char* args[] = {"0.1", NULL};
+  uv_loop_t loop;
+  uv_timer_t t;
+  herd_sync_result_t r;
+  ASSERT_OK(uv_loop_init(&loop));
+  ASSERT_OK(uv_timer_init(&loop, &t));
+  ASSERT_OK(uv_timer_start(&t, sync_timer_cb, 1, 0));
+  ASSERT_OK(herd_spawn_sync("sleep", args, NULL, &r));
+  herd_sync_result_free(&r);
+  ASSERT_EQ(timer_ran, 0);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(timer_ran, 1);
+  return 0;
+}
+
+/* exec_sync: stdout captured, stderr straight to the parent's stderr. */
+TEST_IMPL(exec_sync_stderr_inherit) {
+  char path[] = "/tmp/herd-stderr-XXXXXX";
+  int fd = mkstemp(path);
+  int saved;
+  herd_sync_result_t r;
+  char* text;
+  ASSERT(fd >= 0);
+  unlink(path);
+  saved = fcntl(2, F_DUPFD_CLOEXEC, 10);
+  ASSERT_EQ(dup2(fd, 2), 2);
+  ASSERT_OK(herd_exec_sync("echo to-out; echo to-err >&2", NULL, &r));
+  ASSERT_EQ(dup2(saved, 2), 2);
+  close(saved);
+  ASSERT_STR_EQ(r.out, "to-out\n");
+  ASSERT(r.err == NULL);
+  herd_sync_result_free(&r);
+  {
+    char procpath[64];
+    snprintf(procpath, sizeof(procpath), "/proc/self/fd/%d", fd);
+    text = test_read_file(procpath, NULL);
+  }
+  close(fd);
+  ASSERT(text != NULL);
+  ASSERT_STR_EQ(text, "to-err\n");
+  free(text);
+  return 0;
+}
+
+TEST_IMPL(exec_sync_failed) {
+  const char* args[] = {"-c", "echo out; exit 2", NULL};
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t r;
+  memset(&o, 0, sizeof(o));
+  ASSERT_EQ(herd_exec_sync("echo out; exit 2", NULL, &r), HERD_ECMDFAILED);
+  ASSERT_EQ(r.status, 2);
+  ASSERT_STR_EQ(r.out, "out\n");
+  herd_sync_result_free(&r);
+  ASSERT_EQ(herd_exec_file_sync("/bin/sh", args, NULL, &r), HERD_ECMDFAILED);
+  ASSERT_EQ(r.status, 2);
+  herd_sync_result_free(&r);
+  ASSERT_OK(herd_exec_file_sync("/bin/echo", args, NULL, &r));
+  ASSERT_STR_EQ(r.out, "-c echo out; exit 2\n");
+  herd_sync_result_free(&r);
+  o.timeout = 100;
+  ASSERT_EQ(herd_exec_sync("exec sleep 10", &o, &r), UV_ETIMEDOUT);
+  ASSERT_EQ(r.signal, SIGTERM);
+  herd_sync_result_free(&r);
+  return 0;
+}
