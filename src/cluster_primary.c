@@ -42,8 +42,7 @@ struct herd_worker_private_s {
   char** envp;
 };
 
-static const char kPolicyNames[][10] = {"default", "rr", "shared",
-                                        "reuseport"};
+static const char kPolicyNames[][10] = {"default", "rr", "shared", "reuseport"};
 
 const char* herd_sched_policy_name(herd_sched_policy_t policy) {
   if ((int)policy < 0 || (int)policy > HERD_SCHED_REUSEPORT)
@@ -505,8 +504,8 @@ int64_t herd__cluster_send(herd_worker_t* worker, const char* fields, int fd) {
     if (buf == NULL)
       return UV_ENOMEM;
   }
-  n = snprintf(buf, need, "{\"cmd\":\"NODE_CLUSTER\",%s%s\"seq\":%lld}",
-               fields, fields[0] ? "," : "", (long long)seq);
+  n = snprintf(buf, need, "{\"cmd\":\"NODE_CLUSTER\",%s%s\"seq\":%lld}", fields,
+               fields[0] ? "," : "", (long long)seq);
   if (fd >= 0)
     r = herd_ipc_send_fd(worker->child.channel, buf, (size_t)n, fd,
                          "net.Native", NULL, NULL);
@@ -627,8 +626,8 @@ int herd_cluster_listen(herd_cluster_t* cluster, const char* host, int port,
     return r;
   freeze_policy(cluster);
   /* The key a worker's first listen(port, host) asks for: index 0. */
-  snprintf(key, sizeof(key), "%s:%d:%d:undefined:0", host ? host : "null",
-           port, type);
+  snprintf(key, sizeof(key), "%s:%d:%d:undefined:0", host ? host : "null", port,
+           type);
   if (handle_find(cluster, key) != NULL)
     return UV_EADDRINUSE;
   h = handle_new(cluster, key, host, type, port, backlog);
@@ -703,8 +702,8 @@ static void query_server(herd_worker_t* w, const char* json, size_t len) {
 
   /* UDP, pipe paths and listen({fd}) are not shared by herd's primary. */
   type = atoi(atype);
-  if (atype[0] == '"' || port < 0 || port > 65535 ||
-      (type != 4 && type != 6) || strcmp(fdraw, "undefined") != 0) {
+  if (atype[0] == '"' || port < 0 || port > 65535 || (type != 4 && type != 6) ||
+      strcmp(fdraw, "undefined") != 0) {
     reply_errno(w, key, seq, UV_ENOTSUP);
     return;
   }
@@ -774,8 +773,7 @@ static void on_listening(herd_worker_t* w, const char* json, size_t len) {
   info.address_type = 4;
   if (json_raw(json, len, "addressType", raw, sizeof(raw)) == 0)
     info.address_type = atoi(raw);
-  if (herd_json_get_string(json, len, "address", address, sizeof(address)) >=
-      0)
+  if (herd_json_get_string(json, len, "address", address, sizeof(address)) >= 0)
     info.address = address;
   w->state = HERD_WORKER_LISTENING;
   if (cluster->cb.listening != NULL)
@@ -803,7 +801,7 @@ static void on_close(herd_worker_t* w, const char* json, size_t len) {
 }
 
 static void on_internal(herd_ipc_t* ipc, const char* json, size_t len,
-                               herd_handle_t* handle) {
+                        herd_handle_t* handle) {
   herd_worker_t* w = ipc->data;
   herd_cluster_t* cluster = w->cluster;
   char cmd[16], act[32];

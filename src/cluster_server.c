@@ -29,9 +29,9 @@ struct herd_server_private_s {
   int closes;
   int listen_status;
   int64_t query_seq;
-  char* key;        /* the primary's key for this server */
-  char* query;      /* the queryServer fields, reused for "listening" */
-  char* index_key;  /* address:port:type:fd */
+  char* key;       /* the primary's key for this server */
+  char* query;     /* the queryServer fields, reused for "listening" */
+  char* index_key; /* address:port:type:fd */
   int backlog;
   herd_server_connection_cb connection_cb;
   herd_server_listen_cb listen_cb;

@@ -12,9 +12,9 @@
 
 /* A crashed worker is restarted after this delay, doubled while workers
  * keep dying young, up to the maximum. */
-#define RESPAWN_MIN_MS   100
-#define RESPAWN_MAX_MS   5000
-#define YOUNG_WORKER_MS  1000
+#define RESPAWN_MIN_MS  100
+#define RESPAWN_MAX_MS  5000
+#define YOUNG_WORKER_MS 1000
 /* After SIGINT/SIGTERM the workers get this long to finish in-flight work
  * before they are killed. */
 #define SHUTDOWN_GRACE_MS 10000
@@ -153,8 +153,8 @@ static int worker_main(const demo_options_t* o) {
   if (r == 0)
     r = herd_server_init(loop, &worker_server);
   if (r == 0)
-    r = herd_server_listen(&worker_server, o->host, o->port, 511,
-                           on_connection, on_worker_listen);
+    r = herd_server_listen(&worker_server, o->host, o->port, 511, on_connection,
+                           on_worker_listen);
   if (r != 0) {
     fprintf(stderr, "herd: worker: %s\n", herd_strerror(r));
     return 1;
