@@ -1,0 +1,93 @@
+/* A herd primary with real Node.js workers (test/fixtures/cluster-worker.js):
+ * their http.createServer().listen() gets its socket from herd under rr and
+ * shared, they serve requests, and their process.send() messages reach the
+ * primary's message callback. */
+#include "test-cluster.h"
+
+#include <signal.h>
+
+static char script[1024];
+static const char* node_args[3];
+
+static void node_client(void* arg) {
+  tc_cluster_t* t = arg;
+  char body[64];
+
+  if (t->cluster.policy == HERD_SCHED_SHARED) {
+    /* One accept queue for both: stop one worker at a time so that each
+     * must serve. */
+    for (int round = 0; round < 2; round++) {
+      int stopped = t->pid[round == 0 ? 1 : 2];
+      ASSERT_EQ(kill(stopped, SIGSTOP), 0);
+      ASSERT(tc_wait_state(stopped, 'T', 2000));
+      for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(tc_http_get(t->port, body, sizeof(body), 5000), 200);
+        ASSERT_EQ(tc_count_body(t, body), round == 0 ? 2 : 1);
+      }
+      ASSERT_EQ(kill(stopped, SIGCONT), 0);
+    }
+    return;
+  }
+  for (int i = 0; i < 6; i++) {
+    ASSERT_EQ(tc_http_get(t->port, body, sizeof(body), 5000), 200);
+    ASSERT(tc_count_body(t, body) > 0);
+  }
+}
+
+static void node_on_message(tc_cluster_t* t, herd_worker_t* w, const char* json,
+                            size_t len) {
+  (void)w;
+  (void)json;
+  (void)len;
+  /* All six notifications arrived: let the workers go. */
+  if (t->notifies[1] + t->notifies[2] == 6 && *(int*)t->data == 1) {
+    *(int*)t->data = 2;
+    tc_cluster_finish(t);
+  }
+}
+
+static void node_client_done(void* arg) {
+  tc_cluster_t* t = arg;
+  *(int*)t->data = 1;
+  node_on_message(t, NULL, NULL, 0);
+}
+
+static void node_on_ready(tc_cluster_t* t) {
+  tc_job_start(&t->loop, node_client, node_client_done, t);
+}
+
+static void run_node(herd_sched_policy_t policy) {
+  tc_cluster_t t;
+  int phase = 0;
+  snprintf(script, sizeof(script), "%s/test/fixtures/cluster-worker.js",
+           test_source_dir());
+  node_args[0] = "0";
+  node_args[1] = NULL;
+  tc_cluster_init(&t, policy, "node", script, node_args);
+  t.data = &phase;
+  t.want_listening = 2;
+  t.on_ready = node_on_ready;
+  t.on_message = node_on_message;
+  tc_cluster_fork(&t, 2);
+  tc_cluster_run(&t);
+  ASSERT_EQ(phase, 2);
+  ASSERT(t.served[1] >= 1);
+  ASSERT(t.served[2] >= 1);
+  ASSERT_EQ(t.served[1] + t.served[2], 6);
+  ASSERT_EQ(t.notifies[1] + t.notifies[2], 6);
+  /* Node's worker closes its server on {"act":"disconnect"} and exits. */
+  ASSERT_EQ(t.exit_code[1], 0);
+  ASSERT_EQ(t.exit_code[2], 0);
+  ASSERT_EQ(t.exit_ead[1], 1);
+  ASSERT_EQ(t.exit_ead[2], 1);
+}
+
+TEST_IMPL(cluster_node_rr) {
+  run_node(HERD_SCHED_RR);
+  return 0;
+}
+
+TEST_IMPL(cluster_node_shared) {
+  run_node(HERD_SCHED_SHARED);
+  return 0;
+}
