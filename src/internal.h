@@ -83,7 +83,7 @@ struct herd__cluster_handle_s {
   int port;       /* as asked */
   int bound_port; /* the actual one */
   int backlog;
-  int pinned; /* opened by herd_cluster_listen(): lives while the cluster does */
+  int pinned; /* from herd_cluster_listen(): lives as long as the cluster */
   herd__cluster_member_t* members;
   int nmembers;
   int cap_members;
