@@ -69,7 +69,9 @@ herd_sched_policy_t herd_cluster_default_policy(void) {
   p = herd_sched_policy_parse(getenv("NODE_CLUSTER_SCHED_POLICY"));
   if (p == HERD_SCHED_RR || p == HERD_SCHED_SHARED)
     return (herd_sched_policy_t)p;
-  return HERD_SCHED_RR;
+  /* Measured with bench/http (docs/cluster.md): as fair as rr, as fast as
+   * shared or faster, and the primary stays out of the data path. */
+  return HERD_SCHED_REUSEPORT;
 }
 
 int herd_cluster_is_primary(void) {

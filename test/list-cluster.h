@@ -9,6 +9,7 @@
   TEST(cluster_server_standalone, 5000)           \
   TEST(cluster_node_rr, 15000)                    \
   TEST(cluster_node_shared, 15000)                \
+  TEST(cluster_node_reuseport, 15000)             \
   TEST(cluster_rr_declined, 10000)                \
   TEST(cluster_rr_inflight_to_dead_worker, 10000) \
   TEST(cluster_reuseport_slot_backlog, 15000)     \

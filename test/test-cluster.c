@@ -295,14 +295,17 @@ TEST_IMPL(cluster_policy_env) {
 
   unsetenv("HERD_SCHED_POLICY");
   unsetenv("NODE_CLUSTER_SCHED_POLICY");
-  ASSERT_EQ(herd_cluster_default_policy(), HERD_SCHED_RR);
+  ASSERT_EQ(herd_cluster_default_policy(), HERD_SCHED_REUSEPORT);
   setenv("NODE_CLUSTER_SCHED_POLICY", "none", 1);
   ASSERT_EQ(herd_cluster_default_policy(), HERD_SCHED_SHARED);
+  setenv("NODE_CLUSTER_SCHED_POLICY", "rr", 1);
+  ASSERT_EQ(herd_cluster_default_policy(), HERD_SCHED_RR);
   /* Node's variable knows rr and none only. */
   setenv("NODE_CLUSTER_SCHED_POLICY", "reuseport", 1);
-  ASSERT_EQ(herd_cluster_default_policy(), HERD_SCHED_RR);
-  setenv("HERD_SCHED_POLICY", "reuseport", 1);
   ASSERT_EQ(herd_cluster_default_policy(), HERD_SCHED_REUSEPORT);
+  setenv("NODE_CLUSTER_SCHED_POLICY", "rr", 1);
+  setenv("HERD_SCHED_POLICY", "shared", 1);
+  ASSERT_EQ(herd_cluster_default_policy(), HERD_SCHED_SHARED);
   unsetenv("HERD_SCHED_POLICY");
   unsetenv("NODE_CLUSTER_SCHED_POLICY");
 

@@ -24,7 +24,7 @@ extern "C" {
 /* How the connections of one port are spread over the workers. */
 typedef enum {
   /* HERD_SCHED_POLICY (rr, shared, reuseport), else NODE_CLUSTER_SCHED_POLICY
-   * (rr, none), else HERD_SCHED_RR. */
+   * (rr, none), else HERD_SCHED_REUSEPORT (see docs/cluster.md for why). */
   HERD_SCHED_DEFAULT = 0,
   /* Node's SCHED_RR: the primary listens and accepts, and hands each
    * connection to the next free worker. Fair; no connection is lost when a

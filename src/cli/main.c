@@ -8,21 +8,22 @@
 
 void herd_cli_usage(void* fp) {
   FILE* f = fp;
-  fprintf(f,
-          "usage: herd demo [--host ADDR] [--port N] [--workers N|auto]\n"
-          "                 [--policy rr|shared|reuseport]\n"
-          "       herd --help | --version\n"
-          "\n"
-          "demo: a primary forks one worker per CPU (auto) that answer HTTP\n"
-          "requests with \"123123\\n\" and report each one to the primary,\n"
-          "which prints \"requests = N\" once a second. SIGINT or SIGTERM\n"
-          "stops the workers gracefully and prints \"total requests = N\".\n"
-          "\n"
-          "  --host ADDR      numeric IPv4/IPv6 address to bind (127.0.0.1)\n"
-          "  --port N         TCP port, 0 picks a free one (8000)\n"
-          "  --workers N      number of workers, or auto: one per CPU (auto)\n"
-          "  --policy P       how connections reach the workers: rr, shared\n"
-          "                   or reuseport (HERD_SCHED_POLICY, else rr)\n");
+  fprintf(
+      f,
+      "usage: herd demo [--host ADDR] [--port N] [--workers N|auto]\n"
+      "                 [--policy rr|shared|reuseport]\n"
+      "       herd --help | --version\n"
+      "\n"
+      "demo: a primary forks one worker per CPU (auto) that answer HTTP\n"
+      "requests with \"123123\\n\" and report each one to the primary,\n"
+      "which prints \"requests = N\" once a second. SIGINT or SIGTERM\n"
+      "stops the workers gracefully and prints \"total requests = N\".\n"
+      "\n"
+      "  --host ADDR      numeric IPv4/IPv6 address to bind (127.0.0.1)\n"
+      "  --port N         TCP port, 0 picks a free one (8000)\n"
+      "  --workers N      number of workers, or auto: one per CPU (auto)\n"
+      "  --policy P       how connections reach the workers: rr, shared\n"
+      "                   or reuseport (HERD_SCHED_POLICY, else reuseport)\n");
 }
 
 int main(int argc, char** argv) {
