@@ -28,9 +28,27 @@ static void worker_on_connection(herd_server_t* server, int status) {
   ASSERT_OK(herd_http_server_adopt(&worker_http, fd));
 }
 
+static const char* worker_mode = "";
+static int worker_status;
+
+static void worker_on_http_closed(herd_http_server_t* server);
+
 static void worker_on_listen(herd_server_t* server, int status) {
+  if (strcmp(worker_mode, "inuse") == 0) {
+    /* The primary could not bind: the error arrives here, the server is
+     * closed by herd, and the worker leaves on its own. */
+    ASSERT_EQ(status, UV_EADDRINUSE);
+    worker_status = 5;
+    herd_http_server_close(&worker_http, worker_on_http_closed);
+    return;
+  }
   ASSERT_OK(status);
   ASSERT(server->port > 0);
+  if (strcmp(worker_mode, "leave") == 0) {
+    /* Node's worker.disconnect() from the worker's side. */
+    worker_status = 6;
+    herd_http_server_close(&worker_http, worker_on_http_closed);
+  }
 }
 
 static void worker_on_message(herd_ipc_t* ipc, const char* json, size_t len,
@@ -61,6 +79,9 @@ HELPER_IMPL(cluster_worker) {
   uv_loop_t loop;
   int port = argc > 1 ? atoi(argv[1]) : 0;
 
+  if (argc > 2)
+    worker_mode = argv[2];
+
   ASSERT(herd_cluster_is_worker());
   ASSERT(!herd_cluster_is_primary());
   ASSERT_OK(uv_loop_init(&loop));
@@ -81,7 +102,7 @@ HELPER_IMPL(cluster_worker) {
                                worker_on_connection, worker_on_listen));
   uv_run(&loop, UV_RUN_DEFAULT);
   test_loop_close(&loop);
-  return 0;
+  return worker_status;
 }
 
 /* fork / online / listening / message / exit, kill and disconnect. */
@@ -360,5 +381,89 @@ TEST_IMPL(cluster_server_standalone) {
   herd_server_close(&b, NULL);
   test_loop_run_close(&loop);
   ASSERT_EQ(a.connections, 1);
+  return 0;
+}
+
+/* A worker that disconnects by itself (exitedAfterDisconnect, acked by the
+ * primary) is marked exited_after_disconnect. */
+static void leave_on_exit(tc_cluster_t* t, herd_worker_t* w, int64_t code,
+                          int sig) {
+  (void)w;
+  (void)code;
+  (void)sig;
+  tc_cluster_finish(t);
+}
+
+TEST_IMPL(cluster_worker_disconnect) {
+  tc_cluster_t t;
+  tc_cluster_init(&t, HERD_SCHED_RR, NULL, NULL,
+                  test_helper_args("cluster_worker", "0", "leave"));
+  t.want_listening = 1;
+  t.on_exit = leave_on_exit;
+  tc_cluster_fork(&t, 1);
+  tc_cluster_run(&t);
+  ASSERT_EQ(t.listenings, 1);
+  ASSERT_EQ(t.exit_code[1], 6);
+  ASSERT_EQ(t.exit_ead[1], 1);
+  ASSERT_EQ(t.disconnects, 1);
+  return 0;
+}
+
+/* The primary cannot bind (the port is taken): the worker's listen callback
+ * gets the error, under every policy. */
+static void inuse_on_exit(tc_cluster_t* t, herd_worker_t* w, int64_t code,
+                          int sig) {
+  (void)w;
+  (void)code;
+  (void)sig;
+  tc_cluster_finish(t);
+}
+
+TEST_IMPL(cluster_listen_error) {
+  herd_server_t taken;
+  uv_loop_t loop;
+  char port[16];
+  ASSERT_OK(uv_loop_init(&loop));
+  ASSERT_OK(herd_server_init(&loop, &taken));
+  ASSERT_OK(herd_server_listen(&taken, "127.0.0.1", 0, 8, NULL, NULL));
+  snprintf(port, sizeof(port), "%d", taken.port);
+  for (int policy = HERD_SCHED_RR; policy <= HERD_SCHED_REUSEPORT; policy++) {
+    tc_cluster_t t;
+    tc_cluster_init(&t, (herd_sched_policy_t)policy, NULL, NULL,
+                    test_helper_args("cluster_worker", port, "inuse"));
+    t.on_exit = inuse_on_exit;
+    tc_cluster_fork(&t, 1);
+    tc_cluster_run(&t);
+    ASSERT_EQ(t.listenings, 0);
+    ASSERT_EQ(t.exit_code[1], 5);
+  }
+  herd_server_close(&taken, NULL);
+  test_loop_run_close(&loop);
+  return 0;
+}
+
+/* A worker program that cannot start: fork, then exit with start_error. */
+static void enoent_on_exit(tc_cluster_t* t, herd_worker_t* w, int64_t code,
+                           int sig) {
+  (void)code;
+  (void)sig;
+  *(int*)t->data = w->start_error;
+  tc_cluster_finish(t);
+}
+
+TEST_IMPL(cluster_fork_enoent) {
+  tc_cluster_t t;
+  int start_error = 0;
+  tc_cluster_init(&t, HERD_SCHED_RR, NULL, "/nonexistent/herd-worker", NULL);
+  t.data = &start_error;
+  t.on_exit = enoent_on_exit;
+  tc_cluster_fork(&t, 1);
+  tc_cluster_run(&t);
+  ASSERT_EQ(t.forks, 1);
+  ASSERT_EQ(t.onlines, 0);
+  ASSERT_EQ(t.exits, 1);
+  ASSERT_EQ(t.exit_code[1], -1);
+  ASSERT_EQ(t.exit_signal[1], 0);
+  ASSERT_EQ(start_error, UV_ENOENT);
   return 0;
 }
