@@ -65,11 +65,11 @@ static void exec_read_cb(herd_child_t* child, int fd, const char* buf,
   if (over < 0) {
     if (priv->error == 0)
       priv->error = UV_ENOMEM;
-    herd_child_kill(child, herd__child_kill_signal(child));
+    herd__child_terminate(child);
   } else if (over > 0 && priv->error == 0) {
     priv->error = HERD_EMAXBUFFER;
     priv->max_buffer_fd = fd;
-    herd_child_kill(child, herd__child_kill_signal(child));
+    herd__child_terminate(child);
   }
 }
 

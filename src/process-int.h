@@ -20,6 +20,7 @@ typedef struct herd__pipe_s {
   unsigned closing : 1; /* uv_close() or a shutdown is under way */
   unsigned reading : 1; /* herd reads it (for the user or to discard) */
   unsigned discard : 1; /* what is read is thrown away */
+  unsigned user : 1;    /* the user reads it: never drained by herd */
 } herd__pipe_t;
 
 enum {
@@ -44,7 +45,7 @@ struct herd_child_private_s {
   unsigned flags;
   int spawn_error;
   int pidfd;
-  int handles; /* libuv handles not yet closed */
+  int handles; /* libuv handles not yet closed, besides the timer */
   uv_poll_t poll;
   uv_timer_t timer;
   uint64_t timeout;
@@ -62,8 +63,9 @@ struct herd_child_private_s {
 /* spawn.c: whether the child's timeout expired (for exec and spawn_sync). */
 int herd__child_timed_out(const herd_child_t* child);
 
-/* spawn.c: the signal timeouts and aborts send (kill_signal, or SIGTERM). */
-int herd__child_kill_signal(const herd_child_t* child);
+/* spawn.c: kill_signal now, SIGKILL after kill_grace if still alive; sets
+ * child->killed. */
+void herd__child_terminate(herd_child_t* child);
 
 /* reaper.c: takes `pidfd` of the still-running child `pid`; a background
  * thread reaps the child when it exits and closes the pidfd. */

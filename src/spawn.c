@@ -318,22 +318,24 @@ static void child_deliver_error(herd_child_private_t* priv, int err) {
     priv->error_cb(priv->child, err);
 }
 
-static void timer_close_cb(uv_handle_t* h) {
+/* The timer is the child's last handle: close_cb runs from its close
+ * callback, so it always comes from the loop, whatever triggered the end. */
+static void timer_final_cb(uv_handle_t* h) {
   herd_child_private_t* priv =
       HERD_CONTAINER_OF(h, herd_child_private_t, timer);
-  priv->handles--;
-  child_maybe_finish(priv);
+  herd_child_t* child = priv->child;
+  herd_child_close_cb cb = priv->close_cb;
+  child->priv = NULL;
+  free(priv->buf);
+  free(priv);
+  if (cb != NULL)
+    cb(child);
 }
 
 static void poll_close_cb(uv_handle_t* h) {
   herd_child_private_t* priv = HERD_CONTAINER_OF(h, herd_child_private_t, poll);
   priv->handles--;
   child_maybe_finish(priv);
-}
-
-static void timer_close(herd_child_private_t* priv) {
-  if (!uv_is_closing((uv_handle_t*)&priv->timer))
-    uv_close((uv_handle_t*)&priv->timer, timer_close_cb);
 }
 
 static void abort_unlink(herd_child_private_t* priv) {
@@ -373,8 +375,8 @@ static void timer_cb(uv_timer_t* t) {
       HERD_CONTAINER_OF(t, herd_child_private_t, timer);
   if (priv->flags & HERD__CHILD_ERROR_PENDING) {
     priv->flags &= ~HERD__CHILD_ERROR_PENDING;
-    timer_close(priv);
     child_deliver_error(priv, priv->spawn_error);
+    child_maybe_finish(priv);
     return;
   }
   if (!(priv->flags & HERD__CHILD_RUNNING))
@@ -433,7 +435,7 @@ static void pipe_close(herd__pipe_t* p) {
 /* Reads and throws away what a pipe nobody reads still holds, so that the
  * child's close does not wait forever for it. */
 static void pipe_discard(herd__pipe_t* p) {
-  if (!p->open || p->closing || p->reading ||
+  if (!p->open || p->closing || p->reading || p->user ||
       uv_is_active((uv_handle_t*)&p->handle))
     return;
   p->reading = 1;
@@ -450,7 +452,7 @@ static void child_on_exit(herd_child_private_t* priv, int64_t status, int sig) {
   uv_close((uv_handle_t*)&priv->poll, poll_close_cb);
   close(priv->pidfd);
   priv->pidfd = -1;
-  timer_close(priv);
+  uv_timer_stop(&priv->timer);
   abort_unlink(priv);
   child->exited = 1;
   child->exit_status = status;
@@ -495,17 +497,11 @@ static void poll_cb(uv_poll_t* h, int status, int events) {
 }
 
 static void child_maybe_finish(herd_child_private_t* priv) {
-  herd_child_t* child = priv->child;
-  herd_child_close_cb cb;
   if (!(priv->flags & HERD__CHILD_DONE) || priv->handles > 0 ||
-      (priv->flags & HERD__CHILD_CHANNEL))
+      (priv->flags & (HERD__CHILD_CHANNEL | HERD__CHILD_ERROR_PENDING)) ||
+      uv_is_closing((uv_handle_t*)&priv->timer))
     return;
-  cb = priv->close_cb;
-  child->priv = NULL;
-  free(priv->buf);
-  free(priv);
-  if (cb != NULL)
-    cb(child);
+  uv_close((uv_handle_t*)&priv->timer, timer_final_cb);
 }
 
 void herd__child_channel_closed(herd_child_t* child) {
@@ -521,8 +517,9 @@ int herd__child_timed_out(const herd_child_t* child) {
   return child->priv != NULL && (child->priv->flags & HERD__CHILD_TIMED_OUT);
 }
 
-int herd__child_kill_signal(const herd_child_t* child) {
-  return child->priv != NULL ? child->priv->kill_signal : SIGTERM;
+void herd__child_terminate(herd_child_t* child) {
+  if (child->priv != NULL)
+    child_kill_escalate(child->priv);
 }
 
 /* Fills in the spawn failure; error_cb and close_cb follow from the loop. */
@@ -618,7 +615,6 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
     parent_end[i] = child_end[i] = tmp[i] = -1;
   }
   uv_timer_init(loop, &priv->timer);
-  priv->handles = 1;
 
   if (o->abort != NULL && o->abort->aborted) {
     child_fail(priv, UV_ECANCELED);
@@ -698,6 +694,10 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
     goto fail_nomem;
 
   exe = file;
+  if (file[0] == '\0') {
+    err = UV_ENOENT;
+    goto fail;
+  }
   if (strchr(file, '/') == NULL) {
     err = find_in_path(file, envp, pathbuf, sizeof(pathbuf));
     if (err != 0)
@@ -712,6 +712,26 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
   sp.uid = o->uid;
   sp.gid = o->gid;
   err = spawn_plan_run(&sp, &child->pid, &priv->pidfd);
+  if (err == -ENOEXEC) {
+    /* An executable without a #! line or ELF header is a shell script to
+     * execvp(), which Node's spawn relies on: run it with /bin/sh. */
+    size_t argc = 0;
+    char** shargv;
+    while (argv[argc] != NULL)
+      argc++;
+    shargv = herd__malloc((argc + 2) * sizeof(*shargv));
+    if (shargv == NULL) {
+      err = UV_ENOMEM;
+      goto fail_nomem;
+    }
+    shargv[0] = "/bin/sh";
+    shargv[1] = (char*)exe;
+    memcpy(shargv + 2, argv + 1, argc * sizeof(*shargv));
+    sp.path = "/bin/sh";
+    sp.argv = shargv;
+    err = spawn_plan_run(&sp, &child->pid, &priv->pidfd);
+    free(shargv);
+  }
   if (err != 0) {
     child->pid = 0;
     goto fail;
@@ -795,7 +815,7 @@ fail_nomem:
   priv->close_cb = NULL;
   priv->error_cb = NULL;
   priv->flags |= HERD__CHILD_DONE;
-  uv_close((uv_handle_t*)&priv->timer, timer_close_cb);
+  uv_close((uv_handle_t*)&priv->timer, timer_final_cb);
   return err;
 }
 
@@ -817,6 +837,7 @@ int herd_child_read_start(herd_child_t* child, int fd, herd_child_read_cb cb) {
   p = &child->priv->pipes[fd];
   child->priv->read_cb = cb;
   p->discard = 0;
+  p->user = 1;
   if (p->reading)
     return 0;
   r = uv_read_start(s, alloc_cb, read_cb);
@@ -916,11 +937,12 @@ void herd_child_close(herd_child_t* child) {
     }
     priv->pidfd = -1;
   }
-  timer_close(priv);
+  uv_timer_stop(&priv->timer);
   for (int i = 0; i < priv->npipes; i++)
     pipe_close(&priv->pipes[i]);
   if (child->channel != NULL)
     herd__ipc_detach(child->channel);
+  child_maybe_finish(priv);
 }
 
 void herd_abort_init(herd_abort_t* ab) {

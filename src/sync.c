@@ -50,13 +50,13 @@ static void sync_read_cb(herd_child_t* child, int fd, const char* buf,
   if (st->total + take > st->max_buffer) {
     take = st->max_buffer - st->total;
     st->error = UV_ENOBUFS;
-    herd_child_kill(child, herd__child_kill_signal(child));
+    herd__child_terminate(child);
   }
   st->total += take;
   if ((fd == 1 || fd == 2) && take > 0 && st->error != UV_ENOMEM) {
     if (sync_append(st, fd - 1, buf, take) != 0) {
       st->error = UV_ENOMEM;
-      herd_child_kill(child, herd__child_kill_signal(child));
+      herd__child_terminate(child);
     }
   }
 }
@@ -91,6 +91,8 @@ static int sync_run(const char* file, const char* const* args,
   uv_loop_t loop;
   int r;
 
+  if (result == NULL)
+    return UV_EINVAL;
   if (o == NULL)
     o = &defaults;
   memset(result, 0, sizeof(*result));

@@ -30,6 +30,9 @@
   TEST(process_uid_gid, 5000)                    \
   TEST(process_ipc_channel, 5000)                \
   TEST(process_stdin_write_end, 5000)            \
+  TEST(process_close_variants, 5000)             \
+  TEST(process_script_without_shebang, 5000)     \
+  TEST(process_paused_pipe_kept, 5000)           \
   TEST(exec_output, 5000)                        \
   TEST(exec_file_output, 5000)                   \
   TEST(exec_file_no_shell, 5000)                 \

@@ -291,6 +291,8 @@ TEST_IMPL(process_stdio_fd_and_inherit) {
   saved = fcntl(1, F_DUPFD_CLOEXEC, 10);
   ASSERT(saved >= 0);
   ASSERT_EQ(dup2(p[1], 1), 1);
+  /* Inherited means inherited even when the parent marked it CLOEXEC. */
+  ASSERT_EQ(fcntl(1, F_SETFD, FD_CLOEXEC), 0);
   opts_init(&o);
   o.stdio = stdio;
   o.stdio_count = 4;
@@ -650,7 +652,7 @@ TEST_IMPL(process_no_zombies) {
 
 TEST_IMPL(process_close_before_exit) {
   herd_spawn_options_t o;
-  const char* args[] = {"0.3", NULL};
+  const char* args[] = {"1", NULL};
   uv_loop_t loop;
   run_t r[3];
   opts_init(&o);
@@ -666,7 +668,7 @@ TEST_IMPL(process_close_before_exit) {
   }
   /* The children still run, and are reaped once they exit. */
   ASSERT_EQ(kill(r[0].child.pid, 0), 0);
-  wait_no_children(3000);
+  wait_no_children(4000);
   return 0;
 }
 
@@ -716,9 +718,17 @@ TEST_IMPL(process_stream_100mb) {
 }
 
 static int ticks;
+static int exits_seen;
 static void tick_cb(uv_timer_t* t) {
   (void)t;
-  ticks++;
+  /* Only ticks while some child still runs count. */
+  if (exits_seen < 50)
+    ticks++;
+}
+
+static void count_exit(herd_child_t* child, int64_t status, int sig) {
+  exits_seen++;
+  on_child_exit(child, status, sig);
 }
 
 static int loop_children_left;
@@ -738,6 +748,7 @@ TEST_IMPL(process_loop_never_blocks) {
   uv_loop_t loop;
   uv_timer_t timer;
   opts_init(&o);
+  o.exit_cb = count_exit;
   o.close_cb = count_close;
   ASSERT_OK(uv_loop_init(&loop));
   ASSERT_OK(uv_timer_init(&loop, &timer));
@@ -753,9 +764,10 @@ TEST_IMPL(process_loop_never_blocks) {
     ASSERT_EQ(r[i].exit_calls, 1);
     ASSERT_EQ(r[i].status, 0);
   }
-  /* 0.3 s of children at 10 ms per tick: about 30; blocking waits would
-   * leave a handful at most. */
-  ASSERT_GE(ticks, 15);
+  /* The last child runs at least 0.3 s after uv_run() starts: about 30
+   * ticks, fewer on a loaded machine; a loop blocked waiting for children
+   * would see next to none. */
+  ASSERT_GE(ticks, 5);
   return 0;
 }
 
@@ -818,5 +830,102 @@ TEST_IMPL(process_stdin_write_end) {
   test_loop_run_close(&loop);
   ASSERT_STR_EQ(r.out, "to cat\n");
   ASSERT_EQ(r.status, 0);
+  return 0;
+}
+
+static void close_in_exit(herd_child_t* child, int64_t status, int sig) {
+  run_t* r = (run_t*)child;
+  r->exit_calls++;
+  r->status = status;
+  r->sig = sig;
+  herd_child_close(child);
+  herd_child_close(child);
+}
+
+/* herd_child_close() at every stage still ends with exactly one close_cb,
+ * from the loop. */
+TEST_IMPL(process_close_variants) {
+  herd_spawn_options_t o;
+  uv_loop_t loop;
+  run_t r;
+  opts_init(&o);
+  ASSERT_OK(uv_loop_init(&loop));
+  /* Before a spawn failure was reported: the error is dropped. */
+  start(&loop, &r, "/nonexistent/program", NULL, &o);
+  herd_child_close(&r.child);
+  ASSERT_EQ(r.close_calls, 0);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(r.error_calls, 0);
+  ASSERT_EQ(r.close_calls, 1);
+  /* From exit_cb, twice. */
+  o.exit_cb = close_in_exit;
+  ASSERT_OK(uv_loop_init(&loop));
+  start(&loop, &r, "/bin/true", NULL, &o);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(r.exit_calls, 1);
+  ASSERT_EQ(r.status, 0);
+  ASSERT_EQ(r.close_calls, 1);
+  /* After exit, before close_cb, with an IPC channel. */
+  {
+    herd_stdio_t stdio[4] = {{HERD_STDIO_IGNORE, 0},
+                             {HERD_STDIO_IGNORE, 0},
+                             {HERD_STDIO_IGNORE, 0},
+                             {HERD_STDIO_IPC, 0}};
+    o.exit_cb = on_child_exit;
+    o.stdio = stdio;
+    o.stdio_count = 4;
+    ASSERT_OK(uv_loop_init(&loop));
+    start(&loop, &r, "/bin/true", NULL, &o);
+    while (r.exit_calls == 0)
+      ASSERT_EQ(uv_run(&loop, UV_RUN_ONCE), 1);
+    herd_child_close(&r.child);
+    ASSERT_EQ(r.close_calls, 0);
+    test_loop_run_close(&loop);
+    ASSERT_EQ(r.close_calls, 1);
+  }
+  return 0;
+}
+
+/* An executable file without #! runs through /bin/sh, as with execvp(). */
+TEST_IMPL(process_script_without_shebang) {
+  char path[] = "/tmp/herd-script-XXXXXX";
+  const char* args[] = {"arg1", NULL};
+  herd_spawn_options_t o;
+  run_t r;
+  int fd = mkstemp(path);
+  ASSERT(fd >= 0);
+  ASSERT_EQ(write(fd, "echo script $1\n", 15), 15);
+  close(fd);
+  ASSERT_EQ(chmod(path, 0755), 0);
+  opts_init(&o);
+  run_ok(&r, path, args, &o);
+  ASSERT_STR_EQ(r.out, "script arg1\n");
+  unlink(path);
+  return 0;
+}
+
+/* A pipe the user paused is not drained at exit: its data waits until
+ * reading resumes, and close_cb waits with it. */
+TEST_IMPL(process_paused_pipe_kept) {
+  herd_spawn_options_t o;
+  uv_loop_t loop;
+  run_t r;
+  opts_init(&o);
+  ASSERT_OK(uv_loop_init(&loop));
+  {
+    const char* args[] = {"-c", "echo kept", NULL};
+    start(&loop, &r, "/bin/sh", args, &o);
+  }
+  ASSERT_OK(herd_child_read_stop(&r.child, 1));
+  while (r.exit_calls == 0)
+    ASSERT_EQ(uv_run(&loop, UV_RUN_ONCE), 1);
+  for (int i = 0; i < 5; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT_EQ(r.close_calls, 0);
+  ASSERT_EQ(r.out_len, 0);
+  ASSERT_OK(herd_child_read_start(&r.child, 1, on_read));
+  test_loop_run_close(&loop);
+  ASSERT_STR_EQ(r.out, "kept\n");
+  ASSERT_EQ(r.close_calls, 1);
   return 0;
 }
