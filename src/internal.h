@@ -42,7 +42,15 @@ typedef void (*herd__ipc_internal_cb)(herd_ipc_t* ipc, const char* json,
                                       size_t len, herd_handle_t* handle);
 void herd__ipc_set_internal_cb(herd_ipc_t* ipc, herd__ipc_internal_cb cb);
 
-/* ipc module (json.c, ipc.c, fork.c) */
+/* ipc module (json.c, ipc.c, fork.c)
+ *
+ * Notes for users of the hooks above: a channel parses nothing, internal
+ * messages included, until herd_ipc_start() (NULL callbacks are fine), so
+ * the cluster module must start every channel it uses. The internal callback
+ * gets the whole line for a plain internal message and the inner `msg` for
+ * a NODE_HANDLE (with the handle, after herd has sent the ACK); an fd not
+ * taken with herd_handle_take()/herd_handle_open() is closed afterwards.
+ * herd__ipc_attach() closes the fd itself when it fails. */
 
 /* What herd__json_scan() learns about a message in the same pass that
  * validates it: the raw text of a top-level string member "cmd" (without

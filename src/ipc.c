@@ -365,6 +365,17 @@ static void on_prepare(uv_prepare_t* handle) {
     }
   }
   flush_and_notify(p);
+  /* Callbacks run from here (drain, send callbacks, buffered messages) may
+   * have sent more. This prepare handle has already run in this iteration
+   * and the loop is about to block, so write now, and if bytes remain let
+   * the writable event pick them up. */
+  for (int i = 0; i < 4 && !p->closing && p->olen > p->ohead && !p->want_write;
+       i++)
+    flush_and_notify(p);
+  if (!p->closing && p->olen > p->ohead && !p->want_write) {
+    p->want_write = 1;
+    update_poll(p);
+  }
 }
 
 static void close_recv_fds(ipc_priv_t* p) {
@@ -493,7 +504,7 @@ static void on_handle_message(ipc_priv_t* p, char* line, size_t len,
   size_t type_len, msg_len;
   int fd = -1;
 
-  drop_stray_fds(p, at + 1);
+  drop_stray_fds(p, at);
   if (p->nrfds > 0 && p->rfds[0].from <= at) {
     fd = p->rfds[0].fd;
     pop_recv_fd(p);
@@ -898,7 +909,7 @@ static int after_queue(ipc_priv_t* p) {
 static int send_plain(ipc_priv_t* p, const char* json, size_t len,
                       herd_ipc_send_cb cb, void* arg) {
   herd__json_info_t info;
-  ipc_req_t* req;
+  ipc_req_t* req = NULL;
   int r = herd__json_scan(json, len, &info);
   if (r != 0)
     return r;
@@ -1124,6 +1135,10 @@ int herd_handle_open(herd_handle_t* handle, uv_loop_t* loop,
   int r, inited = 0;
   if (handle->fd < 0)
     return UV_EINVAL;
+  /* What uv_*_open() could fail on is checked before a handle exists. */
+  r = herd__nonblock(handle->fd, 1);
+  if (r != 0)
+    return r;
   if (handle->socktype == SOCK_STREAM && handle->family == AF_UNIX) {
     r = uv_pipe_init(loop, &out->pipe, 0);
     if (r == 0 && (inited = 1))

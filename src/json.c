@@ -74,11 +74,35 @@ static int utf8_seq(const unsigned char** pp, const unsigned char* end) {
   return 0;
 }
 
+/* Whether any of the 8 bytes in `x` may need a closer look inside a string:
+ * below 0x20, '"', '\\' or >= 0x80. False positives are fine (the byte loop
+ * sorts them out); false negatives are not, and these tests have none. */
+static inline int word_special(uint64_t x) {
+  const uint64_t ones = 0x0101010101010101ull;
+  const uint64_t high = 0x8080808080808080ull;
+  uint64_t q = x ^ (ones * '"');
+  uint64_t b = x ^ (ones * '\\');
+  uint64_t t = (x - ones * 0x20) & ~x;
+  t |= (q - ones) & ~q;
+  t |= (b - ones) & ~b;
+  return ((t | x) & high) != 0;
+}
+
 /* Scans a string whose opening quote is at *pp; leaves *pp after the closing
  * quote. */
-static int scan_string(const unsigned char** pp, const unsigned char* end) {
+static inline __attribute__((always_inline)) int scan_string(
+    const unsigned char** pp, const unsigned char* end) {
   const unsigned char* p = *pp + 1;
   for (;;) {
+    for (;;) {
+      uint64_t w;
+      if (end - p < 8)
+        break;
+      memcpy(&w, p, 8);
+      if (word_special(w))
+        break;
+      p += 8;
+    }
     while (p < end && !str_special[*p])
       p++;
     if (p >= end)
@@ -120,7 +144,8 @@ static int scan_string(const unsigned char** pp, const unsigned char* end) {
   }
 }
 
-static int scan_number(const unsigned char** pp, const unsigned char* end) {
+static inline int scan_number(const unsigned char** pp,
+                              const unsigned char* end) {
   const unsigned char* p = *pp;
   if (p < end && *p == '-')
     p++;
@@ -154,8 +179,9 @@ static int scan_number(const unsigned char** pp, const unsigned char* end) {
   return 0;
 }
 
-static const unsigned char* skip_ws(const unsigned char* p,
-                                    const unsigned char* end, int* newline) {
+static inline const unsigned char* skip_ws(const unsigned char* p,
+                                           const unsigned char* end,
+                                           int* newline) {
   while (p < end) {
     if (*p == ' ' || *p == '\t' || *p == '\r') {
       p++;
@@ -327,28 +353,87 @@ static int walk(const char* json, size_t len, int* newline, member_fn member,
   return r;
 }
 
-static int cmd_member(void* arg, const char* key, size_t key_len,
-                      const char* value, size_t value_len) {
-  herd__json_info_t* info = arg;
-  if (key_len == 3 && memcmp(key, "cmd", 3) == 0) {
-    if (value[0] == '"') {
-      info->cmd = value + 1;
-      info->cmd_len = value_len - 2;
-    } else {
-      info->cmd = NULL;
-      info->cmd_len = 0;
-    }
-  }
-  return 0;
-}
-
+/* The channel's hot path: one pass over a message, validating it and noting
+ * its top-level "cmd". Members whose value is a string, number or literal
+ * (most of them) are handled here without entering scan_value(). */
 int herd__json_scan(const char* json, size_t len, herd__json_info_t* info) {
+  const unsigned char* p = (const unsigned char*)json;
+  const unsigned char* end = p + len;
   int r;
+
   info->cmd = NULL;
   info->cmd_len = 0;
   info->newline = 0;
-  r = walk(json, len, &info->newline, cmd_member, info);
-  return r < 0 ? r : 0;
+  p = skip_ws(p, end, &info->newline);
+  if (p >= end || *p != '{') {
+    int nl = 0;
+    r = walk(json, len, &nl, NULL, NULL);
+    info->newline = nl;
+    return r < 0 ? r : 0;
+  }
+  p = skip_ws(p + 1, end, &info->newline);
+  if (p < end && *p == '}') {
+    p++;
+  } else {
+    for (;;) {
+      const unsigned char *k, *v;
+      size_t klen;
+      if (p >= end || *p != '"')
+        return HERD_EBADJSON;
+      k = p;
+      if ((r = scan_string(&p, end)) != 0)
+        return r;
+      klen = (size_t)(p - k) - 2;
+      if (p < end && *p == ':') {
+        p++;
+      } else {
+        p = skip_ws(p, end, &info->newline);
+        if (p >= end || *p != ':')
+          return HERD_EBADJSON;
+        p++;
+      }
+      if (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p = skip_ws(p, end, &info->newline);
+      v = p;
+      if (p >= end)
+        return HERD_EBADJSON;
+      if (*p == '"')
+        r = scan_string(&p, end);
+      else if (*p == '-' || (*p >= '0' && *p <= '9'))
+        r = scan_number(&p, end);
+      else
+        r = scan_value(&p, end, &info->newline);
+      if (r != 0)
+        return r;
+      if (klen == 3 && k[1] == 'c' && k[2] == 'm' && k[3] == 'd') {
+        if (*v == '"') {
+          info->cmd = (const char*)v + 1;
+          info->cmd_len = (size_t)(p - v) - 2;
+        } else {
+          info->cmd = NULL;
+          info->cmd_len = 0;
+        }
+      }
+      if (p < end && *p == ',') {
+        p++;
+        if (p < end && *p != '"')
+          p = skip_ws(p, end, &info->newline);
+        continue;
+      }
+      p = skip_ws(p, end, &info->newline);
+      if (p < end && *p == ',') {
+        p = skip_ws(p + 1, end, &info->newline);
+        continue;
+      }
+      if (p < end && *p == '}') {
+        p++;
+        break;
+      }
+      return HERD_EBADJSON;
+    }
+  }
+  p = skip_ws(p, end, &info->newline);
+  return p == end ? 0 : HERD_EBADJSON;
 }
 
 int herd__json_is_internal(const herd__json_info_t* info) {

@@ -1,13 +1,24 @@
 /* Tests of the ipc module: TEST(name, timeout_ms) and HELPER(name). */
-#define HERD_TESTS_IPC(TEST, HELPER)    \
-  TEST(ipc_json, 5000)                  \
-  TEST(ipc_roundtrip, 20000)            \
-  TEST(ipc_bad_input, 5000)             \
-  TEST(ipc_line_too_long, 10000)        \
-  TEST(ipc_peer_close_mid_message, 5000) \
-  TEST(ipc_stray_fds_and_internal, 5000) \
-  TEST(ipc_handle_nack, 5000)           \
-  TEST(ipc_backpressure, 15000)         \
-  TEST(ipc_buffer_until_start, 5000)    \
-  TEST(ipc_open_parent_env, 5000)       \
+#define HERD_TESTS_IPC(TEST, HELPER)        \
+  TEST(ipc_json, 5000)                      \
+  TEST(ipc_roundtrip, 20000)                \
+  TEST(ipc_bad_input, 5000)                 \
+  TEST(ipc_line_too_long, 10000)            \
+  TEST(ipc_peer_close_mid_message, 5000)    \
+  TEST(ipc_stray_fds_and_internal, 5000)    \
+  TEST(ipc_handle_nack, 5000)               \
+  TEST(ipc_backpressure, 15000)             \
+  TEST(ipc_buffer_until_start, 5000)        \
+  TEST(ipc_open_parent_env, 5000)           \
+  TEST(ipc_handle_pass, 5000)               \
+  TEST(ipc_fork_herd_child, 30000)          \
+  TEST(ipc_fork_node_child, 30000)          \
+  TEST(ipc_node_parent, 30000)              \
+  TEST(ipc_node_parent_echo_example, 30000) \
+  TEST(ipc_example_fork_count, 15000)       \
+  TEST(ipc_fork_silent_exec_argv, 10000)    \
+  TEST(ipc_internal_handle, 5000)           \
+  TEST(ipc_ref_unref, 5000)                 \
+  TEST(ipc_fork_child_close, 10000)         \
+  HELPER(ipc_peer)                          \
   /* end */

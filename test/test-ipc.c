@@ -526,3 +526,77 @@ TEST_IMPL(ipc_open_parent_env) {
   ASSERT_EQ(ca.disconnects, 1);
   return 0;
 }
+
+static int internal_handle_fd = -1;
+static void on_internal_handle(herd_ipc_t* ipc, const char* json, size_t len,
+                               herd_handle_t* handle) {
+  (void)ipc;
+  ASSERT_STR_EQ(json,
+                "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":\"k\","
+                "\"seq\":7}");
+  ASSERT_EQ(strlen(json), len);
+  ASSERT(handle != NULL);
+  ASSERT_STR_EQ(handle->type, "net.Native");
+  ASSERT_EQ(handle->family, AF_UNIX);
+  internal_handle_fd = herd_handle_take(handle);
+  ASSERT(internal_handle_fd >= 0);
+  ASSERT_EQ(herd_handle_take(handle), UV_EINVAL);
+}
+
+/* A NODE_HANDLE whose inner message is internal (the cluster's newconn) goes
+ * to the internal hook with its fd, after an ACK; user callbacks see
+ * nothing. */
+TEST_IMPL(ipc_internal_handle) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  int raw, sv[2];
+  char buf[256];
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  herd__ipc_set_internal_cb(&a, on_internal_handle);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  send_raw_fd(
+      raw,
+      "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{\"cmd\":"
+      "\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":\"k\",\"seq\":7}}\n",
+      sv[0]);
+  close(sv[0]);
+  read_until(&loop, raw, "{\"cmd\":\"NODE_HANDLE_ACK\"}\n", buf, sizeof(buf));
+  for (int i = 0; i < 100 && internal_handle_fd < 0; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT(internal_handle_fd >= 0);
+  /* The fd taken is the socket that was sent. */
+  ASSERT_EQ(write(internal_handle_fd, "x", 1), 1);
+  ASSERT_EQ(read(sv[1], buf, 1), 1);
+  close(internal_handle_fd);
+  close(sv[1]);
+  ASSERT_EQ(ca.messages, 0);
+  close(raw);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+/* An unref'd channel does not keep the loop alive; ref() brings it back. */
+TEST_IMPL(ipc_ref_unref) {
+  uv_loop_t loop;
+  herd_ipc_t a, b;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_OK(herd_ipc_start(&b, &counting));
+  herd_ipc_unref(&a);
+  herd_ipc_unref(&b);
+  ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  herd_ipc_ref(&a);
+  ASSERT_NE(uv_run(&loop, UV_RUN_NOWAIT), 0);
+  herd_ipc_disconnect(&a);
+  herd_ipc_disconnect(&b);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.disconnects, 1);
+  ASSERT_EQ(cb_.disconnects, 1);
+  return 0;
+}

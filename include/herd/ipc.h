@@ -1,7 +1,13 @@
 /* The IPC channel (Node's `process.send()` / `'message'`), fork(), and the
  * small JSON helpers messages need. Wire format: Node's `json`
  * serialization, one JSON text + '\n' per message, fds as SCM_RIGHTS.
- * Included by <herd.h>; do not include directly. */
+ * Included by <herd.h>; do not include directly.
+ *
+ * A channel is either opened by the caller (herd_ipc_open(),
+ * herd_ipc_open_parent(); the caller owns the herd_ipc_t) or created by
+ * herd_spawn()/herd_fork() for a HERD_STDIO_IPC entry (child->channel; herd
+ * owns it and frees it after its disconnect callback, setting child->channel
+ * to NULL). Every callback runs on the channel's loop. */
 #ifndef HERD_IPC_H
 #define HERD_IPC_H
 
@@ -13,7 +19,9 @@
 extern "C" {
 #endif
 
-/* The default limit for one incoming message line (bytes, without '\n'). */
+/* The default limit for one incoming message line (bytes, without '\n').
+ * A longer line closes the channel with HERD_ELINETOOLONG; herd never
+ * buffers much more than this for one line. */
 #define HERD_IPC_DEFAULT_MAX_LINE (8u * 1024 * 1024)
 /* send() reports "full" once this many bytes wait to be written (Node's
  * 65536 * 2). */
@@ -40,21 +48,28 @@ typedef union {
   uv_udp_t udp;
 } herd_uv_any_t;
 
-/* Takes ownership of the fd (the caller must close it). */
+/* Takes ownership of the fd (the caller must close it); handle->fd becomes
+ * -1. Returns the fd, or UV_EINVAL when it was already taken. */
 int herd_handle_take(herd_handle_t* handle);
 /* Wraps the fd in a ready libuv handle on `loop`: uv_tcp_t for TCP, uv_pipe_t
- * for Unix stream sockets, uv_udp_t for datagram sockets. The caller owns
- * the result and closes it with uv_close(). Errors: UV_EINVAL (fd already
- * taken), or what uv_*_open returns. */
+ * for Unix stream sockets, uv_udp_t for datagram sockets. A listening socket
+ * needs only uv_listen(). The caller owns the result and closes it with
+ * uv_close(). Errors: UV_EINVAL (fd already taken, or an unknown socket
+ * kind), or what uv_*_open returns; in the latter case `out` was initialised
+ * and is being closed, so its memory must stay valid until the loop has run
+ * once more, and the fd is still herd's. */
 int herd_handle_open(herd_handle_t* handle, uv_loop_t* loop,
                      herd_uv_any_t* out);
 
 typedef struct herd_ipc_s herd_ipc_t;
 
-/* A message arrived: `json` is one complete JSON text of `len` bytes,
- * NUL-terminated, valid only during the call. `handle` is NULL unless a
- * handle came with the message. Internal messages (Node's NODE_* cmds) never
- * arrive here. */
+/* A message arrived: `json` is one complete, validated JSON text of `len`
+ * bytes, NUL-terminated, pointing into herd's read buffer and valid only
+ * during the call. `handle` is NULL unless a handle came with the message
+ * (then `json` is the inner `msg` of Node's NODE_HANDLE envelope, and the
+ * peer has already been sent NODE_HANDLE_ACK). Internal messages (an object
+ * whose "cmd" is a string starting with "NODE_" and longer than 5) never
+ * arrive here. The callback may send, disconnect, or take the handle. */
 typedef void (*herd_ipc_message_cb)(herd_ipc_t* ipc, const char* json,
                                     size_t len, herd_handle_t* handle);
 /* A recoverable problem: HERD_EBADJSON / HERD_EBADUTF8 (that line was
@@ -64,7 +79,8 @@ typedef void (*herd_ipc_error_cb)(herd_ipc_t* ipc, int err);
 /* The channel closed: herd_ipc_disconnect() was called, the peer closed its
  * end (exited), or a fatal error. Last callback of a channel. */
 typedef void (*herd_ipc_disconnect_cb)(herd_ipc_t* ipc);
-/* The write queue went back under the high-water mark. */
+/* The write queue went back under the high-water mark after a send()
+ * returned 1. */
 typedef void (*herd_ipc_drain_cb)(herd_ipc_t* ipc);
 /* A message sent with herd_ipc_send_ex() was written (status 0), or failed
  * (negative: HERD_ECHANNELCLOSED, HERD_EHANDLENACK, a write error). */
@@ -87,16 +103,30 @@ struct herd_ipc_s {
 
 /* Child side: opens the channel to the parent named by NODE_CHANNEL_FD and
  * removes NODE_CHANNEL_FD and NODE_CHANNEL_SERIALIZATION_MODE from the
- * environment. Errors: HERD_ENOCHANNEL (no variable), HERD_EADVANCED (the
- * parent asked for `advanced` serialization), UV_EBADF (fd not open). */
+ * environment (so grandchildren do not inherit them), as Node does. Works
+ * under a Node parent (spawn with stdio [0, 1, 2, 'ipc'] or fork) and under
+ * herd_fork(). Errors: HERD_ENOCHANNEL (no variable, or not a number),
+ * HERD_EADVANCED (the parent asked for `advanced` serialization; the fd is
+ * closed so the parent sees the channel end), UV_EBADF (fd not open),
+ * UV_EINVAL (not an AF_UNIX stream socket). */
 int herd_ipc_open_parent(uv_loop_t* loop, herd_ipc_t* ipc);
-/* Opens a channel on any connected AF_UNIX stream socket; herd owns `fd`. */
+/* Opens a channel on any connected AF_UNIX stream socket; herd owns `fd`
+ * from then on (made non-blocking and close-on-exec, with large socket
+ * buffers). Reading starts at once; messages are held until
+ * herd_ipc_start(). On error (UV_EINVAL: not an AF_UNIX stream socket,
+ * UV_ENOMEM, a libuv error) the fd stays the caller's. `ipc->data` is left
+ * alone. */
 int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd);
 
 /* Starts delivering messages; ones that arrived earlier were buffered and
- * are delivered first. Any callback may be NULL. */
+ * are delivered first, from the loop (never from inside this call). Nothing
+ * is parsed before this call, internal messages (ACKs, cluster messages)
+ * included, so every channel must be started, even with NULL callbacks.
+ * Calling it again replaces the callbacks. Any callback may be NULL.
+ * Errors: HERD_ECHANNELCLOSED. */
 int herd_ipc_start(herd_ipc_t* ipc, const herd_ipc_callbacks_t* callbacks);
-/* Limit for one incoming line; 0 restores the default. */
+/* Limit for one incoming line in bytes; 0 restores the default
+ * (HERD_IPC_DEFAULT_MAX_LINE). */
 void herd_ipc_set_max_line(herd_ipc_t* ipc, size_t max_line);
 
 /* Sends one JSON text (copied; newlines between tokens are turned into
@@ -104,7 +134,12 @@ void herd_ipc_set_max_line(herd_ipc_t* ipc, size_t max_line);
  * above the high-water mark (Node's send() === false; wait for drain), or
  * HERD_EBADJSON / HERD_EBADUTF8 / HERD_ECHANNELCLOSED / UV_ENOMEM. Nothing
  * accepted is ever dropped. Many sends in one loop iteration are written
- * together. */
+ * together, from the channel's uv_prepare_t just before the loop blocks (or
+ * at once when 256 KiB are waiting); a send made from another prepare
+ * callback may wait for the next loop iteration. While a handle is in
+ * flight (sent, not yet acknowledged) later messages wait behind it, as in
+ * Node. A message whose top-level "cmd" starts with "NODE_" is internal to
+ * the peer (a Node peer will not emit it as 'message'). */
 int herd_ipc_send(herd_ipc_t* ipc, const char* json, size_t len);
 
 typedef enum {
@@ -116,23 +151,35 @@ typedef enum {
  * connected TCP socket or pipe sent without HERD_SEND_KEEP_OPEN is closed by
  * herd (uv_close(handle, handle_close_cb)) once the peer acknowledged it, as
  * Node does; servers stay open. cb (may be NULL) runs once the message is
- * written and, for a handle, acknowledged. Returns as herd_ipc_send(), plus
- * HERD_EBADHANDLE for an unsupported handle. */
+ * written and, for a handle, acknowledged (0); with HERD_EHANDLENACK when
+ * the peer refused the handle four times (three resends, as Node); with
+ * HERD_ECHANNELCLOSED when the channel closed first. The type on the wire
+ * is "net.Server" (listening TCP/pipe), "net.Socket" (connected TCP/pipe)
+ * or "dgram.Socket" (UDP, with "dgramType"). Returns as herd_ipc_send(),
+ * plus HERD_EBADHANDLE for an unsupported or closing handle. */
 int herd_ipc_send_ex(herd_ipc_t* ipc, const char* json, size_t len,
                      uv_handle_t* handle, unsigned flags,
                      uv_close_cb handle_close_cb, herd_ipc_send_cb cb,
                      void* arg);
-/* Sends a message with a raw fd (duplicated at call time) announced as
- * `type` ("net.Native", "net.Socket", ...). */
+/* Sends a message with a raw fd (duplicated at call time; the caller keeps
+ * its own) announced as `type` ("net.Native", "net.Socket", ...), in the
+ * NODE_HANDLE envelope. cb runs once the peer acknowledged it (0) or refused
+ * it four times (HERD_EHANDLENACK), or with HERD_ECHANNELCLOSED. Errors as
+ * herd_ipc_send(), plus UV_EINVAL (no type or fd < 0) and dup errors. */
 int herd_ipc_send_fd(herd_ipc_t* ipc, const char* json, size_t len, int fd,
                      const char* type, herd_ipc_send_cb cb, void* arg);
 
-/* Bytes waiting to be written. */
+/* Bytes waiting to be written, including messages queued behind a handle
+ * in flight. */
 size_t herd_ipc_queued_bytes(const herd_ipc_t* ipc);
 
-/* Closes the channel once queued messages are written; disconnect_cb follows
- * from the loop. Safe to call more than once. */
+/* Closes the channel once queued messages are written (and a handle in
+ * flight is acknowledged); disconnect_cb follows from the loop. `connected`
+ * becomes 0 at once, later sends fail with HERD_ECHANNELCLOSED, and no more
+ * messages are delivered. Safe to call more than once. */
 void herd_ipc_disconnect(herd_ipc_t* ipc);
+/* Whether the channel keeps the loop alive (it does by default), like
+ * Node's channel ref()/unref(). */
 void herd_ipc_ref(herd_ipc_t* ipc);
 void herd_ipc_unref(herd_ipc_t* ipc);
 
@@ -146,27 +193,44 @@ typedef struct herd_fork_options_s {
   const char* const* exec_argv;
 } herd_fork_options_t;
 
+/* Node's child_process.fork(): herd_spawn() with an IPC channel, which is
+ * then child->channel (start it with herd_ipc_start()). `args` is a
+ * NULL-terminated list without argv[0] (NULL for none). With exec_path the
+ * command is `exec_path exec_argv... program args...` (fork a Node script
+ * with exec_path "node"); otherwise `program args...`, which should call
+ * herd_ipc_open_parent(). options may be NULL. Callbacks (exit, close,
+ * error) and every other spawn option come from options->spawn. Errors as
+ * herd_spawn(), plus UV_EINVAL when a given stdio array has no
+ * HERD_STDIO_IPC entry (Node's ERR_CHILD_PROCESS_IPC_REQUIRED) and
+ * UV_ENOMEM. */
 int herd_fork(uv_loop_t* loop, herd_child_t* child, const char* program,
               const char* const* args, const herd_fork_options_t* options);
 
 /* JSON helpers for reading messages without a JSON library. They look at
- * the top level of an object only and never allocate. */
+ * the top level of an object only and never allocate. Keys are compared as
+ * raw bytes (a key spelled with escapes is not matched); with duplicate keys
+ * the last wins, as in JSON.parse(). */
 
-/* 0, HERD_EBADJSON or HERD_EBADUTF8. */
+/* Validates a whole JSON text (RFC 8259 grammar, UTF-8 per RFC 3629, depth
+ * up to 4096): 0, HERD_EBADJSON or HERD_EBADUTF8. */
 int herd_json_validate(const char* json, size_t len);
 /* Finds member `key` of the top-level object: *value points at its raw JSON
  * text. Returns 0, UV_ENOENT, or HERD_EBADJSON. */
 int herd_json_get(const char* json, size_t len, const char* key,
                   const char** value, size_t* value_len);
-/* Decodes string member `key` into out (NUL-terminated). Returns its length,
- * UV_ENOENT, UV_EINVAL (not a string), UV_ENOBUFS (cap too small). */
+/* Decodes string member `key` into out (NUL-terminated UTF-8; a lone
+ * surrogate escape becomes U+FFFD). Returns its length, UV_ENOENT,
+ * UV_EINVAL (not a string), UV_ENOBUFS (cap too small), HERD_EBADJSON. */
 int herd_json_get_string(const char* json, size_t len, const char* key,
                          char* out, size_t cap);
-/* Reads integer member `key`. Returns 0, UV_ENOENT, UV_EINVAL. */
+/* Reads integer member `key` (plain integer text, within int64_t). Returns
+ * 0, UV_ENOENT, UV_EINVAL (not an integer or out of range), HERD_EBADJSON. */
 int herd_json_get_int(const char* json, size_t len, const char* key,
                       int64_t* out);
-/* Writes `s` as a JSON string literal (with quotes) into out; returns the
- * length it needs (like snprintf), writing at most cap bytes. */
+/* Writes `s` (UTF-8) as a JSON string literal (with quotes, escaping '"',
+ * '\\' and control characters) into out; returns the length it needs
+ * without the NUL (like snprintf), writing at most cap bytes including a
+ * terminating NUL. out may be NULL when cap is 0. */
 size_t herd_json_quote(char* out, size_t cap, const char* s, size_t len);
 
 #ifdef __cplusplus

@@ -1,0 +1,395 @@
+/* The IPC channel against Node's and against a raw socketpair.
+ *
+ * For each figure, several rounds alternate herd<->herd (this program forks
+ * itself as the child), node<->node (bench/ipc.js forks itself), and where
+ * it makes sense the limit: the same bytes over a bare socketpair with
+ * blocking write()/read() and nothing but a newline count. Medians are
+ * reported as RESULT lines.
+ *
+ *   ipc [rounds]          run the benchmark (needs `node` in PATH)
+ *   ipc child MODE N      the herd child (used by the benchmark itself) */
+#include "bench.h"
+
+#include <herd.h>
+
+#include <signal.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define ONEWAY_N        1000000
+#define ONEWAY_NODE_N   200000
+#define PINGPONG_N      20000
+#define PINGPONG_NODE_N 10000
+#define HANDLES_N       20000
+#define HANDLES_NODE_N  5000
+
+static char self_path[4096];
+static char js_path[4200];
+
+static int format_notify(char* out, long i) {
+  /* A hand-rolled itoa keeps the sender from being the bottleneck. */
+  static const char pre[] = "{\"cmd\":\"notifyRequest\",\"i\":";
+  char digits[24];
+  int nd = 0, n = sizeof(pre) - 1;
+  memcpy(out, pre, sizeof(pre) - 1);
+  do {
+    digits[nd++] = (char)('0' + i % 10);
+    i /= 10;
+  } while (i > 0);
+  while (nd > 0)
+    out[n++] = digits[--nd];
+  out[n++] = '}';
+  return n;
+}
+
+/* The herd child. */
+typedef struct {
+  long n;
+  long sent;
+} child_t;
+
+static void oneway_send(herd_ipc_t* ipc) {
+  child_t* c = ipc->data;
+  char msg[64];
+  while (c->sent < c->n) {
+    int len = format_notify(msg, c->sent);
+    int r = herd_ipc_send(ipc, msg, (size_t)len);
+    if (r < 0) {
+      herd_ipc_disconnect(ipc);
+      return;
+    }
+    c->sent++;
+    if (r == 1)
+      return;
+  }
+}
+
+static void echo_cb(herd_ipc_t* ipc, const char* json, size_t len,
+                    herd_handle_t* handle) {
+  (void)handle;
+  herd_ipc_send(ipc, json, len);
+}
+
+static void handles_cb(herd_ipc_t* ipc, const char* json, size_t len,
+                       herd_handle_t* handle) {
+  (void)handle;
+  if (len == 4 && memcmp(json, "true", 4) == 0)
+    herd_ipc_send(ipc, "\"done\"", 6);
+}
+
+static int child_main(const char* mode, long n) {
+  uv_loop_t loop;
+  herd_ipc_t ipc;
+  herd_ipc_callbacks_t cbs = {NULL, NULL, NULL, NULL};
+  child_t c = {n, 0};
+  uv_loop_init(&loop);
+  if (herd_ipc_open_parent(&loop, &ipc) != 0)
+    return 1;
+  ipc.data = &c;
+  if (strcmp(mode, "oneway") == 0) {
+    cbs.drain = oneway_send;
+    herd_ipc_start(&ipc, &cbs);
+    oneway_send(&ipc);
+  } else if (strcmp(mode, "pingpong") == 0) {
+    cbs.message = echo_cb;
+    herd_ipc_start(&ipc, &cbs);
+  } else {
+    cbs.message = handles_cb;
+    herd_ipc_start(&ipc, &cbs);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  return 0;
+}
+
+/* The herd parent. */
+typedef struct {
+  herd_child_t child;
+  long n;
+  long got;
+  double t0, t1;
+  int fd; /* the socket passed around in the handles run */
+  uv_timer_t timer;
+} run_t;
+
+static void oneway_msg(herd_ipc_t* ipc, const char* json, size_t len,
+                       herd_handle_t* handle) {
+  run_t* r = ipc->data;
+  (void)json;
+  (void)len;
+  (void)handle;
+  if (r->got == 0)
+    r->t0 = bench_now();
+  if (++r->got == r->n) {
+    r->t1 = bench_now();
+    herd_ipc_disconnect(ipc);
+  }
+}
+
+static void pingpong_msg(herd_ipc_t* ipc, const char* json, size_t len,
+                         herd_handle_t* handle) {
+  run_t* r = ipc->data;
+  (void)handle;
+  /* The first 100 round trips warm up. */
+  if (r->got == 100)
+    r->t0 = bench_now();
+  if (++r->got == r->n + 100) {
+    r->t1 = bench_now();
+    herd_ipc_disconnect(ipc);
+    return;
+  }
+  herd_ipc_send(ipc, json, len);
+}
+
+static void handles_msg(herd_ipc_t* ipc, const char* json, size_t len,
+                        herd_handle_t* handle) {
+  run_t* r = ipc->data;
+  (void)json;
+  (void)len;
+  (void)handle;
+  r->t1 = bench_now();
+  herd_ipc_disconnect(ipc);
+}
+
+/* One handle at a time, the next once the child acknowledged the last (the
+ * channel would queue them anyway, each holding a duplicated fd). */
+static void send_next_handle(herd_ipc_t* ipc, int status, void* arg) {
+  run_t* r = arg;
+  int last;
+  if (status != 0 || r->got == r->n)
+    return;
+  last = ++r->got == r->n;
+  herd_ipc_send_fd(ipc, last ? "true" : "false", last ? 4 : 5, r->fd,
+                   "net.Socket", send_next_handle, r);
+}
+
+static void noop_close(herd_child_t* child) {
+  run_t* r = (run_t*)(void*)((char*)child - offsetof(run_t, child));
+  uv_close((uv_handle_t*)&r->timer, NULL);
+}
+
+/* Every run is bounded in time as well as in count. */
+static void on_timeout(uv_timer_t* timer) {
+  run_t* r = timer->data;
+  fprintf(stderr, "ipc bench: a herd run took too long, stopping it\n");
+  r->t1 = 0;
+  herd_child_kill(&r->child, SIGKILL);
+}
+
+static double run_herd(const char* mode, long n) {
+  uv_loop_t loop;
+  run_t r;
+  herd_fork_options_t opts;
+  herd_ipc_callbacks_t cbs = {NULL, NULL, NULL, NULL};
+  char nbuf[32];
+  const char* args[] = {"child", mode, nbuf, NULL};
+
+  memset(&r, 0, sizeof(r));
+  memset(&opts, 0, sizeof(opts));
+  r.n = n;
+  snprintf(nbuf, sizeof(nbuf), "%ld", n);
+  opts.spawn.close_cb = noop_close;
+  uv_loop_init(&loop);
+  if (herd_fork(&loop, &r.child, self_path, args, &opts) != 0)
+    return -1;
+  uv_timer_init(&loop, &r.timer);
+  r.timer.data = &r;
+  uv_timer_start(&r.timer, on_timeout, 60000, 0);
+  r.child.channel->data = &r;
+  if (strcmp(mode, "oneway") == 0) {
+    cbs.message = oneway_msg;
+    herd_ipc_start(r.child.channel, &cbs);
+  } else if (strcmp(mode, "pingpong") == 0) {
+    cbs.message = pingpong_msg;
+    herd_ipc_start(r.child.channel, &cbs);
+    herd_ipc_send(r.child.channel, "{\"cmd\":\"ping\",\"i\":1}", 20);
+  } else {
+    int sv[2];
+    cbs.message = handles_msg;
+    herd_ipc_start(r.child.channel, &cbs);
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+    r.fd = sv[0];
+    r.t0 = bench_now();
+    send_next_handle(r.child.channel, 0, &r);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    close(sv[0]);
+    close(sv[1]);
+    uv_loop_close(&loop);
+    return r.t1 > r.t0 ? (double)n / (r.t1 - r.t0) : -1;
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  if (r.t1 <= r.t0)
+    return -1;
+  if (strcmp(mode, "oneway") == 0)
+    return (double)(n - 1) / (r.t1 - r.t0);
+  if (strcmp(mode, "pingpong") == 0)
+    return (r.t1 - r.t0) / (double)n * 1e6;
+  return (double)n / (r.t1 - r.t0);
+}
+
+/* node bench/ipc.js MODE N prints one number. */
+static double run_node(const char* mode, long n) {
+  char cmd[8400];
+  char line[256];
+  double v = -1;
+  FILE* f;
+  snprintf(cmd, sizeof(cmd), "timeout 60 node %s %s %ld", js_path, mode, n);
+  f = popen(cmd, "r");
+  if (f == NULL)
+    return -1;
+  while (fgets(line, sizeof(line), f) != NULL)
+    if (strncmp(line, "value ", 6) == 0)
+      v = atof(line + 6);
+  if (pclose(f) != 0)
+    return -1;
+  return v;
+}
+
+static void write_all(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w <= 0)
+      _exit(1);
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+/* The same bytes over a bare socketpair, read 256 KiB at a time and counted
+ * with memchr: what any channel on this machine can at best do. */
+static double run_limit_oneway(long n) {
+  int sv[2];
+  pid_t pid;
+  char* buf = malloc(256 * 1024);
+  long got = 0;
+  double t0 = 0, t1 = 0;
+  socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+  pid = fork();
+  if (pid == 0) {
+    char* out = malloc(64 * 1024 + 64);
+    size_t len = 0;
+    close(sv[0]);
+    for (long i = 0; i < n; i++) {
+      len += (size_t)format_notify(out + len, i);
+      out[len++] = '\n';
+      if (len >= 64 * 1024) {
+        write_all(sv[1], out, len);
+        len = 0;
+      }
+    }
+    write_all(sv[1], out, len);
+    _exit(0);
+  }
+  close(sv[1]);
+  for (;;) {
+    ssize_t r = read(sv[0], buf, 256 * 1024);
+    if (r <= 0)
+      break;
+    if (got == 0)
+      t0 = bench_now();
+    for (char* p = buf; (p = memchr(p, '\n', (size_t)(buf + r - p))) != NULL;
+         p++)
+      got++;
+  }
+  t1 = bench_now();
+  close(sv[0]);
+  waitpid(pid, NULL, 0);
+  free(buf);
+  return got == n && t1 > t0 ? (double)(n - 1) / (t1 - t0) : -1;
+}
+
+static double run_limit_pingpong(long n) {
+  int sv[2];
+  pid_t pid;
+  char buf[256];
+  const char msg[] = "{\"cmd\":\"ping\",\"i\":1}\n";
+  double t0 = 0;
+  socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+  pid = fork();
+  if (pid == 0) {
+    ssize_t r;
+    close(sv[0]);
+    while ((r = read(sv[1], buf, sizeof(buf))) > 0)
+      write_all(sv[1], buf, (size_t)r);
+    _exit(0);
+  }
+  close(sv[1]);
+  for (long i = 0; i < n + 100; i++) {
+    if (i == 100)
+      t0 = bench_now();
+    write_all(sv[0], msg, sizeof(msg) - 1);
+    size_t got = 0;
+    while (got < sizeof(msg) - 1) {
+      ssize_t r = read(sv[0], buf, sizeof(buf));
+      if (r <= 0)
+        break;
+      got += (size_t)r;
+    }
+  }
+  double us = (bench_now() - t0) / (double)n * 1e6;
+  close(sv[0]);
+  waitpid(pid, NULL, 0);
+  return us;
+}
+
+int main(int argc, char** argv) {
+  int rounds = 5;
+  ssize_t len;
+  double h[3][16], nd[3][16], lim[2][16];
+
+  if (argc >= 4 && strcmp(argv[1], "child") == 0)
+    return child_main(argv[2], atol(argv[3]));
+  if (argc >= 4 && strcmp(argv[1], "herd") == 0) {
+    /* One herd figure alone, for profiling: ipc herd MODE N */
+    if (readlink("/proc/self/exe", self_path, sizeof(self_path) - 1) < 0)
+      return 1;
+    printf("%f\n", run_herd(argv[2], atol(argv[3])));
+    return 0;
+  }
+  if (argc >= 2)
+    rounds = atoi(argv[1]);
+  if (rounds < 1 || rounds > 16)
+    rounds = 5;
+  signal(SIGPIPE, SIG_IGN);
+  len = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
+  if (len < 0)
+    return 1;
+  self_path[len] = '\0';
+  /* bench/ipc.js sits next to this source file. */
+  snprintf(js_path, sizeof(js_path), "%s", __FILE__);
+  {
+    char* slash = strrchr(js_path, '/');
+    if (slash != NULL)
+      strcpy(slash + 1, "ipc.js");
+  }
+
+  for (int i = 0; i < rounds; i++) {
+    h[0][i] = run_herd("oneway", ONEWAY_N);
+    nd[0][i] = run_node("oneway", ONEWAY_NODE_N);
+    lim[0][i] = run_limit_oneway(ONEWAY_N);
+    h[1][i] = run_herd("pingpong", PINGPONG_N);
+    nd[1][i] = run_node("pingpong", PINGPONG_NODE_N);
+    lim[1][i] = run_limit_pingpong(PINGPONG_N);
+    h[2][i] = run_herd("handles", HANDLES_N);
+    nd[2][i] = run_node("handles", HANDLES_NODE_N);
+    fprintf(stderr,
+            "round %d: oneway herd %.0f node %.0f limit %.0f msg/s; rtt herd "
+            "%.1f node %.1f limit %.1f us; handles herd %.0f node %.0f /s\n",
+            i + 1, h[0][i], nd[0][i], lim[0][i], h[1][i], nd[1][i], lim[1][i],
+            h[2][i], nd[2][i]);
+  }
+  bench_result("ipc", "oneway_throughput", "msg/s", "higher",
+               bench_median(h[0], rounds), 2, "node",
+               bench_median(nd[0], rounds), "limit",
+               bench_median(lim[0], rounds));
+  bench_result("ipc", "pingpong_rtt", "us", "lower", bench_median(h[1], rounds),
+               2, "node", bench_median(nd[1], rounds), "limit",
+               bench_median(lim[1], rounds));
+  bench_result("ipc", "handles_passed", "handles/s", "higher",
+               bench_median(h[2], rounds), 1, "node",
+               bench_median(nd[2], rounds));
+  return 0;
+}
