@@ -64,7 +64,7 @@ enum { KIND_HERD, KIND_NODE, KIND_NGINX, KIND_HELLO };
 static const char* src_dir = ".";
 static char build_dir[PATH_MAX];
 static const char* herd_cmd;
-static int rounds = 3;
+static int rounds = 5;
 static int duration = 3;
 static int conns = 64;
 static int workers = 2;

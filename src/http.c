@@ -20,6 +20,8 @@
 /* The response buffer that lives inline in each connection; a bigger batch of
  * responses moves to the heap for as long as it is needed. */
 #define HTTP_OUT_INLINE 1024
+/* Freed connections kept for reuse per server. */
+#define HTTP_SPARE_CONNS 32
 
 typedef struct http_conn_s http_conn_t;
 
@@ -38,6 +40,8 @@ struct herd_http_private_s {
    * to answer after the socket went away. */
   http_conn_t* conns;
   size_t live;
+  http_conn_t* spare;
+  size_t nspare;
   unsigned listening : 1;
   unsigned listener_open : 1;
   unsigned sweep_open : 1;
@@ -82,6 +86,7 @@ struct http_conn_s {
   unsigned linger : 1;
   unsigned write_pending : 1;
   unsigned shut : 1;
+  unsigned nodelay : 1;
   unsigned reading : 1;
   unsigned eof : 1;
   unsigned closing : 1;
@@ -387,6 +392,13 @@ static int on_header_value(llhttp_t* p, const char* at, size_t len) {
   return 0;
 }
 
+/* A value may be empty (no value span at all); this marks the end of every
+ * header line, so that the next name starts a new slot. */
+static int on_header_value_complete(llhttp_t* p) {
+  parser_conn(p)->last_was_value = 1;
+  return 0;
+}
+
 static int on_headers_complete(llhttp_t* p) {
   http_conn_t* conn = parser_conn(p);
   herd_http_header_t* h;
@@ -501,6 +513,7 @@ static const llhttp_settings_t* http_settings(void) {
     settings.on_url = on_url;
     settings.on_header_field = on_header_field;
     settings.on_header_value = on_header_value;
+    settings.on_header_value_complete = on_header_value_complete;
     settings.on_headers_complete = on_headers_complete;
     settings.on_body = on_body;
     settings.on_message_complete = on_message_complete;
@@ -538,14 +551,11 @@ static void conn_process(http_conn_t* conn) {
   }
 }
 
-static void on_close(uv_handle_t* handle) {
-  http_conn_t* conn = (http_conn_t*)handle;
+/* Connections come and go at the rate of requests under `Connection:
+ * close`; a few freed ones are kept for reuse (their buffers' pages stay
+ * resident, which a new connection would touch anyway). */
+static void conn_free(http_conn_t* conn) {
   struct herd_http_private_s* priv = conn->priv;
-  priv->server->connections--;
-  if (conn->awaiting) {
-    conn->dead = 1;
-    return;
-  }
   if (conn->prev != NULL)
     conn->prev->next = conn->next;
   else
@@ -556,9 +566,26 @@ static void on_close(uv_handle_t* handle) {
     free(conn->out);
   free(conn->heap);
   free(conn->body);
-  free(conn);
+  if (priv->nspare < HTTP_SPARE_CONNS && !priv->closing) {
+    conn->next = priv->spare;
+    priv->spare = conn;
+    priv->nspare++;
+  } else {
+    free(conn);
+  }
   priv->live--;
   server_maybe_done(priv);
+}
+
+static void on_close(uv_handle_t* handle) {
+  http_conn_t* conn = (http_conn_t*)handle;
+  struct herd_http_private_s* priv = conn->priv;
+  priv->server->connections--;
+  if (conn->awaiting) {
+    conn->dead = 1;
+    return;
+  }
+  conn_free(conn);
 }
 
 static void conn_close(http_conn_t* conn) {
@@ -806,6 +833,11 @@ static void server_maybe_done(struct herd_http_private_s* priv) {
       uv_close((uv_handle_t*)&priv->sweep, on_sweep_close);
     return;
   }
+  while (priv->spare != NULL) {
+    http_conn_t* conn = priv->spare;
+    priv->spare = conn->next;
+    free(conn);
+  }
   cb = priv->close_cb;
   server->priv = NULL;
   free(priv);
@@ -816,7 +848,6 @@ static void server_maybe_done(struct herd_http_private_s* priv) {
 /* Takes a freshly initialised, connected handle into service. */
 static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
   int err;
-  uv_tcp_nodelay(&conn->tcp, 1);
   err = uv_read_start((uv_stream_t*)&conn->tcp, on_alloc, on_read);
   if (err != 0)
     return err;
@@ -833,9 +864,15 @@ static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
 }
 
 static http_conn_t* conn_new(struct herd_http_private_s* priv) {
-  http_conn_t* conn = herd__malloc(sizeof(*conn) + priv->buf_size);
-  if (conn == NULL)
-    return NULL;
+  http_conn_t* conn = priv->spare;
+  if (conn != NULL) {
+    priv->spare = conn->next;
+    priv->nspare--;
+  } else {
+    conn = herd__malloc(sizeof(*conn) + priv->buf_size);
+    if (conn == NULL)
+      return NULL;
+  }
   memset(conn, 0, offsetof(http_conn_t, headers));
   conn->priv = priv;
   conn->req.server = priv->server;
@@ -1041,19 +1078,7 @@ static int respond(herd_http_req_t* req, int status, const char* content_type,
   conn->in_spans = 0;
   if (conn->dead) {
     /* The client went away while the handler worked on its request. */
-    if (conn->prev != NULL)
-      conn->prev->next = conn->next;
-    else
-      priv->conns = conn->next;
-    if (conn->next != NULL)
-      conn->next->prev = conn->prev;
-    if (conn->out != conn->out_inline)
-      free(conn->out);
-    free(conn->heap);
-    free(conn->body);
-    free(conn);
-    priv->live--;
-    server_maybe_done(priv);
+    conn_free(conn);
     return 0;
   }
   if (priv->closing)
@@ -1079,6 +1104,12 @@ static int respond(herd_http_req_t* req, int status, const char* content_type,
   if (!req->keep_alive) {
     conn->stop_parsing = 1;
     conn->close_after_write = 1;
+  } else if (!conn->nodelay) {
+    /* Like nginx, only connections that stay open pay for TCP_NODELAY: the
+     * first response of a connection never waits for Nagle (nothing is in
+     * flight yet), later ones would wait for the client's delayed ACK. */
+    uv_tcp_nodelay(&conn->tcp, 1);
+    conn->nodelay = 1;
   }
   if (conn->in_parser)
     return 0;

@@ -137,9 +137,11 @@ int herd_http_respond_ex(herd_http_req_t* req, int status,
                          const herd_http_header_t* headers, size_t header_count,
                          const void* body, size_t body_len);
 
-/* Stops accepting (its own listener only), closes idle connections at once
- * and every other one once its current response is written (that response
- * says `Connection: close`; pipelined requests behind it are dropped);
+/* Stops accepting (its own listener only) and closes at once every
+ * connection the handler owes nothing to (idle, or with only part of a
+ * request received); a connection whose request the handler holds, or whose
+ * response is still being written, closes once that response is out (it
+ * says `Connection: close`; pipelined requests behind it are dropped).
  * close_cb (may be NULL) runs when the last connection has closed and every
  * request the handler holds has been answered. Call once. */
 void herd_http_server_close(herd_http_server_t* server,
