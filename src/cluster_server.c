@@ -332,6 +332,8 @@ void herd_server_close(herd_server_t* server, herd_server_close_cb close_cb) {
   if (p->in_worker) {
     herd__worker_server_remove(server);
     herd__worker_index(p->index_key, -1);
+    if (p->state == S_QUERY)
+      herd__worker_query_orphaned(p->query_seq);
     if (p->key != NULL && p->state == S_LISTENING) {
       /* Node's worker tells the primary for rr and shared servers alike. */
       herd_json_quote(qkey, sizeof(qkey), p->key, strlen(p->key));

@@ -32,6 +32,10 @@ static struct {
   int64_t disconnect_seq; /* exitedAfterDisconnect waiting for its ack */
   herd_server_t* servers;
   index_t* indexes;
+  /* queryServers whose server closed before the answer came: the primary
+   * must be told to forget us, or it would keep handing us connections. */
+  int64_t orphans[16];
+  int norphans;
 } W = {.disconnect_seq = -1};
 
 int herd_cluster_is_worker(void) {
@@ -126,6 +130,21 @@ void herd__worker_server_remove(herd_server_t* server) {
     *sp = herd__server_next(server);
 }
 
+void herd__worker_query_orphaned(int64_t seq) {
+  if (W.norphans < (int)HERD_ARRAY_SIZE(W.orphans))
+    W.orphans[W.norphans++] = seq;
+}
+
+static int take_orphan(int64_t ack) {
+  for (int i = 0; i < W.norphans; i++) {
+    if (W.orphans[i] == ack) {
+      W.orphans[i] = W.orphans[--W.norphans];
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static void close_servers(void) {
   /* herd_server_close() takes each server out of the list. */
   while (W.servers != NULL)
@@ -203,6 +222,13 @@ static void on_internal(herd_ipc_t* ipc, const char* json, size_t len,
         herd__server_reply(s, json, len, handle);
         return;
       }
+    }
+    if (take_orphan(ack) &&
+        herd_json_get_string(json, len, "key", key, sizeof(key)) >= 0) {
+      char qkey[420], msg[480];
+      herd_json_quote(qkey, sizeof(qkey), key, strlen(key));
+      snprintf(msg, sizeof(msg), "\"act\":\"close\",\"key\":%s", qkey);
+      herd__worker_send(msg, strlen(msg));
     }
     return;
   }

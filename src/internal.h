@@ -149,6 +149,7 @@ int64_t herd__worker_send(const char* fields, size_t len);
 int herd__worker_index(const char* index_key, int delta);
 void herd__worker_server_add(herd_server_t* server);
 void herd__worker_server_remove(herd_server_t* server);
+void herd__worker_query_orphaned(int64_t seq);
 void herd__server_reply(herd_server_t* server, const char* json, size_t len,
                         herd_handle_t* handle);
 int herd__server_newconn(herd_server_t* server, int fd);

@@ -304,8 +304,11 @@ static int primary_main(int argc, char** argv, const demo_options_t* o) {
     uv_loop_close(loop);
     return 1;
   }
-  printf("herd demo: http://%s:%d/ %d workers, policy %s\n", o->host, port,
-         o->workers, herd_sched_policy_name(P.cluster.policy));
+  /* An IPv6 address goes in brackets in a URL. */
+  printf("herd demo: http://%s%s%s:%d/ %d workers, policy %s\n",
+         strchr(o->host, ':') ? "[" : "", o->host,
+         strchr(o->host, ':') ? "]" : "", port, o->workers,
+         herd_sched_policy_name(P.cluster.policy));
   fflush(stdout);
 
   uv_timer_init(loop, &P.tick);
