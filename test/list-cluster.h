@@ -10,6 +10,7 @@
   TEST(cluster_worker_disconnect, 10000)          \
   TEST(cluster_listen_error, 10000)               \
   TEST(cluster_fork_enoent, 5000)                 \
+  TEST(cluster_silent_output, 5000)               \
   TEST(cluster_node_rr, 15000)                    \
   TEST(cluster_node_shared, 15000)                \
   TEST(cluster_node_reuseport, 15000)             \

@@ -467,3 +467,46 @@ TEST_IMPL(cluster_fork_enoent) {
   ASSERT_EQ(start_error, UV_ENOENT);
   return 0;
 }
+
+/* silent: the worker's stdout reaches the output callback. */
+static char silent_out[64];
+
+static void silent_output(herd_cluster_t* c, herd_worker_t* w, int fd,
+                          const char* buf, size_t len) {
+  (void)c;
+  (void)w;
+  ASSERT_EQ(fd, 1);
+  strncat(silent_out, buf,
+          len < sizeof(silent_out) - strlen(silent_out) - 1
+              ? len
+              : sizeof(silent_out) - strlen(silent_out) - 1);
+}
+
+static void silent_exit(herd_cluster_t* c, herd_worker_t* w, int64_t code,
+                        int sig) {
+  (void)w;
+  (void)sig;
+  ASSERT_EQ(code, 0);
+  herd_cluster_close(c, NULL);
+}
+
+TEST_IMPL(cluster_silent_output) {
+  uv_loop_t loop;
+  herd_cluster_t cluster;
+  herd_cluster_callbacks_t cbs;
+  herd_cluster_settings_t s;
+  ASSERT_OK(uv_loop_init(&loop));
+  memset(&cbs, 0, sizeof(cbs));
+  cbs.output = silent_output;
+  cbs.exit = silent_exit;
+  ASSERT_OK(herd_cluster_init(&loop, &cluster, &cbs));
+  memset(&s, 0, sizeof(s));
+  s.exec = test_exe();
+  s.args = test_helper_args("hello", NULL, NULL);
+  s.silent = 1;
+  herd_cluster_setup_primary(&cluster, &s);
+  ASSERT_OK(herd_cluster_fork(&cluster, NULL, NULL));
+  test_loop_run_close(&loop);
+  ASSERT_STR_EQ(silent_out, "hello\n");
+  return 0;
+}
