@@ -104,3 +104,53 @@ TEST_IMPL(cluster_node_reuseport) {
   run_node(HERD_SCHED_REUSEPORT);
   return 0;
 }
+
+/* The other way round: a Node primary (test/fixtures/cluster-primary.js)
+ * with herd workers (the cluster_worker helper). */
+static void run_node_primary(const char* policy) {
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t r;
+  char path[1024], exits[512];
+  const char* args[4];
+  const char* v;
+  size_t vlen;
+  int64_t n;
+
+  snprintf(path, sizeof(path), "%s/test/fixtures/cluster-primary.js",
+           test_source_dir());
+  args[0] = path;
+  args[1] = test_exe();
+  args[2] = policy;
+  args[3] = NULL;
+  memset(&o, 0, sizeof(o));
+  o.timeout = 15000;
+  ASSERT_OK(herd_spawn_sync("node", args, &o, &r));
+  if (r.status != 0 || r.out_len == 0)
+    FATAL("node: status %lld\nstdout: %s\nstderr: %s", (long long)r.status,
+          r.out, r.err);
+  fprintf(stderr, "%s", r.out);
+  /* Six answers from herd workers 1 and 2, both of them. */
+  ASSERT_OK(herd_json_get(r.out, r.out_len, "bodies", &v, &vlen));
+  ASSERT(memmem(v, vlen, "\"w1\"", 4) != NULL);
+  ASSERT(memmem(v, vlen, "\"w2\"", 4) != NULL);
+  ASSERT_OK(herd_json_get_int(r.out, r.out_len, "notifies", &n));
+  ASSERT_EQ(n, 6);
+  ASSERT_OK(herd_json_get_int(r.out, r.out_len, "pongs", &n));
+  ASSERT_EQ(n, 2);
+  /* Node's disconnect: each herd worker closed its server and exited 0. */
+  ASSERT_OK(herd_json_get(r.out, r.out_len, "exits", &v, &vlen));
+  snprintf(exits, sizeof(exits), "%.*s", (int)vlen, v);
+  ASSERT(strstr(exits, "\"code\":0,\"signal\":null,\"after\":true}") != NULL);
+  ASSERT(strstr(exits, "\"code\":1") == NULL);
+  herd_sync_result_free(&r);
+}
+
+TEST_IMPL(cluster_node_primary_rr) {
+  run_node_primary("rr");
+  return 0;
+}
+
+TEST_IMPL(cluster_node_primary_none) {
+  run_node_primary("none");
+  return 0;
+}
