@@ -151,11 +151,13 @@ struct herd_cluster_s {
 
 /* Initialises a primary on `loop` with its callbacks (copied; may be NULL).
  * Settings start as zero (this program again, policy from the environment).
- * Errors: UV_ENOMEM. */
+ * The primary holds a handle on the loop until herd_cluster_close() has
+ * completed. Errors: UV_ENOMEM. */
 int herd_cluster_init(uv_loop_t* loop, herd_cluster_t* cluster,
                       const herd_cluster_callbacks_t* callbacks);
 /* Node's setupPrimary(): replaces the settings for later forks (the
- * scheduling policy only until the first fork). */
+ * scheduling policy only until the first fork or herd_cluster_listen(),
+ * which fix it in cluster->policy). */
 void herd_cluster_setup_primary(herd_cluster_t* cluster,
                                 const herd_cluster_settings_t* settings);
 
@@ -187,7 +189,7 @@ int herd_cluster_listen(herd_cluster_t* cluster, const char* host, int port,
                         int backlog, int* bound_port);
 
 /* Disconnects every worker (herd_worker_disconnect()); cb (may be NULL) runs
- * once the table is empty: every worker has exited and its channel closed.
+ * from the loop once every worker has exited and its channel closed.
  * Returns UV_EALREADY if a disconnect is already running. */
 int herd_cluster_disconnect(herd_cluster_t* cluster, herd_cluster_cb cb);
 
@@ -196,9 +198,11 @@ int herd_cluster_disconnect(herd_cluster_t* cluster, herd_cluster_cb cb);
  * many were signalled. */
 int herd_cluster_kill(herd_cluster_t* cluster, int signum);
 
-/* Closes the primary: disconnects the workers still alive, waits for them,
- * closes every server socket, and then calls close_cb (may be NULL). The
- * cluster memory may be reused after close_cb. */
+/* Closes the primary: disconnects the workers still alive, waits for them
+ * to exit (a worker that ignores the disconnect keeps it waiting: see
+ * herd_cluster_kill()), closes every server socket, and then calls close_cb
+ * (may be NULL) from the loop. No fork after this call. The cluster memory
+ * may be reused after close_cb. */
 void herd_cluster_close(herd_cluster_t* cluster, herd_cluster_cb close_cb);
 
 /* Sends a message (one JSON text, copied) to the worker. Returns as
