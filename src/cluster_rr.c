@@ -141,7 +141,13 @@ static void poll_cb(uv_poll_t* poll, int status, int events) {
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED)
         continue;
-      break; /* EAGAIN, or EMFILE & co: the next wakeup retries. */
+      if (errno == EMFILE || errno == ENFILE) {
+        /* Out of fds: polling again would spin. Accepting resumes when a
+         * worker takes a connection and its fd is closed here. */
+        uv_poll_stop(&h->poll);
+        h->polling = 0;
+      }
+      break;
     }
     distribute(h, fd, 0);
     if (h->pending_count >= RR_MAX_PENDING) {
@@ -190,10 +196,12 @@ void herd__rr_ack(herd__cluster_handle_t* h, herd_worker_t* w, int64_t ack,
   fd = m->fd;
   m->fd = -1;
   m->seq = -1;
-  if (accepted)
+  if (accepted) {
     close(fd); /* The worker has its own copy now. */
-  else
+    resume_accepting(h);
+  } else {
     distribute(h, fd, 1); /* It is shutting down: send to another. */
+  }
   handoff(h, w);
 }
 
