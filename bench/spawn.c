@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +21,22 @@ extern char** environ;
 
 static int n_per_loop = 200;
 static double max_seconds = 1.0;
+/* How many spawns the last measured loop made. */
+static int last_count;
+static double node_startup_cpu;
+
+/* CPU seconds used by this process and its reaped descendants: the cost of
+ * a spawn, which the machine's load barely changes. */
+static double cpu_seconds(void) {
+  struct rusage self, kids;
+  getrusage(RUSAGE_SELF, &self);
+  getrusage(RUSAGE_CHILDREN, &kids);
+  return (double)(self.ru_utime.tv_sec + self.ru_stime.tv_sec +
+                  kids.ru_utime.tv_sec + kids.ru_stime.tv_sec) +
+         (double)(self.ru_utime.tv_usec + self.ru_stime.tv_usec +
+                  kids.ru_utime.tv_usec + kids.ru_stime.tv_usec) /
+             1e6;
+}
 
 /* spawn: Node's default stdio (three pipes, drained); spawn_ignore: stdio
  * 'ignore', the same work as the raw loop. */
@@ -99,6 +116,7 @@ static double herd_rate(int kind) {
         return -1;
       herd_sync_result_free(&r);
     }
+    last_count = i;
     return i / (bench_now() - t0);
   }
   uv_loop_init(&loop);
@@ -113,6 +131,7 @@ static double herd_rate(int kind) {
     fprintf(stderr, "herd %s failed\n", metric_names[kind]);
     return -1;
   }
+  last_count = s.done;
   return s.done / t;
 }
 
@@ -163,6 +182,7 @@ static double raw_rate(int kind) {
     if (r != 0)
       return -1;
   }
+  last_count = i;
   return i / (bench_now() - t0);
 }
 
@@ -180,9 +200,11 @@ static int node_rate(const char* script, int m, double* out) {
   while (fgets(line, sizeof(line), f) != NULL) {
     char name[64];
     double v;
-    if (sscanf(line, "%63s %lf", name, &v) == 2 &&
+    int count;
+    if (sscanf(line, "%63s %lf %d", name, &v, &count) == 3 &&
         strcmp(name, metric_names[m]) == 0) {
       *out = v;
+      last_count = count;
       got = 1;
     }
   }
@@ -229,7 +251,10 @@ int main(int argc, char** argv) {
   char script[PATH_MAX];
   double herd_v[M_COUNT][MAX_ROUNDS], node_v[M_COUNT][MAX_ROUNDS],
       limit_v[M_COUNT][MAX_ROUNDS];
-  int rounds = 5, node_ok = 1;
+  /* CPU microseconds per spawn, parent and children together. */
+  double herd_c[M_COUNT][MAX_ROUNDS], node_c[M_COUNT][MAX_ROUNDS],
+      limit_c[M_COUNT][MAX_ROUNDS];
+  int rounds = 7, node_ok = 1;
 
   if (argc > 2 && atoi(argv[2]) > 0)
     n_per_loop = atoi(argv[2]);
@@ -241,6 +266,18 @@ int main(int argc, char** argv) {
     node_ok = 0;
   }
 
+  if (node_ok) {
+    /* The CPU one bare Node process costs, subtracted from Node's figures. */
+    double v[3];
+    for (int i = 0; i < 3; i++) {
+      double c0 = cpu_seconds();
+      if (system("node -e 0") != 0)
+        node_ok = 0;
+      v[i] = cpu_seconds() - c0;
+    }
+    node_startup_cpu = bench_median(v, 3);
+  }
+
   /* Metric by metric, herd, Node and the limit take turns within a round
    * (each going first in turn), so the three figures of one metric are
    * measured close together on this shared, noisy machine. */
@@ -248,6 +285,8 @@ int main(int argc, char** argv) {
     for (int m = 0; m < M_COUNT; m++) {
       for (int k = 0; k < 3; k++) {
         int side = (r + m + k) % 3;
+        double c0 = cpu_seconds(), c;
+        last_count = 0;
         if (side == 0) {
           herd_v[m][r] = herd_rate(m);
         } else if (side == 1) {
@@ -259,6 +298,16 @@ int main(int argc, char** argv) {
         } else {
           limit_v[m][r] = raw_rate(m);
         }
+        c = cpu_seconds() - c0;
+        if (side == 1)
+          c -= node_startup_cpu; /* Node's own start is not a spawn. */
+        c = last_count > 0 ? c * 1e6 / last_count : -1;
+        if (side == 0)
+          herd_c[m][r] = c;
+        else if (side == 1)
+          node_c[m][r] = node_ok ? c : -1;
+        else
+          limit_c[m][r] = c;
       }
     }
     fprintf(stderr, "round %d:", r + 1);
@@ -285,6 +334,15 @@ int main(int argc, char** argv) {
     double l = bench_median(limit_v[m], rounds);
     bench_result("spawn", metric_names[m], "spawns/s", "higher", h, 2, "node",
                  nd, "limit", l);
+  }
+  for (int m = 0; m < M_COUNT; m++) {
+    char name[64];
+    double h = bench_median(herd_c[m], rounds);
+    double nd = node_ok ? bench_median(node_c[m], rounds) : -1;
+    double l = bench_median(limit_c[m], rounds);
+    snprintf(name, sizeof(name), "%s_cpu", metric_names[m]);
+    bench_result("spawn", name, "us/spawn", "lower", h, 2, "node", nd, "limit",
+                 l);
   }
   return 0;
 }

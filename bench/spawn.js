@@ -1,5 +1,5 @@
 // Node's side of bench/spawn.c: the same sequential loops with
-// child_process, printing "<metric> <spawns per second>" lines.
+// child_process, printing "<metric> <spawns per second> <spawns made>" lines.
 //   node spawn.js [N] [max ms per loop] [metric]   (no metric: all of them)
 'use strict';
 const { spawn, execFile, exec, spawnSync } = require('child_process');
@@ -8,6 +8,7 @@ const N = Number(process.argv[2]) || 200;
 const MAX_MS = Number(process.argv[3]) || 1000;
 const only = process.argv[4];
 
+// Returns "<spawns per second> <spawns made>".
 async function rate(once) {
   const t0 = process.hrtime.bigint();
   let i = 0;
@@ -16,7 +17,7 @@ async function rate(once) {
     await once();
     ms = Number(process.hrtime.bigint() - t0) / 1e6;
   }
-  return i / (ms / 1000);
+  return `${i / (ms / 1000)} ${i}`;
 }
 
 function spawnOnce(options) {

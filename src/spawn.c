@@ -3,6 +3,7 @@
 #include "process-int.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -13,7 +14,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <grp.h>
 
 extern char** environ;
 
@@ -145,13 +145,14 @@ static void fork_child(const spawn_plan_t* sp, int errfd) {
   int err;
   if ((sp->flags & HERD_SPAWN_DETACHED) && setsid() == -1)
     goto fail;
+  /* cwd is entered before the ids change, as libuv does. */
+  if (sp->cwd != NULL && chdir(sp->cwd) == -1)
+    goto fail;
   if (sp->flags & (HERD_SPAWN_SETUID | HERD_SPAWN_SETGID))
     setgroups(0, NULL); /* Only permitted as root; harmless otherwise. */
   if ((sp->flags & HERD_SPAWN_SETGID) && setgid(sp->gid) == -1)
     goto fail;
   if ((sp->flags & HERD_SPAWN_SETUID) && setuid(sp->uid) == -1)
-    goto fail;
-  if (sp->cwd != NULL && chdir(sp->cwd) == -1)
     goto fail;
   for (int i = 0; i < sp->plan.n; i++) {
     int src = sp->plan.src[i];

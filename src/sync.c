@@ -3,8 +3,11 @@
  * and nothing else runs meanwhile. */
 #include "process-int.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define HERD__MAX_BUFFER_DEFAULT (1024 * 1024)
 
@@ -89,6 +92,7 @@ static int sync_run(const char* file, const char* const* args,
   herd_child_t child;
   sync_state_t st;
   uv_loop_t loop;
+  sigset_t pipe_set, old_mask;
   int r;
 
   if (result == NULL)
@@ -126,10 +130,17 @@ static int sync_run(const char* file, const char* const* args,
     result->error = r;
     return r;
   }
+  /* Input for a child that stops reading must not kill the caller with
+   * SIGPIPE: it is blocked in this thread for the call (the write then
+   * fails with EPIPE) and a pending one is consumed before unblocking. */
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
   memset(&child, 0, sizeof(child));
   child.data = &st;
   r = herd_spawn(&loop, &child, file, args, &so);
   if (r != 0) {
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     uv_loop_close(&loop);
     result->error = r;
     return r;
@@ -162,6 +173,12 @@ static int sync_run(const char* file, const char* const* args,
   uv_run(&loop, UV_RUN_DEFAULT);
   r = uv_loop_close(&loop);
   (void)r;
+  if (!sigismember(&old_mask, SIGPIPE)) {
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&pipe_set, NULL, &zero) > 0) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 
   if (st.error == 0 && st.timed_out)
     st.error = UV_ETIMEDOUT;

@@ -42,7 +42,9 @@
   TEST(exec_timeout, 5000)                       \
   TEST(exec_spawn_error, 5000)                   \
   TEST(exec_abort, 5000)                         \
+  TEST(exec_stdin, 5000)                         \
   TEST(spawn_sync_input, 5000)                   \
+  TEST(spawn_sync_input_unread, 5000)            \
   TEST(spawn_sync_status, 5000)                  \
   TEST(spawn_sync_timeout, 5000)                 \
   TEST(spawn_sync_enobufs, 5000)                 \

@@ -216,3 +216,26 @@ TEST_IMPL(exec_abort) {
   seen_free(&s);
   return 0;
 }
+
+/* The request's child is a full child handle while it runs: its stdin stays
+ * open, as in Node, and can be written and ended. */
+TEST_IMPL(exec_stdin) {
+  exec_seen_t s;
+  uv_loop_t loop;
+  herd_exec_t req;
+  uv_write_t w;
+  uv_buf_t b = uv_buf_init("piped in", 8);
+  memset(&s, 0, sizeof(s));
+  ASSERT_OK(uv_loop_init(&loop));
+  req.data = &s;
+  ASSERT_OK(herd_exec(&loop, &req, "cat", NULL, exec_cb));
+  ASSERT(req.child.pid > 0);
+  ASSERT_OK(uv_write(&w, herd_child_stream(&req.child, 0), &b, 1, NULL));
+  ASSERT_OK(herd_child_end(&req.child, 0));
+  test_loop_run_close(&loop);
+  ASSERT_EQ(s.calls, 1);
+  ASSERT_EQ(s.r.error, 0);
+  ASSERT_STR_EQ(s.out, "piped in");
+  seen_free(&s);
+  return 0;
+}

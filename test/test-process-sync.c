@@ -146,3 +146,20 @@ TEST_IMPL(exec_sync_failed) {
   herd_sync_result_free(&r);
   return 0;
 }
+
+/* Input the child never reads: the write fails with EPIPE inside the call,
+ * and the caller is not killed by SIGPIPE even without ignoring it. */
+TEST_IMPL(spawn_sync_input_unread) {
+  static char big[1 << 20];
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t r;
+  memset(&o, 0, sizeof(o));
+  o.input = big;
+  o.input_len = sizeof(big);
+  signal(SIGPIPE, SIG_DFL);
+  ASSERT_OK(herd_spawn_sync("/bin/true", NULL, &o, &r));
+  signal(SIGPIPE, SIG_IGN);
+  ASSERT_EQ(r.status, 0);
+  herd_sync_result_free(&r);
+  return 0;
+}

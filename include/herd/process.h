@@ -98,9 +98,9 @@ struct herd_child_s {
   void* data; /* free for the user */
   uv_loop_t* loop;
   pid_t pid;  /* 0 when spawning failed */
-  int killed; /* herd_child_kill() succeeded */
-  int exited; /* exit_cb has run */
-  int64_t exit_status;
+  int killed; /* a signal was sent: herd_child_kill(), timeout, abort */
+  int exited; /* the child was reaped (set just before exit_cb) */
+  int64_t exit_status; /* as passed to exit_cb */
   int term_signal;
   herd_ipc_t* channel; /* the IPC channel, or NULL */
   /* private */
