@@ -12,6 +12,8 @@
 
 #include <herd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -178,6 +180,8 @@ static void on_timeout(uv_timer_t* timer) {
   herd_child_kill(&r->child, SIGKILL);
 }
 
+static int tcp_pair(int sv[2]);
+
 static double run_herd(const char* mode, long n) {
   uv_loop_t loop;
   run_t r;
@@ -209,7 +213,9 @@ static double run_herd(const char* mode, long n) {
     int sv[2];
     cbs.message = handles_msg;
     herd_ipc_start(r.child.channel, &cbs);
-    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+    /* A connected TCP socket, as Node's side passes. */
+    if (tcp_pair(sv) != 0)
+      return -1;
     r.fd = sv[0];
     r.t0 = bench_now();
     send_next_handle(r.child.channel, 0, &r);
@@ -228,6 +234,39 @@ static double run_herd(const char* mode, long n) {
   if (strcmp(mode, "pingpong") == 0)
     return (r.t1 - r.t0) / (double)n * 1e6;
   return (double)n / (r.t1 - r.t0);
+}
+
+/* sv[0]: the accepted end, sv[1]: the client end, over 127.0.0.1. */
+static int tcp_pair(int sv[2]) {
+  struct sockaddr_in sa;
+  socklen_t sl = sizeof(sa);
+  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (lfd < 0)
+    return -1;
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(lfd, (struct sockaddr*)&sa, sizeof(sa)) != 0 ||
+      listen(lfd, 1) != 0 || getsockname(lfd, (struct sockaddr*)&sa, &sl) != 0)
+    goto fail;
+  sv[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (sv[1] < 0)
+    goto fail;
+  if (connect(sv[1], (struct sockaddr*)&sa, sizeof(sa)) != 0) {
+    close(sv[1]);
+    goto fail;
+  }
+  sv[0] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+  close(lfd);
+  if (sv[0] < 0) {
+    close(sv[1]);
+    return -1;
+  }
+  return 0;
+
+fail:
+  close(lfd);
+  return -1;
 }
 
 /* node bench/ipc.js MODE N prints one number. */

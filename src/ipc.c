@@ -5,8 +5,11 @@
  * controls every syscall: reads go into one growable buffer with recvmsg()
  * (64 KiB or more at a time), lines are split with memchr() and validated in
  * place, and messages are handed out as pointers into that buffer. Sends
- * append to one contiguous output buffer which a uv_prepare_t flushes once
- * per loop iteration, so a burst of small messages leaves in one write. */
+ * append to one contiguous output buffer which a uv_idle_t flushes once per
+ * loop iteration, so a burst of small messages leaves in one write. An idle
+ * handle rather than a prepare handle, because an active idle handle keeps
+ * the loop from blocking: a send made from any callback, a prepare callback
+ * included, is written before the loop sleeps. */
 #include "internal.h"
 
 #include <assert.h>
@@ -20,6 +23,7 @@
 #define READ_INITIAL   (256 * 1024)
 #define FLUSH_AT       (256 * 1024)
 #define SOCKET_BUFSIZE (2 * 1024 * 1024)
+#define SHRINK_ABOVE   (4 * 1024 * 1024)
 #define MAX_NACKS      3
 #define MAX_RECV_FDS   16
 
@@ -52,7 +56,7 @@ typedef struct herd_ipc_private_s {
   herd_ipc_t* ipc;
   int fd;
   uv_poll_t poll;
-  uv_prepare_t prepare;
+  uv_idle_t flusher;
   int poll_events;
   int closes_pending;
   herd_ipc_callbacks_t cb;
@@ -67,8 +71,7 @@ typedef struct herd_ipc_private_s {
   unsigned parse_pending : 1;
   unsigned need_drain : 1;
   unsigned want_write : 1;
-  int werr;  /* a write error met inside send(), handled from the loop */
-  int fatal; /* the error a closing channel reports */
+  int werr; /* a write error met inside send(), handled from the loop */
 
   /* Input: rbuf[rstart, rlen) is unparsed; rbase is the stream offset of
    * rbuf[0]; memchr resumes at `scan`; `tail` is where the last incomplete
@@ -117,11 +120,11 @@ static void update_poll(ipc_priv_t* p) {
     set_poll(p, events);
 }
 
-static void on_prepare(uv_prepare_t* handle);
+static void on_flush(uv_idle_t* handle);
 
 static void arm(ipc_priv_t* p) {
-  if (!p->closing && !uv_is_active((uv_handle_t*)&p->prepare))
-    uv_prepare_start(&p->prepare, on_prepare);
+  if (!p->closing && !uv_is_active((uv_handle_t*)&p->flusher))
+    uv_idle_start(&p->flusher, on_flush);
 }
 
 static size_t queued(const ipc_priv_t* p) {
@@ -224,6 +227,11 @@ static int flush_io(ipc_priv_t* p) {
   }
   p->obase += p->olen;
   p->ohead = p->olen = 0;
+  if (p->ocap > SHRINK_ABOVE) {
+    free(p->obuf);
+    p->obuf = NULL;
+    p->ocap = 0;
+  }
   return 0;
 }
 
@@ -351,9 +359,9 @@ static void flush_and_notify(ipc_priv_t* p) {
     ipc_close(p, 0);
 }
 
-static void on_prepare(uv_prepare_t* handle) {
+static void on_flush(uv_idle_t* handle) {
   ipc_priv_t* p = handle->data;
-  uv_prepare_stop(handle);
+  uv_idle_stop(handle);
   if (p->parse_pending) {
     p->parse_pending = 0;
     parse_lines(p);
@@ -366,9 +374,8 @@ static void on_prepare(uv_prepare_t* handle) {
   }
   flush_and_notify(p);
   /* Callbacks run from here (drain, send callbacks, buffered messages) may
-   * have sent more. This prepare handle has already run in this iteration
-   * and the loop is about to block, so write now, and if bytes remain let
-   * the writable event pick them up. */
+   * have sent more: write that now too rather than a loop iteration later,
+   * and if bytes still remain let the writable event pick them up. */
   for (int i = 0; i < 4 && !p->closing && p->olen > p->ohead && !p->want_write;
        i++)
     flush_and_notify(p);
@@ -455,7 +462,7 @@ static void ipc_close(ipc_priv_t* p, int err) {
     p->cb.error(p->ipc, err);
   p->closes_pending = 2;
   uv_close((uv_handle_t*)&p->poll, on_close);
-  uv_close((uv_handle_t*)&p->prepare, on_close);
+  uv_close((uv_handle_t*)&p->flusher, on_close);
   /* uv_close() took the fd out of epoll already. */
   close(p->fd);
   p->fd = -1;
@@ -618,6 +625,12 @@ static void parse_lines(ipc_priv_t* p) {
   if (p->rstart == p->rlen) {
     p->rbase += p->rlen;
     p->rstart = p->rlen = p->scan = p->tail = 0;
+    /* One huge message must not pin its buffer for the channel's life. */
+    if (p->rcap > SHRINK_ABOVE) {
+      free(p->rbuf);
+      p->rbuf = NULL;
+      p->rcap = 0;
+    }
   } else if (p->rlen - p->rstart > p->max_line) {
     ipc_close(p, HERD_ELINETOOLONG);
   }
@@ -804,18 +817,18 @@ int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd) {
   r = uv_poll_init(loop, &p->poll, fd);
   if (r != 0)
     goto fail;
-  uv_prepare_init(loop, &p->prepare);
+  uv_idle_init(loop, &p->flusher);
   p->ipc = ipc;
   p->fd = fd;
   p->ofd = -1;
   p->max_line = HERD_IPC_DEFAULT_MAX_LINE;
   p->poll.data = p;
-  p->prepare.data = p;
+  p->flusher.data = p;
   r = set_poll(p, UV_READABLE);
   if (r != 0) {
     p->closes_pending = 2;
     uv_close((uv_handle_t*)&p->poll, free_on_close);
-    uv_close((uv_handle_t*)&p->prepare, free_on_close);
+    uv_close((uv_handle_t*)&p->flusher, free_on_close);
     return r;
   }
   ipc->loop = loop;
@@ -891,7 +904,7 @@ void herd__ipc_set_internal_cb(herd_ipc_t* ipc, herd__ipc_internal_cb cb) {
 
 /* After a message went into the output buffer: flush early when a lot is
  * buffered (fewer, larger writes and bounded memory), else leave it to the
- * prepare callback of this loop iteration. */
+ * idle callback of this loop iteration. */
 static int after_queue(ipc_priv_t* p) {
   if (p->olen - p->ohead >= FLUSH_AT && !p->want_write && p->werr == 0) {
     int r = flush_io(p);
@@ -1091,7 +1104,7 @@ void herd_ipc_ref(herd_ipc_t* ipc) {
   ipc_priv_t* p = ipc->priv;
   if (p != NULL && !p->closing) {
     uv_ref((uv_handle_t*)&p->poll);
-    uv_ref((uv_handle_t*)&p->prepare);
+    uv_ref((uv_handle_t*)&p->flusher);
   }
 }
 
@@ -1099,7 +1112,7 @@ void herd_ipc_unref(herd_ipc_t* ipc) {
   ipc_priv_t* p = ipc->priv;
   if (p != NULL && !p->closing) {
     uv_unref((uv_handle_t*)&p->poll);
-    uv_unref((uv_handle_t*)&p->prepare);
+    uv_unref((uv_handle_t*)&p->flusher);
   }
 }
 

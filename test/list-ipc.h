@@ -1,6 +1,7 @@
 /* Tests of the ipc module: TEST(name, timeout_ms) and HELPER(name). */
 #define HERD_TESTS_IPC(TEST, HELPER)        \
   TEST(ipc_json, 5000)                      \
+  TEST(ipc_json_vs_node, 10000)             \
   TEST(ipc_roundtrip, 20000)                \
   TEST(ipc_bad_input, 5000)                 \
   TEST(ipc_line_too_long, 10000)            \
@@ -19,6 +20,8 @@
   TEST(ipc_fork_silent_exec_argv, 10000)    \
   TEST(ipc_internal_handle, 5000)           \
   TEST(ipc_ref_unref, 5000)                 \
+  TEST(ipc_send_from_prepare, 5000)         \
+  TEST(ipc_huge_message, 10000)             \
   TEST(ipc_fork_child_close, 10000)         \
   HELPER(ipc_peer)                          \
   /* end */

@@ -597,6 +597,15 @@ TEST_IMPL(ipc_fork_silent_exec_argv) {
   opts.silent = 1;
   opts.spawn.close_cb = hello_close;
   ASSERT_OK(uv_loop_init(&loop));
+  {
+    /* fork() needs a channel: a stdio list without one is refused. */
+    herd_fork_options_t bad = opts;
+    herd_stdio_t pipes[3] = {
+        {HERD_STDIO_PIPE, 0}, {HERD_STDIO_PIPE, 0}, {HERD_STDIO_PIPE, 0}};
+    bad.spawn.stdio = pipes;
+    bad.spawn.stdio_count = 3;
+    ASSERT_EQ(herd_fork(&loop, &h.child, script, args, &bad), UV_EINVAL);
+  }
   ASSERT_OK(herd_fork(&loop, &h.child, script, args, &opts));
   h.child.channel->data = &h;
   ASSERT_OK(herd_ipc_start(h.child.channel, &cbs));

@@ -600,3 +600,173 @@ TEST_IMPL(ipc_ref_unref) {
   ASSERT_EQ(cb_.disconnects, 1);
   return 0;
 }
+
+/* herd's scanner agrees with Node's JSON.parse() on thousands of small
+ * texts built from JSON's alphabet (ASCII only, where the two must agree
+ * exactly; invalid UTF-8 is where herd is stricter on purpose). */
+TEST_IMPL(ipc_json_vs_node) {
+  static const char alphabet[] = "{}[],:\"\\ 0123456789.eE+-truefalsnu\tx/bA";
+  static const char* const seeds[] = {"{\"a\":[1,2,{\"b\":null}],\"c\":\"d\"}",
+                                      "[true,false,null]",
+                                      "\"\\u00e9\\n\\\"\"",
+                                      "-0.5e+10",
+                                      "{\"\":{}}",
+                                      "[[[]]]",
+                                      "0",
+                                      "\"x\"",
+                                      "[1.0,-0,2e5,3E-2]",
+                                      "{\"a\" : 1 , \"b\" :\t[ ]}"};
+  const int ncases = 4000;
+  char path[] = "/tmp/herd-json-XXXXXX";
+  char cmd[1200];
+  char* expect;
+  char** cases;
+  FILE* f;
+  int fd, mismatches = 0, valid = 0;
+  uint32_t rnd = 12345;
+
+  cases = calloc((size_t)ncases, sizeof(*cases));
+  expect = malloc((size_t)ncases + 16);
+  ASSERT(cases != NULL && expect != NULL);
+  fd = mkstemp(path);
+  ASSERT(fd >= 0);
+  f = fdopen(fd, "w");
+  for (int i = 0; i < ncases; i++) {
+    char buf[64];
+    size_t n;
+#define RND() (rnd = rnd * 1103515245u + 12345u, (rnd >> 16) & 0x7fff)
+    if (i % 2 == 0) {
+      /* A seed with a few random edits. */
+      snprintf(buf, sizeof(buf), "%s", seeds[RND() % HERD_ARRAY_SIZE(seeds)]);
+      n = strlen(buf);
+      for (int k = (int)(RND() % 3); k >= 0 && n > 0; k--) {
+        size_t at = RND() % n;
+        int op = (int)(RND() % 3);
+        if (op == 0) {
+          buf[at] = alphabet[RND() % (sizeof(alphabet) - 1)];
+        } else if (op == 1) {
+          memmove(buf + at, buf + at + 1, n - at);
+          n--;
+        } else if (n + 1 < sizeof(buf)) {
+          memmove(buf + at + 1, buf + at, n - at + 1);
+          buf[at] = alphabet[RND() % (sizeof(alphabet) - 1)];
+          n++;
+        }
+      }
+    } else {
+      /* Pure noise from the alphabet. */
+      n = 1 + RND() % 10;
+      for (size_t k = 0; k < n; k++)
+        buf[k] = alphabet[RND() % (sizeof(alphabet) - 1)];
+      buf[n] = '\0';
+    }
+#undef RND
+    cases[i] = strdup(buf);
+    fprintf(f, "%s\n", buf);
+  }
+  fclose(f);
+  snprintf(cmd, sizeof(cmd), "node %s/test/fixtures/json-parse.js %s",
+           test_source_dir(), path);
+  f = popen(cmd, "r");
+  ASSERT(f != NULL);
+  ASSERT(fgets(expect, ncases + 16, f) != NULL);
+  ASSERT_EQ(pclose(f), 0);
+  unlink(path);
+  ASSERT_EQ(strlen(expect), ncases + 1);
+  for (int i = 0; i < ncases; i++) {
+    int ours = herd_json_validate(cases[i], strlen(cases[i])) == 0;
+    valid += ours;
+    if (ours != (expect[i] == '1')) {
+      fprintf(stderr, "mismatch on [%s]: herd %d, JSON.parse %c\n", cases[i],
+              ours, expect[i]);
+      mismatches++;
+    }
+    free(cases[i]);
+  }
+  free(cases);
+  free(expect);
+  ASSERT_EQ(mismatches, 0);
+  /* The mix must hold enough valid texts to mean something. */
+  ASSERT_GE(valid, ncases / 20);
+  return 0;
+}
+
+static herd_ipc_t* prep_ipc;
+static void send_from_prepare(uv_prepare_t* prep) {
+  ASSERT_OK(herd_ipc_send(prep_ipc, "\"from prepare\"", 14));
+  uv_close((uv_handle_t*)prep, NULL);
+}
+
+static void stop_on_message(herd_ipc_t* ipc, const char* json, size_t len,
+                            herd_handle_t* handle) {
+  count_message(ipc, json, len, handle);
+  herd_ipc_disconnect(ipc);
+}
+
+/* A send made from a prepare callback (after the channel's own flush point
+ * in some loop designs) still leaves before the loop sleeps. */
+TEST_IMPL(ipc_send_from_prepare) {
+  uv_loop_t loop;
+  uv_prepare_t prep;
+  herd_ipc_t a, b;
+  herd_ipc_callbacks_t eb = counting;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  eb.message = stop_on_message;
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_OK(herd_ipc_start(&b, &eb));
+  prep_ipc = &a;
+  /* Let both channels settle first, so nothing else wakes the loop. */
+  uv_run(&loop, UV_RUN_NOWAIT);
+  uv_prepare_init(&loop, &prep);
+  uv_prepare_start(&prep, send_from_prepare);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(cb_.messages, 1);
+  ASSERT_STR_EQ(cb_.last, "\"from prepare\"");
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+static size_t huge_len;
+static void huge_message(herd_ipc_t* ipc, const char* json, size_t len,
+                         herd_handle_t* handle) {
+  counts_t* c = ipc->data;
+  (void)handle;
+  c->messages++;
+  if (c->messages == 1) {
+    ASSERT_EQ(len, huge_len);
+    ASSERT_EQ(json[0], '"');
+    ASSERT_EQ(json[len / 2], 'y');
+  } else {
+    ASSERT_STR_EQ(json, "{\"after\":true}");
+    herd_ipc_disconnect(ipc);
+  }
+}
+
+/* A message bigger than the buffers' shrink threshold, then a small one on
+ * the same channel: both arrive whole. */
+TEST_IMPL(ipc_huge_message) {
+  uv_loop_t loop;
+  herd_ipc_t a, b;
+  herd_ipc_callbacks_t eb = counting;
+  char* huge;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  eb.message = huge_message;
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_OK(herd_ipc_start(&b, &eb));
+  huge_len = 6 * 1024 * 1024;
+  huge = malloc(huge_len);
+  memset(huge, 'y', huge_len);
+  huge[0] = '"';
+  huge[huge_len - 1] = '"';
+  ASSERT_EQ(herd_ipc_send(&a, huge, huge_len), 1);
+  free(huge);
+  ASSERT_EQ(herd_ipc_send(&a, "{\"after\":true}", 14), 1);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(cb_.messages, 2);
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}

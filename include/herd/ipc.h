@@ -134,9 +134,8 @@ void herd_ipc_set_max_line(herd_ipc_t* ipc, size_t max_line);
  * above the high-water mark (Node's send() === false; wait for drain), or
  * HERD_EBADJSON / HERD_EBADUTF8 / HERD_ECHANNELCLOSED / UV_ENOMEM. Nothing
  * accepted is ever dropped. Many sends in one loop iteration are written
- * together, from the channel's uv_prepare_t just before the loop blocks (or
- * at once when 256 KiB are waiting); a send made from another prepare
- * callback may wait for the next loop iteration. While a handle is in
+ * together, from the channel's uv_idle_t before the loop next waits for
+ * events (or at once when 256 KiB are waiting). While a handle is in
  * flight (sent, not yet acknowledged) later messages wait behind it, as in
  * Node. A message whose top-level "cmd" starts with "NODE_" is internal to
  * the peer (a Node peer will not emit it as 'message'). */
