@@ -74,22 +74,23 @@ static const char* only;
 static pid_t running_pgid;
 static char nginx_dir[PATH_MAX];
 
+/* Asks the primary to stop (so that it can take its workers down in order),
+ * then kills whatever is left of its process group. */
 static void stop_group(pid_t pid) {
   int status;
+  int reaped = 0;
   if (pid <= 0)
     return;
-  kill(-pid, SIGTERM);
-  for (int i = 0; i < 100; i++) {
+  kill(pid, SIGTERM);
+  for (int i = 0; i < 150 && !reaped; i++) {
     if (waitpid(pid, &status, WNOHANG) == pid)
-      break;
-    usleep(20000);
-    if (i == 99) {
-      kill(-pid, SIGKILL);
-      waitpid(pid, &status, 0);
-    }
+      reaped = 1;
+    else
+      usleep(20000);
   }
-  /* Workers the primary left behind belong to the same group. */
   kill(-pid, SIGKILL);
+  if (!reaped)
+    waitpid(pid, &status, 0);
 }
 
 static void cleanup(void) {

@@ -845,13 +845,20 @@ static void server_maybe_done(struct herd_http_private_s* priv) {
     cb(server);
 }
 
-/* Takes a freshly initialised, connected handle into service. */
+/* Takes a freshly initialised, connected handle into service. On error the
+ * connection is closed (and freed) here.
+ *
+ * A new connection usually has its request waiting already: the client
+ * wrote it right after connecting, and under round-robin the primary passed
+ * the socket on only after accepting it. Reading it at once answers a
+ * `Connection: close` request without the socket ever being added to epoll;
+ * only when nothing is there yet does libuv's reading take over, at the
+ * cost of one read() that finds nothing. */
 static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
+  uv_stream_t* stream = (uv_stream_t*)&conn->tcp;
+  uv_os_fd_t fd;
+  ssize_t n;
   int err;
-  err = uv_read_start((uv_stream_t*)&conn->tcp, on_alloc, on_read);
-  if (err != 0)
-    return err;
-  conn->reading = 1;
   conn->last_active = uv_now(priv->server->loop);
   conn->next = priv->conns;
   if (priv->conns != NULL)
@@ -860,6 +867,29 @@ static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
   priv->live++;
   priv->server->connections++;
   sweep_update(priv);
+  err = uv_fileno((uv_handle_t*)&conn->tcp, &fd);
+  if (err == 0) {
+    do
+      n = read(fd, conn->buf, priv->buf_size);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+      on_read(stream, n, NULL);
+      return 0;
+    }
+    if (n == 0) {
+      on_read(stream, UV_EOF, NULL);
+      return 0;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      err = -errno;
+  }
+  if (err == 0)
+    err = uv_read_start(stream, on_alloc, on_read);
+  if (err != 0) {
+    conn_close(conn);
+    return err;
+  }
+  conn->reading = 1;
   return 0;
 }
 
@@ -1017,11 +1047,11 @@ int herd_http_server_accept(herd_http_server_t* server, uv_stream_t* listener) {
     return err;
   }
   err = uv_accept(listener, (uv_stream_t*)&conn->tcp);
-  if (err == 0)
-    err = conn_start(priv, conn);
-  if (err != 0)
+  if (err != 0) {
     uv_close((uv_handle_t*)&conn->tcp, on_close_unstarted);
-  return err;
+    return err;
+  }
+  return conn_start(priv, conn);
 }
 
 int herd_http_server_adopt(herd_http_server_t* server, int fd) {
@@ -1053,10 +1083,7 @@ int herd_http_server_adopt(herd_http_server_t* server, int fd) {
     uv_close((uv_handle_t*)&conn->tcp, on_close_unstarted);
     return err;
   }
-  err = conn_start(priv, conn);
-  if (err != 0)
-    uv_close((uv_handle_t*)&conn->tcp, on_close_unstarted);
-  return err;
+  return conn_start(priv, conn);
 }
 
 static int respond(herd_http_req_t* req, int status, const char* content_type,

@@ -12,6 +12,7 @@
   TEST(http_idle_timeout, 5000)       \
   TEST(http_client_abort, 5000)       \
   TEST(http_adopt, 5000)              \
+  TEST(http_adopt_early_data, 5000)   \
   TEST(http_accept, 5000)             \
   TEST(http_graceful_close, 5000)     \
   TEST(http_node_client, 15000)       \

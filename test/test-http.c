@@ -29,6 +29,7 @@ struct http_test_s {
   uv_tcp_t listener; /* for the accept/adopt tests */
   int listener_used;
   int own_listen_fd;
+  int pre[3]; /* connections made before the server saw them */
 };
 
 typedef struct {
@@ -656,6 +657,61 @@ TEST_IMPL(http_adopt) {
   close(t.own_listen_fd);
   ASSERT_EQ(t.closed, 1);
   ASSERT_EQ(t.server.requests, 2);
+  return 0;
+}
+
+static void client_adopt_early(http_test_t* t) {
+  exchange(t->pre[0], NULL, OK_TEXT("7", "/early\n"), 0);
+  exchange(t->pre[0], "GET /next HTTP/1.1\r\n\r\n", OK_TEXT("6", "/next\n"), 0);
+  exchange(t->pre[1], NULL, OK_TEXT("6", "/half\n"), 1);
+  exchange(t->pre[2], NULL, OK_TEXT_CLOSE("7", "/async\n"), 1);
+  for (int i = 0; i < 3; i++)
+    close(t->pre[i]);
+}
+
+static int accept_ready(int listen_fd) {
+  int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+  ASSERT(fd >= 0);
+  return fd;
+}
+
+/* Sockets whose requests (or end of stream) are already waiting when the
+ * server gets them, as under round-robin: they are answered from what is
+ * read at once, also when the answer comes later or the client is done. */
+TEST_IMPL(http_adopt_early_data) {
+  http_test_t t;
+  int fds[4];
+  int gone;
+  memset(&t, 0, sizeof(t));
+  t.own_listen_fd = listen_socket(&t.port);
+  t.pre[0] = client_connect(t.port);
+  SEND_STR(t.pre[0], "GET /early HTTP/1.1\r\n\r\n");
+  t.pre[1] = client_connect(t.port);
+  SEND_STR(t.pre[1], "GET /half HTTP/1.1\r\n\r\n");
+  shutdown(t.pre[1], SHUT_WR);
+  t.pre[2] = client_connect(t.port);
+  SEND_STR(t.pre[2], "GET /async HTTP/1.1\r\nConnection: close\r\n\r\n");
+  gone = client_connect(t.port);
+  close(gone);
+  for (int i = 0; i < 4; i++)
+    fds[i] = accept_ready(t.own_listen_fd);
+  test_sleep_ms(20);
+  ASSERT_OK(uv_loop_init(&t.loop));
+  ASSERT_OK(herd_http_server_init(&t.loop, &t.server, on_request, NULL));
+  t.server.data = &t;
+  for (int i = 0; i < 4; i++)
+    ASSERT_OK(herd_http_server_adopt(&t.server, fds[i]));
+  /* The one that had only its end of stream waiting is already closing. */
+  ASSERT_EQ(t.handled, 3);
+  t.client = client_adopt_early;
+  ASSERT_OK(uv_async_init(&t.loop, &t.done, on_done));
+  t.done.data = &t;
+  ASSERT_OK(uv_thread_create(&t.thread, client_thread, &t));
+  test_loop_run_close(&t.loop);
+  close(t.own_listen_fd);
+  ASSERT_EQ(t.closed, 1);
+  ASSERT_EQ(t.server.requests, 4);
+  ASSERT_EQ(t.server.connections, 0);
   return 0;
 }
 

@@ -108,11 +108,13 @@ int herd_http_server_listen(herd_http_server_t* server, const char* host,
                             int port, int backlog);
 /* The port of the server's own listener, or UV_EINVAL without one. */
 int herd_http_server_port(const herd_http_server_t* server);
-/* Accepts one connection from a listening stream owned by the caller and
- * serves it: call it from that stream's uv_connection_cb (once per call of
- * the callback). Errors: UV_EINVAL (NULL arguments, server closing),
- * UV_ENOMEM, the errors of uv_accept() (UV_EAGAIN when nothing is
- * pending). */
+/* Accepts one connection from a listening TCP stream (a uv_tcp_t) owned by
+ * the caller and serves it: call it from that stream's uv_connection_cb
+ * (once per call of the callback). Errors: UV_EINVAL (NULL arguments,
+ * server closing), UV_ENOMEM, the errors of uv_accept() (UV_EAGAIN when
+ * nothing is pending). The connection is read at once, so the handler may
+ * run (and the connection may be answered and closed) before this returns;
+ * the same holds for herd_http_server_adopt(). */
 int herd_http_server_accept(herd_http_server_t* server, uv_stream_t* listener);
 /* Serves an already accepted, connected TCP socket; herd owns `fd` (also on
  * error: it is closed then) and makes it non-blocking and close-on-exec.
