@@ -77,6 +77,11 @@ static int parse_options(int argc, char** argv, demo_options_t* o) {
       if (parse_int(value, 0, 65535, &o->port) != 0)
         return usage_error("bad port '%s'", value);
     } else if (strcmp(name, "--host") == 0) {
+      struct sockaddr_in6 sa6;
+      struct sockaddr_in sa4;
+      if (uv_ip4_addr(value, 0, &sa4) != 0 && uv_ip6_addr(value, 0, &sa6) != 0)
+        return usage_error("bad host '%s' (a numeric IPv4 or IPv6 address)",
+                           value);
       o->host = value;
     } else if (strcmp(name, "--workers") == 0) {
       if (strcmp(value, "auto") == 0)
@@ -298,7 +303,7 @@ static int primary_main(int argc, char** argv, const demo_options_t* o) {
   r = herd_cluster_listen(&P.cluster, o->host, o->port, 511, &port);
   if (r != 0) {
     fprintf(stderr, "herd: cannot listen on %s:%d: %s\n", o->host, o->port,
-            r == UV_EINVAL ? "not a numeric IP address" : uv_strerror(r));
+            uv_strerror(r));
     herd_cluster_close(&P.cluster, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
