@@ -273,12 +273,12 @@ static void slot_release(herd_worker_t* worker) {
 
 /* Takes the worker out of every server handle; rr hands its in-flight
  * connections to other workers. */
-static void remove_from_handles(herd_worker_t* worker) {
+static void remove_from_handles(herd_worker_t* worker, int graceful) {
   struct herd_cluster_private_s* p = worker->cluster->priv;
   herd__cluster_handle_t** hp = &p->handles;
   while (*hp != NULL) {
     herd__cluster_handle_t* h = *hp;
-    int gone = h->kind == HERD_SCHED_RR ? herd__rr_remove(h, worker)
+    int gone = h->kind == HERD_SCHED_RR ? herd__rr_remove(h, worker, graceful)
                                         : herd__shared_remove(h, worker);
     if (gone) {
       *hp = h->next;
@@ -307,7 +307,7 @@ static void on_channel_closed(herd_ipc_t* ipc) {
   herd_worker_t* w = ipc->data;
   herd_cluster_t* cluster = w->cluster;
   w->priv->channel_closed = 1;
-  remove_from_handles(w);
+  remove_from_handles(w, 0);
   if (w->state != HERD_WORKER_DEAD)
     w->state = HERD_WORKER_DISCONNECTED;
   if (cluster->cb.disconnect != NULL)
@@ -320,7 +320,7 @@ static void on_child_exit(herd_child_t* child, int64_t code, int sig) {
   w->priv->exit_code = code;
   w->priv->term_signal = sig;
   w->state = HERD_WORKER_DEAD;
-  remove_from_handles(w);
+  remove_from_handles(w, 0);
   slot_release(w);
 }
 
@@ -346,7 +346,7 @@ static void on_child_close(herd_child_t* child) {
 
   w->state = HERD_WORKER_DEAD;
   w->exited_after_disconnect = !!w->exited_after_disconnect;
-  remove_from_handles(w);
+  remove_from_handles(w, 0);
   slot_release(w);
   remove_from_table(w);
   if (w->priv->fork_pending) {
@@ -545,6 +545,7 @@ int herd__cluster_member_add(herd__cluster_handle_t* handle,
   handle->members[handle->nmembers].worker = worker;
   handle->members[handle->nmembers].fd = -1;
   handle->members[handle->nmembers].seq = -1;
+  handle->members[handle->nmembers].leaving = 0;
   handle->nmembers++;
   return 0;
 }
@@ -675,6 +676,7 @@ static void reply_errno(herd_worker_t* w, const char* key, int64_t ack,
 static void query_server(herd_worker_t* w, const char* json, size_t len) {
   herd_cluster_t* cluster = w->cluster;
   herd__cluster_handle_t* h;
+  herd__cluster_member_t* m;
   char address[256], atype[32], fdraw[32], key[400], qkey[420], raw[300];
   char fields[1024];
   const char* addr = NULL;
@@ -726,11 +728,15 @@ static void query_server(herd_worker_t* w, const char* json, size_t len) {
     h->next = cluster->priv->handles;
     cluster->priv->handles = h;
   }
-  if (herd__cluster_member(h, w) != NULL) {
+  m = herd__cluster_member(h, w);
+  if (m != NULL && m->leaving) {
+    /* It closed this server and listens again before answering for the
+     * connection in flight: it stays a member. */
+    m->leaving = 0;
+  } else if (m != NULL) {
     reply_errno(w, key, seq, UV_EADDRINUSE);
     return;
-  }
-  if (herd__cluster_member_add(h, w) != 0) {
+  } else if (herd__cluster_member_add(h, w) != 0) {
     reply_errno(w, key, seq, UV_ENOMEM);
     return;
   }
@@ -792,7 +798,7 @@ static void on_close(herd_worker_t* w, const char* json, size_t len) {
     int gone;
     if (strcmp(h->key, key) != 0)
       continue;
-    gone = h->kind == HERD_SCHED_RR ? herd__rr_remove(h, w)
+    gone = h->kind == HERD_SCHED_RR ? herd__rr_remove(h, w, 1)
                                     : herd__shared_remove(h, w);
     if (gone) {
       *hp = h->next;
@@ -819,14 +825,18 @@ static void on_internal(herd_ipc_t* ipc, const char* json, size_t len,
     size_t vlen;
     int accepted = herd_json_get(json, len, "accepted", &v, &vlen) == 0 &&
                    vlen == 4 && memcmp(v, "true", 4) == 0;
-    for (herd__cluster_handle_t* h = cluster->priv->handles; h != NULL;
-         h = h->next) {
+    for (herd__cluster_handle_t** hp = &cluster->priv->handles; *hp != NULL;
+         hp = &(*hp)->next) {
+      herd__cluster_handle_t* h = *hp;
       herd__cluster_member_t* m;
       if (h->kind != HERD_SCHED_RR)
         continue;
       m = herd__cluster_member(h, w);
       if (m != NULL && m->fd >= 0 && m->seq == ack) {
-        herd__rr_ack(h, w, ack, accepted);
+        if (herd__rr_ack(h, w, ack, accepted)) {
+          *hp = h->next;
+          herd__cluster_handle_free(h);
+        }
         return;
       }
     }
@@ -880,7 +890,7 @@ int herd_worker_disconnect(herd_worker_t* worker) {
   r = herd__cluster_send(worker, "\"act\":\"disconnect\"", -1);
   /* As Node does: the worker no longer gets connections nor counts as a
    * member of the table. */
-  remove_from_handles(worker);
+  remove_from_handles(worker, 1);
   remove_from_table(worker);
   return r < 0 ? (int)r : 0;
 }

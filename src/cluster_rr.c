@@ -98,7 +98,7 @@ static void handoff(herd__cluster_handle_t* h, herd_worker_t* w) {
   int64_t seq;
   int fd;
 
-  if (m == NULL || m->fd >= 0)
+  if (m == NULL || m->fd >= 0 || m->leaving)
     return; /* It left the server, or is busy with one already. */
   fd = pending_shift(h);
   if (fd < 0) {
@@ -180,19 +180,25 @@ void herd__rr_add(herd__cluster_handle_t* h, herd_worker_t* w) {
   /* The free list may hold every member: size it with the members. */
   herd_worker_t** nf = realloc(h->free, (size_t)h->cap_members * sizeof(*nf));
   if (nf == NULL) {
-    herd__rr_remove(h, w);
+    herd__rr_remove(h, w, 0);
     return;
   }
   h->free = nf;
   handoff(h, w);
 }
 
-void herd__rr_ack(herd__cluster_handle_t* h, herd_worker_t* w, int64_t ack,
-                  int accepted) {
+static void member_drop(herd__cluster_handle_t* h, herd__cluster_member_t* m) {
+  free_remove(h, m->worker);
+  *m = h->members[h->nmembers - 1];
+  h->nmembers--;
+}
+
+int herd__rr_ack(herd__cluster_handle_t* h, herd_worker_t* w, int64_t ack,
+                 int accepted) {
   herd__cluster_member_t* m = herd__cluster_member(h, w);
   int fd;
   if (m == NULL || m->fd < 0 || m->seq != ack)
-    return;
+    return 0;
   fd = m->fd;
   m->fd = -1;
   m->seq = -1;
@@ -202,19 +208,32 @@ void herd__rr_ack(herd__cluster_handle_t* h, herd_worker_t* w, int64_t ack,
   } else {
     distribute(h, fd, 1); /* It is shutting down: send to another. */
   }
+  if (m->leaving) {
+    /* That was the answer it still owed: now it is out. */
+    member_drop(h, m);
+    return h->nmembers == 0 && !h->pinned;
+  }
   handoff(h, w);
+  return 0;
 }
 
-int herd__rr_remove(herd__cluster_handle_t* h, herd_worker_t* w) {
+/* graceful (the worker was asked to leave, or closed its server): a
+ * connection in flight to it stays its until it answers, as in Node, since
+ * it may already be serving it. Otherwise (its channel is gone) that
+ * connection goes to the next worker at once. */
+int herd__rr_remove(herd__cluster_handle_t* h, herd_worker_t* w, int graceful) {
   herd__cluster_member_t* m = herd__cluster_member(h, w);
   int fd;
 
   if (m == NULL)
     return 0;
+  if (graceful && m->fd >= 0) {
+    m->leaving = 1;
+    free_remove(h, w);
+    return 0;
+  }
   fd = m->fd;
-  *m = h->members[h->nmembers - 1];
-  h->nmembers--;
-  free_remove(h, w);
+  member_drop(h, m);
   if (fd >= 0)
     distribute(h, fd, 1); /* In flight to a worker that left: requeue. */
   return h->nmembers == 0 && !h->pinned;

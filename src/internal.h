@@ -79,6 +79,7 @@ typedef struct {
   herd_worker_t* worker;
   int fd;      /* rr: the connection in flight to this worker, or -1 */
   int64_t seq; /* rr: the seq of the newconn carrying it */
+  int leaving; /* rr: left the server, waits for the answer about `fd` */
 } herd__cluster_member_t;
 
 struct herd__cluster_handle_s {
@@ -133,9 +134,10 @@ void herd__cluster_handle_gone(herd_cluster_t* cluster);
 /* cluster_rr.c */
 int herd__rr_open(herd__cluster_handle_t* handle);
 void herd__rr_add(herd__cluster_handle_t* handle, herd_worker_t* worker);
-void herd__rr_ack(herd__cluster_handle_t* handle, herd_worker_t* worker,
-                  int64_t ack, int accepted);
-int herd__rr_remove(herd__cluster_handle_t* handle, herd_worker_t* worker);
+int herd__rr_ack(herd__cluster_handle_t* handle, herd_worker_t* worker,
+                 int64_t ack, int accepted);
+int herd__rr_remove(herd__cluster_handle_t* handle, herd_worker_t* worker,
+                    int graceful);
 void herd__rr_close(herd__cluster_handle_t* handle);
 
 /* cluster_shared.c (shared and reuseport) */
