@@ -372,3 +372,47 @@ TEST_IMPL(cli_demo_primary_sigkill) {
   unlink(d.err_path);
   return 0;
 }
+
+/* SIGINT while clients are busy: every response a client received was
+ * counted, and nothing else was. */
+static void busy_thread(void* arg) {
+  load_t* l = arg;
+  char body[32];
+  int failures = 0;
+  while (!l->stop && failures < 20) {
+    int r = tc_http_get(l->d->port, body, sizeof(body), 3000);
+    if (r == 200) {
+      ASSERT_STR_EQ(body, "123123\n");
+      __atomic_add_fetch(&l->ok, 1, __ATOMIC_SEQ_CST);
+    } else {
+      __atomic_add_fetch(&l->failed, 1, __ATOMIC_SEQ_CST);
+      failures++; /* after the demo is gone, connects fail */
+    }
+  }
+}
+
+TEST_IMPL(cli_demo_shutdown_under_load) {
+  const char* policies[] = {"rr", "shared", "reuseport"};
+  for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
+    demo_t d;
+    load_t l;
+    uv_thread_t threads[3];
+    long long total;
+
+    demo_start(&d, policies[i], "2");
+    memset(&l, 0, sizeof(l));
+    l.d = &d;
+    for (int t = 0; t < 3; t++)
+      ASSERT_OK(uv_thread_create(&threads[t], busy_thread, &l));
+    test_sleep_ms(300);
+    total = demo_stop(&d, SIGINT);
+    l.stop = 1;
+    for (int t = 0; t < 3; t++)
+      uv_thread_join(&threads[t]);
+    fprintf(stderr, "%s: %d answered during the shutdown run, total %lld\n",
+            policies[i], l.ok, total);
+    ASSERT(l.ok > 0);
+    ASSERT_EQ(total, l.ok + d.got);
+  }
+  return 0;
+}
