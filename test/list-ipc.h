@@ -16,12 +16,14 @@
   TEST(ipc_fork_node_child, 30000)          \
   TEST(ipc_node_parent, 30000)              \
   TEST(ipc_node_parent_echo_example, 30000) \
+  TEST(ipc_node_parent_advanced, 15000)     \
   TEST(ipc_example_fork_count, 15000)       \
   TEST(ipc_fork_silent_exec_argv, 10000)    \
   TEST(ipc_internal_handle, 5000)           \
   TEST(ipc_ref_unref, 5000)                 \
   TEST(ipc_send_from_prepare, 5000)         \
   TEST(ipc_huge_message, 10000)             \
+  TEST(ipc_fd_pairing, 5000)                \
   TEST(ipc_fork_child_close, 10000)         \
   HELPER(ipc_peer)                          \
   /* end */

@@ -655,3 +655,14 @@ TEST_IMPL(ipc_fork_child_close) {
   ASSERT(child.channel == NULL);
   return 0;
 }
+
+/* A Node parent with serialization 'advanced' gets a clear refusal. */
+TEST_IMPL(ipc_node_parent_advanced) {
+  char script[1024], exe[1024];
+  const char* argv[] = {"node", script, exe, NULL};
+  snprintf(script, sizeof(script), "%s/test/fixtures/ipc-advanced.js",
+           test_source_dir());
+  snprintf(exe, sizeof(exe), "%s/examples/ipc-echo", test_binary_dir());
+  ASSERT_EQ(run_node(argv), 0);
+  return 0;
+}

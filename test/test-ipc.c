@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct {
@@ -768,5 +769,69 @@ TEST_IMPL(ipc_huge_message) {
   test_loop_run_close(&loop);
   ASSERT_EQ(cb_.messages, 2);
   ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+static ino_t pair_inodes[2];
+static int paired;
+static void pairing_message(herd_ipc_t* ipc, const char* json, size_t len,
+                            herd_handle_t* handle) {
+  struct stat st;
+  int64_t which;
+  count_message(ipc, json, len, NULL);
+  if (handle == NULL)
+    return;
+  ASSERT_OK(herd_json_get_int(json, len, "n", &which));
+  ASSERT(which == 0 || which == 1);
+  ASSERT_EQ(fstat(handle->fd, &st), 0);
+  ASSERT_EQ(st.st_ino, pair_inodes[which]);
+  paired++;
+}
+
+/* Each fd goes with the NODE_HANDLE line that starts in the chunk it came
+ * with, also when lines and fds arrive back to back or a line is split
+ * across writes. */
+TEST_IMPL(ipc_fd_pairing) {
+  uv_loop_t loop;
+  herd_ipc_t a;
+  herd_ipc_callbacks_t cbs = counting;
+  int raw, s1[2], s2[2];
+  struct stat st;
+  char buf[512];
+  static const char h0[] =
+      "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":{\"n\":0}}\n";
+  static const char h1a[] = "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.S";
+  static const char h1b[] = "ocket\",\"msg\":{\"n\":1}}\n[\"tail\"]\n";
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  cbs.message = pairing_message;
+  ASSERT_OK(herd_ipc_start(&a, &cbs));
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s1), 0);
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s2), 0);
+  ASSERT_EQ(fstat(s1[0], &st), 0);
+  pair_inodes[0] = st.st_ino;
+  ASSERT_EQ(fstat(s2[0], &st), 0);
+  pair_inodes[1] = st.st_ino;
+  write_all(raw, "[\"head\"]\n", 9);
+  send_raw_fd(raw, h0, s1[0]);
+  send_raw_fd(raw, h1a, s2[0]);
+  for (int i = 0; i < 5; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  write_all(raw, h1b, strlen(h1b));
+  close(s1[0]);
+  close(s2[0]);
+  read_until(&loop, raw,
+             "{\"cmd\":\"NODE_HANDLE_ACK\"}\n{\"cmd\":\"NODE_HANDLE_ACK\"}\n",
+             buf, sizeof(buf));
+  for (int i = 0; i < 100 && ca.messages < 4; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT_EQ(paired, 2);
+  ASSERT_EQ(ca.messages, 4);
+  ASSERT_STR_EQ(ca.last, "[\"tail\"]");
+  close(s1[1]);
+  close(s2[1]);
+  close(raw);
+  test_loop_run_close(&loop);
   return 0;
 }

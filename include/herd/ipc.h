@@ -77,7 +77,9 @@ typedef void (*herd_ipc_message_cb)(herd_ipc_t* ipc, const char* json,
  * a read error), after which the channel closes and disconnect_cb follows. */
 typedef void (*herd_ipc_error_cb)(herd_ipc_t* ipc, int err);
 /* The channel closed: herd_ipc_disconnect() was called, the peer closed its
- * end (exited), or a fatal error. Last callback of a channel. */
+ * end (exited), or a fatal error. Last callback of a channel: a herd_ipc_t
+ * the caller owns may be reused or freed from here on; a child's channel is
+ * freed by herd right after this returns. */
 typedef void (*herd_ipc_disconnect_cb)(herd_ipc_t* ipc);
 /* The write queue went back under the high-water mark after a send()
  * returned 1. */
