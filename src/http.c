@@ -3,10 +3,12 @@
 #include <llhttp.h>
 
 #include <assert.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -415,6 +417,18 @@ static int on_headers_complete(llhttp_t* p) {
       p->content_length > conn->priv->max_body_size) {
     conn->err_status = 413;
     return -1;
+  }
+  /* A client that asks first gets its go-ahead before the body; it goes out
+   * with the writes of this read, after the answers to earlier requests. */
+  for (i = 0; i < conn->req.header_count; i++) {
+    h = &conn->headers[i];
+    if (h->name_len == 6 && strncasecmp(h->name, "expect", 6) == 0 &&
+        h->value_len == 12 && strncasecmp(h->value, "100-continue", 12) == 0 &&
+        out_reserve(conn, 25) == 0) {
+      memcpy(conn->out + conn->out_len, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+      conn->out_len += 25;
+      break;
+    }
   }
   return 0;
 }
@@ -1057,6 +1071,7 @@ int herd_http_server_accept(herd_http_server_t* server, uv_stream_t* listener) {
 int herd_http_server_adopt(herd_http_server_t* server, int fd) {
   struct herd_http_private_s* priv;
   http_conn_t* conn;
+  int flags;
   int err;
   if (server == NULL || server->priv == NULL || fd < 0 ||
       server->priv->closing) {
@@ -1076,7 +1091,11 @@ int herd_http_server_adopt(herd_http_server_t* server, int fd) {
     close(fd);
     return err;
   }
-  herd__cloexec(fd, 1);
+  /* Sockets received over IPC already are close-on-exec; only a socket that
+   * is not pays for the second fcntl(). */
+  flags = fcntl(fd, F_GETFD);
+  if (flags >= 0 && !(flags & FD_CLOEXEC))
+    fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
   err = uv_tcp_open(&conn->tcp, fd);
   if (err != 0) {
     close(fd);

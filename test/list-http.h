@@ -3,6 +3,7 @@
   TEST(http_get, 5000)                \
   TEST(http_keep_alive, 5000)         \
   TEST(http_pipelining, 5000)         \
+  TEST(http_pipelining_many, 10000)   \
   TEST(http_connection_close, 5000)   \
   TEST(http_http10, 5000)             \
   TEST(http_bad_request, 5000)        \

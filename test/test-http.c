@@ -334,6 +334,79 @@ TEST_IMPL(http_pipelining) {
   return 0;
 }
 
+/* Many pipelined requests, more than the read buffer holds, sent in odd
+ * slices so that URLs and headers are cut between reads, with answers given
+ * late every so often (parsing stops meanwhile and the buffer fills up).
+ * Every answer must come, in order. */
+static void client_pipelining_many(http_test_t* t) {
+  enum { N = 400 };
+  size_t cap = (size_t)N * 160;
+  char* reqs = malloc(cap);
+  char* got = malloc(cap);
+  size_t len = 0;
+  size_t off = 0;
+  size_t have = 0;
+  int fd = client_connect(t->port);
+  int eof = 0;
+  int seen = 0;
+  char* p;
+  ASSERT(reqs != NULL && got != NULL);
+  for (int i = 0; i < N; i++) {
+    if (i % 97 == 50)
+      len += (size_t)snprintf(reqs + len, cap - len,
+                              "GET /async HTTP/1.1\r\nX-I: %d\r\n\r\n", i);
+    else
+      len +=
+          (size_t)snprintf(reqs + len, cap - len,
+                           "GET /p%d HTTP/1.1\r\nHost: x\r\nX-Long-Header-%d: "
+                           "some value here\r\n\r\n",
+                           i, i);
+  }
+  while (off < len) {
+    size_t n = len - off < 1013 ? len - off : 1013;
+    int more = 0;
+    client_send(fd, reqs + off, n);
+    off += n;
+    /* Drain answers as they come so that neither side blocks. */
+    have += client_read(fd, got + have, cap - 1 - have, 1, 1, &more);
+    ASSERT_EQ(more, 0);
+  }
+  for (int tries = 0; tries < 200; tries++) {
+    got[have] = '\0';
+    seen = 0;
+    for (p = got; (p = strstr(p, "HTTP/1.1 200 OK")) != NULL; p++)
+      seen++;
+    if (seen == N)
+      break;
+    have += client_read(fd, got + have, cap - 1 - have, 1, 50, &eof);
+    ASSERT_EQ(eof, 0);
+  }
+  ASSERT_EQ(seen, N);
+  /* The bodies come in request order. */
+  p = got;
+  for (int i = 0; i < N; i++) {
+    char body[32];
+    if (i % 97 == 50)
+      snprintf(body, sizeof(body), "\r\n\r\n/async\n");
+    else
+      snprintf(body, sizeof(body), "\r\n\r\n/p%d\n", i);
+    p = strstr(p, body);
+    ASSERT(p != NULL);
+    p += strlen(body);
+  }
+  close(fd);
+  free(reqs);
+  free(got);
+}
+
+TEST_IMPL(http_pipelining_many) {
+  http_test_t t;
+  memset(&t, 0, sizeof(t));
+  run_http_test(&t, NULL, client_pipelining_many, 1);
+  ASSERT_EQ(t.server.requests, 400);
+  return 0;
+}
+
 static void client_connection_close(http_test_t* t) {
   int fd = client_connect(t->port);
   /* Whatever follows a `Connection: close` request is not answered. */
@@ -345,13 +418,20 @@ static void client_connection_close(http_test_t* t) {
   exchange(fd, "GET /async HTTP/1.1\r\nConnection: close\r\n\r\n",
            OK_TEXT_CLOSE("7", "/async\n"), 1);
   close(fd);
+  /* Upgrades are not spoken: the request is answered, the rest ignored. */
+  fd = client_connect(t->port);
+  exchange(fd,
+           "GET /up HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+           "\r\n\x81\x05hello",
+           OK_TEXT_CLOSE("4", "/up\n"), 1);
+  close(fd);
 }
 
 TEST_IMPL(http_connection_close) {
   http_test_t t;
   memset(&t, 0, sizeof(t));
   run_http_test(&t, NULL, client_connection_close, 1);
-  ASSERT_EQ(t.server.requests, 2);
+  ASSERT_EQ(t.server.requests, 3);
   return 0;
 }
 
@@ -508,6 +588,14 @@ static void client_post_body(http_test_t* t) {
       "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
       "5\r\nhello\r\n1\r\n \r\n6;ext=1\r\nworld!\r\n0\r\nX-Trailer: 1\r\n\r\n",
       "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello world!", 0);
+  /* A client that asks first is told to go on before it sends the body. */
+  SEND_STR(fd,
+           "POST /echo HTTP/1.1\r\nExpect: 100-Continue\r\n"
+           "Content-Length: 5\r\n\r\n");
+  len = client_read(fd, got, 100, 25, 2000, &eof);
+  got[len] = '\0';
+  ASSERT_STR_EQ(got, "HTTP/1.1 100 Continue\r\n\r\n");
+  exchange(fd, "hello", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 0);
   close(fd);
   free(body);
   free(got);
@@ -517,7 +605,7 @@ TEST_IMPL(http_post_body) {
   http_test_t t;
   memset(&t, 0, sizeof(t));
   run_http_test(&t, NULL, client_post_body, 1);
-  ASSERT_EQ(t.server.requests, 2);
+  ASSERT_EQ(t.server.requests, 3);
   return 0;
 }
 

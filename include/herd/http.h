@@ -2,8 +2,9 @@
  * `Connection: close`, 400 on a malformed request, 431 on an oversized
  * request head, 413 on an oversized body, an idle timeout. Made to serve
  * herd's demo fast, not to be a framework: no request streaming, no chunked
- * responses, no TLS, no Expect: 100-continue, no upgrades (an Upgrade or
- * CONNECT request is answered like any other, then the connection closes).
+ * responses, no TLS, no upgrades (an Upgrade or CONNECT request is answered
+ * like any other, then the connection closes). `Expect: 100-continue` gets
+ * its interim 100 response.
  * Included by <herd.h>; do not include directly. See docs/http.md. */
 #ifndef HERD_HTTP_H
 #define HERD_HTTP_H
