@@ -343,33 +343,37 @@ TEST_IMPL(cli_demo_worker_respawn) {
 }
 
 /* SIGKILL of the primary: every worker exits within 1 s and the port can be
- * bound again at once. Under reuseport the workers hold listening sockets
- * of their own, so a surviving worker would keep the port busy. */
+ * bound again at once. Under reuseport and shared the workers hold the
+ * listening sockets too, so a surviving worker would keep the port busy. */
 TEST_IMPL(cli_demo_primary_sigkill) {
-  demo_t d;
-  int pids[2], fd;
-  uint64_t start;
+  const char* policies[] = {"reuseport", "shared", "rr"};
+  for (size_t p = 0; p < sizeof(policies) / sizeof(policies[0]); p++) {
+    demo_t d;
+    int pids[2], fd;
+    uint64_t start;
 
-  demo_start(&d, "reuseport", "2");
-  demo_workers(&d, pids, 2);
-  ASSERT_OK(herd_child_kill(&d.child, SIGKILL));
-  start = tc_now_ms();
-  for (int i = 0; i < 2; i++) {
-    while (tc_proc_state(pids[i]) != 0 && tc_proc_state(pids[i]) != 'Z') {
-      if (tc_now_ms() - start > 1000)
-        FATAL("worker %d still alive 1 s after the primary died", pids[i]);
-      test_sleep_ms(5);
+    demo_start(&d, policies[p], "2");
+    demo_workers(&d, pids, 2);
+    ASSERT_OK(herd_child_kill(&d.child, SIGKILL));
+    start = tc_now_ms();
+    for (int i = 0; i < 2; i++) {
+      while (tc_proc_state(pids[i]) != 0 && tc_proc_state(pids[i]) != 'Z') {
+        if (tc_now_ms() - start > 1000)
+          FATAL("%s: worker %d still alive 1 s after the primary died",
+                policies[p], pids[i]);
+        test_sleep_ms(5);
+      }
     }
+    fd = listen_on(d.port);
+    ASSERT(fd >= 0);
+    close(fd);
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    ASSERT(d.closed);
+    ASSERT_EQ(d.child.term_signal, SIGKILL);
+    test_loop_close(&d.loop);
+    unlink(d.out_path);
+    unlink(d.err_path);
   }
-  fd = listen_on(d.port);
-  ASSERT(fd >= 0);
-  close(fd);
-  uv_run(&d.loop, UV_RUN_DEFAULT);
-  ASSERT(d.closed);
-  ASSERT_EQ(d.child.term_signal, SIGKILL);
-  test_loop_close(&d.loop);
-  unlink(d.out_path);
-  unlink(d.err_path);
   return 0;
 }
 
