@@ -233,3 +233,31 @@ TEST_IMPL(cluster_reuseport_slot_backlog) {
   ASSERT_EQ(t.exit_signal[1], SIGKILL);
   return 0;
 }
+
+/* A worker whose primary died before it could ask for PR_SET_PDEATHSIG
+ * (its parent is not HERD_PRIMARY_PID any more) ends itself with SIGTERM
+ * during setup. */
+static int orphan_signal = -1;
+
+static void orphan_exit(herd_child_t* child, int64_t status, int sig) {
+  (void)child;
+  (void)status;
+  orphan_signal = sig;
+}
+
+TEST_IMPL(cluster_worker_primary_gone_at_start) {
+  uv_loop_t loop;
+  herd_child_t child;
+  herd_fork_options_t o;
+  const char* env[] = {"NODE_UNIQUE_ID=1", "HERD_PRIMARY_PID=1", NULL};
+  ASSERT_OK(uv_loop_init(&loop));
+  memset(&o, 0, sizeof(o));
+  o.spawn.env = env;
+  o.spawn.flags = HERD_SPAWN_ENV_EXTEND;
+  o.spawn.exit_cb = orphan_exit;
+  ASSERT_OK(herd_fork(&loop, &child, test_exe(),
+                      test_helper_args("cluster_worker", "0", NULL), &o));
+  test_loop_run_close(&loop);
+  ASSERT_EQ(orphan_signal, SIGTERM);
+  return 0;
+}
