@@ -289,10 +289,11 @@ struct herd_server_s {
 int herd_server_init(uv_loop_t* loop, herd_server_t* server);
 /* Listens on host:port (host NULL: any address; a numeric IPv4 or IPv6
  * address otherwise). Standalone, the process binds and listens itself and
- * errors (UV_EADDRINUSE, ...) are returned here; in a worker, the primary is
- * asked (queryServer) and its answer arrives in listen_cb. listen_cb (may be
- * NULL) runs from the loop, never from inside this call. In a worker the
- * primary learns of it ({"act":"listening"}). Errors: UV_EINVAL (bad host),
+ * errors (UV_EADDRINUSE, ...) are returned here; in a worker (once
+ * herd_cluster_worker_setup() has run; before, it binds by itself), the
+ * primary is asked (queryServer) and its answer arrives in listen_cb. listen_cb
+ * (may be NULL) runs from the loop, never from inside this call. In a worker
+ * the primary learns of it ({"act":"listening"}). Errors: UV_EINVAL (bad host),
  * UV_EALREADY, HERD_ECHANNELCLOSED, socket errors. */
 int herd_server_listen(herd_server_t* server, const char* host, int port,
                        int backlog, herd_server_connection_cb connection_cb,
