@@ -286,6 +286,9 @@ struct herd_server_s {
   struct herd_server_private_s* priv;
 };
 
+/* Initialises a caller-allocated server on `loop`. It holds a handle on the
+ * loop until herd_server_close() completes, even if it never listens.
+ * Errors: UV_ENOMEM. */
 int herd_server_init(uv_loop_t* loop, herd_server_t* server);
 /* Listens on host:port (host NULL: any address; a numeric IPv4 or IPv6
  * address otherwise). Standalone, the process binds and listens itself and
