@@ -216,13 +216,18 @@ int herd_worker_kill(herd_worker_t* worker, int signum);
 
 /* Node's worker.disconnect() in the primary: asks the worker to close its
  * servers and, once its in-flight work is done, to close the channel; it
- * then exits by itself. Sets exited_after_disconnect. Connections the
- * primary still holds for this worker go to other workers. Returns 0 or
+ * then exits by itself. Sets exited_after_disconnect and takes the worker
+ * out of the table and of every server at once: it gets no new connection
+ * (under rr, the one in flight to it stays its until it answers, and goes
+ * to another worker if it declines or dies). Returns 0 or
  * HERD_ECHANNELCLOSED. */
 int herd_worker_disconnect(herd_worker_t* worker);
 
+/* Node's worker.isDead(): the process has exited. */
 int herd_worker_is_dead(const herd_worker_t* worker);
+/* Node's worker.isConnected(): its channel is open. */
 int herd_worker_is_connected(const herd_worker_t* worker);
+/* "none", "online", "listening", "disconnected", "dead". */
 const char* herd_worker_state_name(herd_worker_state_t state);
 
 /* Worker side. */
