@@ -1,0 +1,344 @@
+/* `herd demo`: the seed program's cluster HTTP server. The same binary is
+ * the primary and, re-executed with NODE_UNIQUE_ID set, each worker. */
+#include "cli.h"
+
+#include <herd.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A crashed worker is restarted after this delay, doubled while workers
+ * keep dying young, up to the maximum. */
+#define RESPAWN_MIN_MS  100
+#define RESPAWN_MAX_MS  5000
+#define YOUNG_WORKER_MS 1000
+/* After SIGINT/SIGTERM the workers get this long to finish in-flight work
+ * before they are killed. */
+#define SHUTDOWN_GRACE_MS 10000
+
+typedef struct {
+  const char* host;
+  int port;
+  int workers;
+  herd_sched_policy_t policy;
+} demo_options_t;
+
+static const char kNotify[] = "{\"cmd\":\"notifyRequest\"}";
+
+static int parse_int(const char* s, int min, int max, int* out) {
+  char* end;
+  long v;
+  errno = 0;
+  v = strtol(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+    return -1;
+  *out = (int)v;
+  return 0;
+}
+
+static int usage_error(const char* fmt, const char* arg) {
+  fprintf(stderr, "herd: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n");
+  herd_cli_usage(stderr);
+  return 2;
+}
+
+/* Parses the demo's flags (argv[0] is "demo"); 0, or 2 after a message. */
+static int parse_options(int argc, char** argv, demo_options_t* o) {
+  o->host = "127.0.0.1";
+  o->port = 8000;
+  o->workers = 0;
+  o->policy = HERD_SCHED_DEFAULT;
+  for (int i = 1; i < argc; i++) {
+    const char* name = argv[i];
+    const char* value = NULL;
+    char flag[32];
+    const char* eq = strchr(name, '=');
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+      herd_cli_usage(stdout);
+      exit(0);
+    }
+    if (strncmp(name, "--", 2) != 0)
+      return usage_error("unexpected argument '%s'", name);
+    if (eq != NULL) {
+      snprintf(flag, sizeof(flag), "%.*s", (int)(eq - name), name);
+      name = flag;
+      value = eq + 1;
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      return usage_error("option '%s' needs a value", name);
+    }
+    if (strcmp(name, "--port") == 0) {
+      if (parse_int(value, 0, 65535, &o->port) != 0)
+        return usage_error("bad port '%s'", value);
+    } else if (strcmp(name, "--host") == 0) {
+      struct sockaddr_in6 sa6;
+      struct sockaddr_in sa4;
+      if (uv_ip4_addr(value, 0, &sa4) != 0 && uv_ip6_addr(value, 0, &sa6) != 0)
+        return usage_error("bad host '%s' (a numeric IPv4 or IPv6 address)",
+                           value);
+      o->host = value;
+    } else if (strcmp(name, "--workers") == 0) {
+      if (strcmp(value, "auto") == 0)
+        o->workers = 0;
+      else if (parse_int(value, 1, 1024, &o->workers) != 0)
+        return usage_error("bad worker count '%s' (1..1024 or auto)", value);
+    } else if (strcmp(name, "--policy") == 0) {
+      int p = herd_sched_policy_parse(value);
+      if (p < 0 || strcmp(value, "none") == 0)
+        return usage_error("bad policy '%s' (rr, shared or reuseport)", value);
+      o->policy = (herd_sched_policy_t)p;
+    } else {
+      return usage_error("unknown option '%s'", name);
+    }
+  }
+  if (o->workers == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    o->workers = n > 0 ? (int)n : 1;
+  }
+  return 0;
+}
+
+/* The worker: an HTTP server that reports every request. */
+
+static herd_server_t worker_server;
+static herd_http_server_t worker_http;
+
+static void on_request(herd_http_req_t* req) {
+  herd_http_respond(req, 200, NULL, "123123\n", 7);
+  herd_cluster_worker_send(kNotify, sizeof(kNotify) - 1);
+}
+
+static void on_connection(herd_server_t* server, int status) {
+  int fd;
+  if (status != 0 || herd_server_accept_fd(server, &fd) != 0)
+    return;
+  herd_http_server_adopt(&worker_http, fd);
+}
+
+static void on_worker_listen(herd_server_t* server, int status) {
+  (void)server;
+  if (status != 0) {
+    fprintf(stderr, "herd: worker %d cannot listen: %s\n",
+            herd_cluster_worker_id(), herd_strerror(status));
+    exit(1);
+  }
+}
+
+static void on_http_closed(herd_http_server_t* server) {
+  (void)server;
+  /* Every response is written and every notify queued: now the channel
+   * can flush and close, and the loop ends. */
+  herd_cluster_worker_disconnect();
+}
+
+static void on_worker_disconnect(void) {
+  herd_http_server_close(&worker_http, on_http_closed);
+}
+
+static int worker_main(const demo_options_t* o) {
+  herd_cluster_worker_options_t wo;
+  uv_loop_t* loop = uv_default_loop();
+  int r;
+
+  /* Ctrl-C reaches the whole process group; the primary decides when the
+   * workers stop. */
+  signal(SIGINT, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+  memset(&wo, 0, sizeof(wo));
+  wo.disconnect = on_worker_disconnect;
+  r = herd_cluster_worker_setup(loop, &wo);
+  if (r == 0)
+    r = herd_http_server_init(loop, &worker_http, on_request, NULL);
+  if (r == 0)
+    r = herd_server_init(loop, &worker_server);
+  if (r == 0)
+    r = herd_server_listen(&worker_server, o->host, o->port, 511, on_connection,
+                           on_worker_listen);
+  if (r != 0) {
+    fprintf(stderr, "herd: worker: %s\n", herd_strerror(r));
+    return 1;
+  }
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_loop_close(loop);
+  return 0;
+}
+
+/* The primary. */
+
+static struct {
+  herd_cluster_t cluster;
+  uv_timer_t tick;
+  uv_timer_t respawn;
+  uv_timer_t grace;
+  uv_signal_t sigint;
+  uv_signal_t sigterm;
+  uint64_t requests;
+  int to_respawn; /* crashed workers waiting for their restart */
+  uint64_t backoff;
+  int stopping;
+} P;
+
+static void on_tick(uv_timer_t* t) {
+  (void)t;
+  printf("requests = %llu\n", (unsigned long long)P.requests);
+  fflush(stdout);
+}
+
+static void on_message(herd_cluster_t* c, herd_worker_t* w, const char* json,
+                       size_t len, herd_handle_t* handle) {
+  char cmd[32];
+  (void)c;
+  (void)w;
+  (void)handle;
+  if ((len == sizeof(kNotify) - 1 && memcmp(json, kNotify, len) == 0) ||
+      (herd_json_get_string(json, len, "cmd", cmd, sizeof(cmd)) > 0 &&
+       strcmp(cmd, "notifyRequest") == 0))
+    P.requests++;
+}
+
+static void fork_one(void) {
+  int r = herd_cluster_fork(&P.cluster, NULL, NULL);
+  if (r != 0)
+    fprintf(stderr, "herd: cannot fork a worker: %s\n", herd_strerror(r));
+}
+
+static void on_respawn(uv_timer_t* t) {
+  (void)t;
+  while (P.to_respawn > 0 && !P.stopping) {
+    P.to_respawn--;
+    fork_one();
+  }
+}
+
+static void on_exit_worker(herd_cluster_t* c, herd_worker_t* w, int64_t code,
+                           int sig) {
+  uint64_t lived = uv_now(c->loop) - (uint64_t)(uintptr_t)w->data;
+  if (P.stopping || w->exited_after_disconnect)
+    return;
+  if (sig != 0)
+    fprintf(stderr, "herd: worker %d (pid %d) killed by signal %d\n", w->id,
+            (int)w->pid, sig);
+  else
+    fprintf(stderr, "herd: worker %d (pid %d) exited with code %lld\n", w->id,
+            (int)w->pid, (long long)code);
+  P.backoff = lived < YOUNG_WORKER_MS ? P.backoff * 2 : RESPAWN_MIN_MS;
+  if (P.backoff < RESPAWN_MIN_MS)
+    P.backoff = RESPAWN_MIN_MS;
+  if (P.backoff > RESPAWN_MAX_MS)
+    P.backoff = RESPAWN_MAX_MS;
+  P.to_respawn++;
+  uv_timer_start(&P.respawn, on_respawn, P.backoff, 0);
+}
+
+static void on_fork(herd_cluster_t* c, herd_worker_t* w) {
+  w->data = (void*)(uintptr_t)uv_now(c->loop);
+}
+
+static void on_cluster_closed(herd_cluster_t* c) {
+  (void)c;
+  printf("total requests = %llu\n", (unsigned long long)P.requests);
+  fflush(stdout);
+  uv_close((uv_handle_t*)&P.tick, NULL);
+  uv_close((uv_handle_t*)&P.respawn, NULL);
+  uv_close((uv_handle_t*)&P.grace, NULL);
+  uv_close((uv_handle_t*)&P.sigint, NULL);
+  uv_close((uv_handle_t*)&P.sigterm, NULL);
+}
+
+static void kill_all(int sig) {
+  herd_cluster_kill(&P.cluster, sig);
+}
+
+static void on_grace(uv_timer_t* t) {
+  (void)t;
+  fprintf(stderr, "herd: workers did not stop in time, killing them\n");
+  kill_all(SIGKILL);
+}
+
+static void on_signal(uv_signal_t* s, int signum) {
+  (void)s;
+  if (P.stopping) {
+    /* A second signal: stop waiting. */
+    kill_all(SIGKILL);
+    return;
+  }
+  (void)signum;
+  P.stopping = 1;
+  uv_timer_stop(&P.tick);
+  uv_timer_stop(&P.respawn);
+  uv_timer_start(&P.grace, on_grace, SHUTDOWN_GRACE_MS, 0);
+  uv_unref((uv_handle_t*)&P.grace);
+  herd_cluster_close(&P.cluster, on_cluster_closed);
+}
+
+static int primary_main(int argc, char** argv, const demo_options_t* o) {
+  herd_cluster_callbacks_t cbs;
+  herd_cluster_settings_t settings;
+  uv_loop_t* loop = uv_default_loop();
+  int port, r;
+
+  signal(SIGPIPE, SIG_IGN);
+  memset(&cbs, 0, sizeof(cbs));
+  cbs.fork = on_fork;
+  cbs.message = on_message;
+  cbs.exit = on_exit_worker;
+  r = herd_cluster_init(loop, &P.cluster, &cbs);
+  if (r != 0) {
+    fprintf(stderr, "herd: %s\n", herd_strerror(r));
+    return 1;
+  }
+  memset(&settings, 0, sizeof(settings));
+  /* Workers are this program again, with the same flags. */
+  settings.args = (const char* const*)argv;
+  settings.policy = o->policy;
+  herd_cluster_setup_primary(&P.cluster, &settings);
+  (void)argc;
+
+  r = herd_cluster_listen(&P.cluster, o->host, o->port, 511, &port);
+  if (r != 0) {
+    fprintf(stderr, "herd: cannot listen on %s:%d: %s\n", o->host, o->port,
+            uv_strerror(r));
+    herd_cluster_close(&P.cluster, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    return 1;
+  }
+  /* An IPv6 address goes in brackets in a URL. */
+  printf("herd demo: http://%s%s%s:%d/ %d workers, policy %s\n",
+         strchr(o->host, ':') ? "[" : "", o->host,
+         strchr(o->host, ':') ? "]" : "", port, o->workers,
+         herd_sched_policy_name(P.cluster.policy));
+  fflush(stdout);
+
+  uv_timer_init(loop, &P.tick);
+  uv_timer_init(loop, &P.respawn);
+  uv_timer_init(loop, &P.grace);
+  uv_signal_init(loop, &P.sigint);
+  uv_signal_init(loop, &P.sigterm);
+  uv_signal_start(&P.sigint, on_signal, SIGINT);
+  uv_signal_start(&P.sigterm, on_signal, SIGTERM);
+  uv_timer_start(&P.tick, on_tick, 1000, 1000);
+  P.backoff = RESPAWN_MIN_MS;
+  for (int i = 0; i < o->workers; i++)
+    fork_one();
+
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_loop_close(loop);
+  return 0;
+}
+
+int herd_cli_demo(int argc, char** argv) {
+  demo_options_t o;
+  int r = parse_options(argc, argv, &o);
+  if (r != 0)
+    return r;
+  if (herd_cluster_is_worker())
+    return worker_main(&o);
+  return primary_main(argc, argv, &o);
+}

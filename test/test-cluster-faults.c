@@ -1,0 +1,263 @@
+/* Faults: under rr a connection a worker declines, or one in flight to a
+ * worker that dies, is served by another worker; under reuseport the
+ * connections waiting in a dead worker's slot are served by its
+ * replacement. */
+#include "test-cluster.h"
+
+#include "internal.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+/* A worker speaking the NODE_CLUSTER protocol by hand, to misbehave on
+ * newconn: "decline" answers accepted:false (and tells the primary with a
+ * user message), "die" exits without answering.
+ * argv: cluster_raw_worker PORT MODE */
+static herd_ipc_t raw_ipc;
+static int raw_seq;
+static const char* raw_mode;
+
+static void raw_send(const char* fields) {
+  char buf[512];
+  int n = snprintf(buf, sizeof(buf), "{\"cmd\":\"NODE_CLUSTER\",%s,\"seq\":%d}",
+                   fields, raw_seq++);
+  ASSERT(herd_ipc_send(&raw_ipc, buf, (size_t)n) >= 0);
+}
+
+static void raw_internal(herd_ipc_t* ipc, const char* json, size_t len,
+                         herd_handle_t* handle) {
+  char act[32], fields[256];
+  int64_t seq, ack;
+  (void)ipc;
+  if (herd_json_get_int(json, len, "ack", &ack) == 0) {
+    ASSERT_EQ(ack, 1); /* the queryServer reply, without a handle (rr) */
+    const char* sn;
+    size_t snlen;
+    int64_t port;
+    ASSERT(handle == NULL);
+    ASSERT_OK(herd_json_get(json, len, "sockname", &sn, &snlen));
+    ASSERT_OK(herd_json_get_int(sn, snlen, "port", &port));
+    snprintf(fields, sizeof(fields),
+             "\"act\":\"listening\",\"index\":0,\"data\":null,"
+             "\"address\":\"127.0.0.1\",\"port\":%lld,\"addressType\":4",
+             (long long)port);
+    raw_send(fields);
+    return;
+  }
+  ASSERT(herd_json_get_string(json, len, "act", act, sizeof(act)) > 0);
+  if (strcmp(act, "disconnect") == 0) {
+    herd_ipc_disconnect(&raw_ipc);
+    return;
+  }
+  ASSERT_STR_EQ(act, "newconn");
+  ASSERT(handle != NULL);
+  ASSERT_STR_EQ(handle->type, "net.Native");
+  if (strcmp(raw_mode, "die") == 0)
+    _exit(7); /* with the connection, unanswered */
+  ASSERT_OK(herd_json_get_int(json, len, "seq", &seq));
+  snprintf(fields, sizeof(fields), "\"ack\":%lld,\"accepted\":false",
+           (long long)seq);
+  raw_send(fields);
+  ASSERT(herd_ipc_send(&raw_ipc, "{\"cmd\":\"declined\"}", 18) >= 0);
+}
+
+HELPER_IMPL(cluster_raw_worker) {
+  herd_ipc_callbacks_t cbs;
+  uv_loop_t loop;
+  char fields[256];
+  ASSERT_EQ(argc, 3);
+  raw_mode = argv[2];
+  ASSERT_OK(uv_loop_init(&loop));
+  unsetenv("NODE_UNIQUE_ID");
+  ASSERT_OK(herd_ipc_open_parent(&loop, &raw_ipc));
+  herd__ipc_set_internal_cb(&raw_ipc, raw_internal);
+  memset(&cbs, 0, sizeof(cbs));
+  ASSERT_OK(herd_ipc_start(&raw_ipc, &cbs));
+  raw_send("\"act\":\"online\"");
+  snprintf(fields, sizeof(fields),
+           "\"act\":\"queryServer\",\"index\":0,\"data\":null,"
+           "\"address\":\"127.0.0.1\",\"port\":%s,\"addressType\":4,"
+           "\"backlog\":511",
+           argv[1]);
+  raw_send(fields);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  test_loop_close(&loop);
+  return 0;
+}
+
+typedef struct {
+  const char* mode;
+  int port;
+  int declined;
+  int stage;
+} rr_fault_t;
+
+static void fault_client(void* arg) {
+  tc_cluster_t* t = arg;
+  rr_fault_t* f = t->data;
+  char body[64];
+  for (int i = 0; i < 3; i++) {
+    ASSERT_EQ(tc_http_get(f->port, body, sizeof(body), 5000), 200);
+    /* Worker 1 never serves; worker 2 gets every connection. */
+    ASSERT_EQ(tc_count_body(t, body), 2);
+  }
+}
+
+static void fault_client_done(void* arg) {
+  tc_cluster_finish(arg);
+}
+
+static void fault_on_ready(tc_cluster_t* t) {
+  rr_fault_t* f = t->data;
+  if (f->stage == 0) {
+    /* The raw worker listens first, so it is first in line. */
+    f->stage = 1;
+    t->ready = 0;
+    t->want_listening = 2;
+    t->settings.args = test_helper_args("cluster_worker", "0", NULL);
+    herd_cluster_setup_primary(&t->cluster, &t->settings);
+    tc_cluster_fork(t, 1);
+    return;
+  }
+  tc_job_start(&t->loop, fault_client, fault_client_done, t);
+}
+
+static void fault_on_message(tc_cluster_t* t, herd_worker_t* w,
+                             const char* json, size_t len) {
+  rr_fault_t* f = t->data;
+  (void)len;
+  if (strcmp(json, "{\"cmd\":\"declined\"}") == 0) {
+    ASSERT_EQ(w->id, 1);
+    f->declined++;
+  }
+}
+
+static void run_rr_fault(const char* mode) {
+  tc_cluster_t t;
+  rr_fault_t f;
+  memset(&f, 0, sizeof(f));
+  f.mode = mode;
+  tc_cluster_init(&t, HERD_SCHED_RR, NULL, NULL,
+                  test_helper_args("cluster_raw_worker", "0", mode));
+  t.data = &f;
+  /* Pinned, so that the raw worker (which asks for port 0 and index 0)
+   * and the real one share the primary's socket. */
+  ASSERT_OK(herd_cluster_listen(&t.cluster, "127.0.0.1", 0, 64, &f.port));
+  ASSERT(f.port > 0);
+  ASSERT_EQ(herd_cluster_listen(&t.cluster, "127.0.0.1", 0, 64, NULL),
+            UV_EADDRINUSE);
+  t.want_listening = 1;
+  t.on_ready = fault_on_ready;
+  t.on_message = fault_on_message;
+  tc_cluster_fork(&t, 1);
+  tc_cluster_run(&t);
+  ASSERT_EQ(t.served[2], 3);
+  if (strcmp(mode, "die") == 0) {
+    ASSERT_EQ(t.exit_code[1], 7);
+  } else {
+    ASSERT(f.declined >= 1);
+    ASSERT_EQ(t.exit_code[1], 0);
+  }
+}
+
+TEST_IMPL(cluster_rr_declined) {
+  run_rr_fault("decline");
+  return 0;
+}
+
+TEST_IMPL(cluster_rr_inflight_to_dead_worker) {
+  run_rr_fault("die");
+  return 0;
+}
+
+/* reuseport: worker 1 (slot 0) is stopped while clients connect, so some
+ * connections wait in slot 0's backlog; then it is killed. Its replacement
+ * takes slot 0 and must answer them. */
+#define BACKLOG_CLIENTS 16
+
+static void backlog_client(void* arg) {
+  tc_cluster_t* t = arg;
+  int fds[BACKLOG_CLIENTS];
+  char body[64];
+  int victim = t->pid[1];
+
+  ASSERT_EQ(kill(victim, SIGSTOP), 0);
+  ASSERT(tc_wait_state(victim, 'T', 2000));
+  for (int i = 0; i < BACKLOG_CLIENTS; i++) {
+    fds[i] = tc_http_send(t->port);
+    ASSERT(fds[i] >= 0);
+  }
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  for (int i = 0; i < BACKLOG_CLIENTS; i++) {
+    ASSERT_EQ(tc_http_recv(fds[i], body, sizeof(body), 8000), 200);
+    ASSERT(tc_count_body(t, body) > 1);
+  }
+}
+
+static void backlog_client_done(void* arg) {
+  tc_cluster_finish(arg);
+}
+
+static void backlog_on_ready(tc_cluster_t* t) {
+  tc_job_start(&t->loop, backlog_client, backlog_client_done, t);
+}
+
+static void backlog_on_exit(tc_cluster_t* t, herd_worker_t* w, int64_t code,
+                            int sig) {
+  herd_worker_t* n = NULL;
+  (void)code;
+  if (w->id != 1 || sig != SIGKILL)
+    return;
+  /* The replacement takes the free slot: slot 0. */
+  ASSERT_OK(herd_cluster_fork(&t->cluster, NULL, &n));
+  ASSERT_EQ(n->slot, 0);
+  ASSERT_EQ(n->id, 3);
+}
+
+TEST_IMPL(cluster_reuseport_slot_backlog) {
+  tc_cluster_t t;
+  tc_cluster_init(&t, HERD_SCHED_REUSEPORT, NULL, NULL, NULL);
+  t.want_listening = 2;
+  t.on_ready = backlog_on_ready;
+  t.on_exit = backlog_on_exit;
+  tc_cluster_fork(&t, 2);
+  ASSERT_EQ(herd_cluster_worker(&t.cluster, 1)->slot, 0);
+  ASSERT_EQ(herd_cluster_worker(&t.cluster, 2)->slot, 1);
+  tc_cluster_run(&t);
+  fprintf(stderr, "slot 1 served %d, the replacement in slot 0 served %d\n",
+          t.served[2], t.served[3]);
+  ASSERT_EQ(t.served[1], 0);
+  ASSERT_EQ(t.served[2] + t.served[3], BACKLOG_CLIENTS);
+  /* 16 connections all hashed to slot 1 has a chance of 2^-16. */
+  ASSERT(t.served[3] >= 1);
+  ASSERT_EQ(t.exit_signal[1], SIGKILL);
+  return 0;
+}
+
+/* A worker whose primary died before it could ask for PR_SET_PDEATHSIG
+ * (its parent is not HERD_PRIMARY_PID any more) ends itself with SIGTERM
+ * during setup. */
+static int orphan_signal = -1;
+
+static void orphan_exit(herd_child_t* child, int64_t status, int sig) {
+  (void)child;
+  (void)status;
+  orphan_signal = sig;
+}
+
+TEST_IMPL(cluster_worker_primary_gone_at_start) {
+  uv_loop_t loop;
+  herd_child_t child;
+  herd_fork_options_t o;
+  const char* env[] = {"NODE_UNIQUE_ID=1", "HERD_PRIMARY_PID=1", NULL};
+  ASSERT_OK(uv_loop_init(&loop));
+  memset(&o, 0, sizeof(o));
+  o.spawn.env = env;
+  o.spawn.flags = HERD_SPAWN_ENV_EXTEND;
+  o.spawn.exit_cb = orphan_exit;
+  ASSERT_OK(herd_fork(&loop, &child, test_exe(),
+                      test_helper_args("cluster_worker", "0", NULL), &o));
+  test_loop_run_close(&loop);
+  ASSERT_EQ(orphan_signal, SIGTERM);
+  return 0;
+}
