@@ -7,66 +7,63 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HERD__MAX_BUFFER_DEFAULT (1024 * 1024)
-
-typedef struct {
-  char* data;
-  size_t len;
-  size_t cap;
-} exec_buf_t;
-
 struct herd_exec_private_s {
   herd_exec_cb cb;
   size_t max_buffer;
-  exec_buf_t bufs[2]; /* stdout, stderr */
-  int error;          /* the first failure seen */
+  herd__buf_t bufs[2]; /* stdout, stderr */
+  int error;           /* the first failure seen */
   int timed_out;
   int max_buffer_fd;
   char* cmd;
 };
 
-/* Appends to `b`, keeping at most `max` bytes plus a terminating NUL.
- * Returns the number of bytes that did not fit, or -1 without memory. */
-static ssize_t buf_append(exec_buf_t* b, const char* data, size_t len,
-                          size_t max) {
-  size_t take = len;
-  size_t left = max - b->len;
-  if (take > left)
-    take = left;
-  if (b->len + take + 1 > b->cap) {
-    size_t ncap = b->cap ? b->cap : 4096;
-    char* nd;
-    while (ncap < b->len + take + 1)
+int herd__buf_append(herd__buf_t* b, const char* data, size_t len, size_t max) {
+  size_t need, ncap;
+  char* nd;
+  if (len > SIZE_MAX - 1 - b->len)
+    return UV_ENOMEM;
+  need = b->len + len + 1;
+  if (b->data == NULL || need > b->cap) {
+    /* Doubling, but neither past what `max` needs nor into overflow. */
+    size_t limit = max < SIZE_MAX ? max + 1 : SIZE_MAX;
+    ncap = b->cap ? b->cap : 4096;
+    while (ncap < need && ncap <= SIZE_MAX / 2)
       ncap *= 2;
-    if (ncap > max + 1)
-      ncap = max + 1;
+    if (ncap < need)
+      ncap = need;
+    if (ncap > limit && limit >= need)
+      ncap = limit;
     nd = herd__realloc(b->data, ncap);
     if (nd == NULL)
-      return -1;
+      return UV_ENOMEM;
     b->data = nd;
     b->cap = ncap;
   }
-  memcpy(b->data + b->len, data, take);
-  b->len += take;
+  memcpy(b->data + b->len, data, len);
+  b->len += len;
   b->data[b->len] = '\0';
-  return (ssize_t)(len - take);
+  return 0;
 }
 
 static void exec_read_cb(herd_child_t* child, int fd, const char* buf,
                          ssize_t nread) {
   herd_exec_t* req = HERD_CONTAINER_OF(child, herd_exec_t, child);
   struct herd_exec_private_s* priv = req->priv;
-  ssize_t over;
+  herd__buf_t* b;
+  size_t take;
   if (nread <= 0 || (fd != 1 && fd != 2))
     return;
   if (priv->error == HERD_EMAXBUFFER)
     return; /* The child is being killed; the rest is dropped. */
-  over = buf_append(&priv->bufs[fd - 1], buf, (size_t)nread, priv->max_buffer);
-  if (over < 0) {
+  b = &priv->bufs[fd - 1];
+  take = (size_t)nread;
+  if (take > priv->max_buffer - b->len)
+    take = priv->max_buffer - b->len;
+  if (herd__buf_append(b, buf, take, priv->max_buffer) != 0) {
     if (priv->error == 0)
       priv->error = UV_ENOMEM;
     herd__child_terminate(child);
-  } else if (over > 0 && priv->error == 0) {
+  } else if (take < (size_t)nread && priv->error == 0) {
     priv->error = HERD_EMAXBUFFER;
     priv->max_buffer_fd = fd;
     herd__child_terminate(child);
@@ -110,13 +107,9 @@ static void exec_close_cb(herd_child_t* child) {
   if (r->error == HERD_EMAXBUFFER)
     r->max_buffer_fd = priv->max_buffer_fd;
   r->cmd = priv->cmd;
-  for (int i = 0; i < 2; i++) {
-    if (priv->bufs[i].data == NULL) {
-      priv->bufs[i].data = herd__malloc(1);
-      if (priv->bufs[i].data != NULL)
-        priv->bufs[i].data[0] = '\0';
-    }
-  }
+  for (int i = 0; i < 2; i++)
+    if (priv->bufs[i].data == NULL)
+      herd__buf_append(&priv->bufs[i], "", 0, 0);
   r->out = priv->bufs[0].data;
   r->out_len = priv->bufs[0].data ? priv->bufs[0].len : 0;
   r->err = priv->bufs[1].data;
@@ -137,7 +130,6 @@ static int exec_start(uv_loop_t* loop, herd_exec_t* req, const char* file,
   const herd_exec_options_t* o = options ? options : &defaults;
   struct herd_exec_private_s* priv;
   herd_spawn_options_t so;
-  size_t len;
   int r;
 
   if (loop == NULL || req == NULL || file == NULL || cb == NULL)
@@ -148,18 +140,10 @@ static int exec_start(uv_loop_t* loop, herd_exec_t* req, const char* file,
   memset(priv, 0, sizeof(*priv));
   priv->cb = cb;
   priv->max_buffer = o->max_buffer ? o->max_buffer : HERD__MAX_BUFFER_DEFAULT;
-  len = strlen(file) + 1;
-  for (int i = 0; args != NULL && args[i] != NULL; i++)
-    len += strlen(args[i]) + 1;
-  priv->cmd = herd__malloc(len);
+  priv->cmd = herd__join_command(file, args);
   if (priv->cmd == NULL) {
     free(priv);
     return UV_ENOMEM;
-  }
-  strcpy(priv->cmd, file);
-  for (int i = 0; args != NULL && args[i] != NULL; i++) {
-    strcat(priv->cmd, " ");
-    strcat(priv->cmd, args[i]);
   }
 
   memset(&so, 0, sizeof(so));

@@ -9,6 +9,15 @@
 #define HERD__KILL_GRACE_DEFAULT 2000
 /* The size of the buffer pipes are read into. */
 #define HERD__READ_BUF_SIZE (64 * 1024)
+/* Node's maxBuffer default, for exec (per stream) and spawn_sync (total). */
+#define HERD__MAX_BUFFER_DEFAULT (1024 * 1024)
+
+/* Output collected by exec and spawn_sync: `len` bytes and a NUL. */
+typedef struct {
+  char* data;
+  size_t len;
+  size_t cap;
+} herd__buf_t;
 
 /* The parent's end of one HERD_STDIO_PIPE entry. */
 typedef struct herd__pipe_s {
@@ -59,6 +68,15 @@ struct herd_child_private_s {
   int npipes;
   herd__pipe_t pipes[]; /* one per child fd, fd-indexed; open=0 if unused */
 };
+
+/* exec.c: appends `len` bytes and keeps the NUL after them. The buffer is
+ * never grown beyond what `max` bytes of content need (max may be SIZE_MAX).
+ * Returns 0 or UV_ENOMEM, which leaves the buffer as it was. */
+int herd__buf_append(herd__buf_t* b, const char* data, size_t len, size_t max);
+
+/* spawn.c: `file` and `args` joined by spaces (malloc'd; NULL without
+ * memory): Node's shell command line and exec's result.cmd. */
+char* herd__join_command(const char* file, const char* const* args);
 
 /* spawn.c: whether the child's timeout expired (for exec and spawn_sync). */
 int herd__child_timed_out(const herd_child_t* child);

@@ -530,7 +530,7 @@ static void child_fail(herd_child_private_t* priv, int err) {
   uv_timer_start(&priv->timer, timer_cb, 0, 0);
 }
 
-static char* join_command(const char* file, const char* const* args) {
+char* herd__join_command(const char* file, const char* const* args) {
   size_t len = strlen(file) + 1;
   char* cmd;
   char* p;
@@ -625,7 +625,7 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
   /* argv: argv0 (or the program), then the arguments; with a shell, Node's
    * `<shell> -c "<file> <args joined by spaces>"`. */
   if (o->flags & HERD_SPAWN_SHELL) {
-    cmd = join_command(file, args);
+    cmd = herd__join_command(file, args);
     if (cmd == NULL) {
       err = UV_ENOMEM;
       goto fail_nomem;

@@ -3,44 +3,22 @@
  * and nothing else runs meanwhile. */
 #include "process-int.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define HERD__MAX_BUFFER_DEFAULT (1024 * 1024)
-
 typedef struct {
   herd_sync_result_t* res;
   size_t max_buffer;
   size_t total;
-  size_t cap[2];
+  herd__buf_t bufs[2]; /* stdout, stderr; moved into res at the end */
   int error;
   int timed_out;
   uv_write_t write_req;
 } sync_state_t;
-
-static int sync_append(sync_state_t* st, int which, const char* data,
-                       size_t len) {
-  char** pbuf = which == 0 ? &st->res->out : &st->res->err;
-  size_t* plen = which == 0 ? &st->res->out_len : &st->res->err_len;
-  if (*plen + len + 1 > st->cap[which]) {
-    size_t ncap = st->cap[which] ? st->cap[which] : 4096;
-    char* nb;
-    while (ncap < *plen + len + 1)
-      ncap *= 2;
-    nb = herd__realloc(*pbuf, ncap);
-    if (nb == NULL)
-      return UV_ENOMEM;
-    *pbuf = nb;
-    st->cap[which] = ncap;
-  }
-  memcpy(*pbuf + *plen, data, len);
-  *plen += len;
-  (*pbuf)[*plen] = '\0';
-  return 0;
-}
 
 static void sync_read_cb(herd_child_t* child, int fd, const char* buf,
                          ssize_t nread) {
@@ -57,7 +35,7 @@ static void sync_read_cb(herd_child_t* child, int fd, const char* buf,
   }
   st->total += take;
   if ((fd == 1 || fd == 2) && take > 0 && st->error != UV_ENOMEM) {
-    if (sync_append(st, fd - 1, buf, take) != 0) {
+    if (herd__buf_append(&st->bufs[fd - 1], buf, take, st->max_buffer) != 0) {
       st->error = UV_ENOMEM;
       herd__child_terminate(child);
     }
@@ -101,6 +79,11 @@ static int sync_run(const char* file, const char* const* args,
     o = &defaults;
   memset(result, 0, sizeof(*result));
   result->status = -1;
+  /* uv_write() takes an unsigned length. */
+  if (o->input_len > UINT_MAX) {
+    result->error = UV_EINVAL;
+    return UV_EINVAL;
+  }
   memset(&st, 0, sizeof(st));
   st.res = result;
   st.max_buffer = o->max_buffer ? o->max_buffer : HERD__MAX_BUFFER_DEFAULT;
@@ -153,7 +136,7 @@ static int sync_run(const char* file, const char* const* args,
         continue;
       if (fd <= 2) {
         /* A piped stream's result is a string even when nothing came. */
-        if (sync_append(&st, fd - 1, "", 0) != 0)
+        if (herd__buf_append(&st.bufs[fd - 1], "", 0, st.max_buffer) != 0)
           st.error = UV_ENOMEM;
       }
       herd_child_read_start(&child, fd, sync_read_cb);
@@ -180,6 +163,10 @@ static int sync_run(const char* file, const char* const* args,
   }
   pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 
+  result->out = st.bufs[0].data;
+  result->out_len = st.bufs[0].len;
+  result->err = st.bufs[1].data;
+  result->err_len = st.bufs[1].len;
   if (st.error == 0 && st.timed_out)
     st.error = UV_ETIMEDOUT;
   result->error = st.error;

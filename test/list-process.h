@@ -38,6 +38,7 @@
   TEST(exec_file_no_shell, 5000)                 \
   TEST(exec_max_buffer, 5000)                    \
   TEST(exec_max_buffer_default, 5000)            \
+  TEST(exec_max_buffer_unlimited, 5000)          \
   TEST(exec_failed, 5000)                        \
   TEST(exec_timeout, 5000)                       \
   TEST(exec_spawn_error, 5000)                   \
@@ -45,6 +46,7 @@
   TEST(exec_stdin, 5000)                         \
   TEST(spawn_sync_input, 5000)                   \
   TEST(spawn_sync_input_unread, 5000)            \
+  TEST(spawn_sync_input_too_large, 5000)         \
   TEST(spawn_sync_status, 5000)                  \
   TEST(spawn_sync_timeout, 5000)                 \
   TEST(spawn_sync_enobufs, 5000)                 \

@@ -131,6 +131,21 @@ TEST_IMPL(exec_max_buffer) {
   return 0;
 }
 
+/* Node's maxBuffer: Infinity is SIZE_MAX here; the buffer then grows with
+ * the output instead of its size limit wrapping around to nothing. */
+TEST_IMPL(exec_max_buffer_unlimited) {
+  herd_exec_options_t o;
+  exec_seen_t s;
+  memset(&o, 0, sizeof(o));
+  o.max_buffer = SIZE_MAX;
+  exec_run(&s, "head -c 10000 /dev/zero | tr '\\0' x", NULL, NULL, &o);
+  ASSERT_EQ(s.r.error, 0);
+  ASSERT_EQ(s.r.out_len, 10000);
+  ASSERT_EQ(strspn(s.out, "x"), 10000);
+  seen_free(&s);
+  return 0;
+}
+
 TEST_IMPL(exec_max_buffer_default) {
   exec_seen_t s;
   exec_run(&s, "exec yes", NULL, NULL, NULL);

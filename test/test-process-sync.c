@@ -2,6 +2,7 @@
 #include "task.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -160,6 +161,21 @@ TEST_IMPL(spawn_sync_input_unread) {
   ASSERT_OK(herd_spawn_sync("/bin/true", NULL, &o, &r));
   signal(SIGPIPE, SIG_IGN);
   ASSERT_EQ(r.status, 0);
+  herd_sync_result_free(&r);
+  return 0;
+}
+
+/* uv_write() takes an unsigned length: input beyond that is refused rather
+ * than silently cut (the bytes are never read, so the buffer can be small). */
+TEST_IMPL(spawn_sync_input_too_large) {
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t r;
+  memset(&o, 0, sizeof(o));
+  o.input = "x";
+  o.input_len = (size_t)UINT_MAX + 2;
+  ASSERT_EQ(herd_spawn_sync("cat", NULL, &o, &r), UV_EINVAL);
+  ASSERT_EQ(r.error, UV_EINVAL);
+  ASSERT_EQ(r.pid, 0);
   herd_sync_result_free(&r);
   return 0;
 }

@@ -207,7 +207,8 @@ typedef struct herd_exec_options_s {
   uint64_t timeout; /* ms, 0: none */
   int kill_signal;  /* 0: SIGTERM */
   uint64_t kill_grace;
-  size_t max_buffer; /* per stream; 0: 1 MiB (1024 * 1024) */
+  size_t max_buffer; /* per stream; 0: 1 MiB (1024 * 1024); SIZE_MAX: no
+                        limit (Node's Infinity) */
   herd_abort_t* abort;
 } herd_exec_options_t;
 
@@ -292,7 +293,8 @@ typedef struct herd_sync_result_s {
  * the exit status), a spawn error (UV_ENOENT, ...; status -1, pid 0),
  * UV_ETIMEDOUT (killed by the timeout), UV_ENOBUFS (the pipes together
  * produced more than max_buffer: the output is cut there and the child
- * killed), or UV_EINVAL/UV_ENOMEM. `input` is written to stdin, which is then
+ * killed), or UV_EINVAL (also for input_len above UINT_MAX, the most one
+ * uv_write() takes) or UV_ENOMEM. `input` is written to stdin, which is then
  * closed (closed at once without input). out/err hold what fds 1 and 2
  * produced when they are pipes (NUL-terminated, possibly empty), NULL
  * otherwise; output of pipes >= 3 is read and dropped. Always free the
