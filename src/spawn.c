@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -140,7 +141,8 @@ static int find_in_path(const char* file, char* const* envp, char* out,
 }
 
 /* The child side of the fork() path, used when posix_spawn() cannot do the
- * job (uid/gid). Only async-signal-safe calls from here on. */
+ * job (uid/gid). Only async-signal-safe calls from here on; every signal is
+ * blocked until the handlers are back to their defaults. */
 static void fork_child(const spawn_plan_t* sp, int errfd) {
   int err;
   if ((sp->flags & HERD_SPAWN_DETACHED) && setsid() == -1)
@@ -196,6 +198,7 @@ fail:
 }
 
 static int spawn_fork(const spawn_plan_t* sp, pid_t* pid) {
+  sigset_t all, old;
   int fds[2];
   int err = 0;
   ssize_t r;
@@ -215,15 +218,21 @@ static int spawn_fork(const spawn_plan_t* sp, pid_t* pid) {
     close(fds[1]);
     fds[1] = high;
   }
+  /* The parent's signal handlers must not run in the child before it
+   * resets them: they may take locks or touch state the fork copied. */
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   p = fork();
-  if (p == -1) {
+  if (p == 0)
+    fork_child(sp, fds[1]);
+  if (p == -1)
     err = -errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (p == -1) {
     close(fds[0]);
     close(fds[1]);
     return err;
   }
-  if (p == 0)
-    fork_child(sp, fds[1]);
   close(fds[1]);
   do
     r = read(fds[0], &err, sizeof(err));
@@ -569,6 +578,7 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
   char* cmd = NULL;
   const char* exe;
   size_t nargs = 0;
+  int async_error = 1;
   int err;
 
   if (loop == NULL || child == NULL || file == NULL || n < 0 ||
@@ -737,6 +747,19 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
     child->pid = 0;
     goto fail;
   }
+  /* The pidfd is the only way to learn of the exit: a child that cannot be
+   * watched is ended now rather than left for nobody to reap. */
+  err = uv_poll_init(loop, &priv->poll, priv->pidfd);
+  if (err != 0) {
+    pidfd_send_signal(priv->pidfd, SIGKILL, NULL, 0);
+    while (waitid(P_PIDFD, (id_t)priv->pidfd, &(siginfo_t){0}, WEXITED) == -1 &&
+           errno == EINTR) {
+    }
+    close(priv->pidfd);
+    priv->pidfd = -1;
+    child->pid = 0;
+    goto fail;
+  }
 
   for (int i = 0; i < n; i++) {
     if (child_end[i] != -1)
@@ -750,7 +773,6 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
   free(cmd);
 
   priv->flags |= HERD__CHILD_RUNNING;
-  uv_poll_init(loop, &priv->poll, priv->pidfd);
   uv_poll_start(&priv->poll, UV_READABLE, poll_cb);
   priv->handles++;
   if (priv->timeout > 0)
@@ -782,6 +804,10 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
   }
   return 0;
 
+fail_nomem:
+  /* Out of memory is returned, as the header promises; every other failure
+   * to start is reported through error_cb. */
+  async_error = 0;
 fail:
   if (envp != NULL && envp != environ)
     free(envp);
@@ -795,24 +821,11 @@ fail:
     if (tmp[i] != -1)
       close(tmp[i]);
   }
-  child_fail(priv, err);
-  return 0;
-
-fail_nomem:
-  if (envp != NULL && envp != environ)
-    free(envp);
-  free(argv);
-  free(cmd);
-  for (int i = 0; i < n; i++) {
-    if (parent_end[i] != -1)
-      close(parent_end[i]);
-    if (child_end[i] != -1)
-      close(child_end[i]);
-    if (tmp[i] != -1)
-      close(tmp[i]);
+  if (async_error) {
+    child_fail(priv, err);
+    return 0;
   }
-  /* Out of memory is returned, as the header promises; the timer is the
-   * only handle and closes without calling anything. */
+  /* The timer is the only handle and closes without calling anything. */
   priv->close_cb = NULL;
   priv->error_cb = NULL;
   priv->flags |= HERD__CHILD_DONE;
