@@ -76,9 +76,18 @@ static void* reaper_main(void* arg) {
       }
     }
     for (size_t i = 0; i < n; i++) {
+      siginfo_t info;
       int last = 0;
+      int ours;
       if (pfds[i].revents == 0)
         continue;
+      /* Asked through the pidfd, which cannot name another process: if
+       * someone else reaped the child already, its pid may belong to a new
+       * process by now, which the wait by pid below must not take. */
+      memset(&info, 0, sizeof(info));
+      ours = waitid(P_PIDFD, (id_t)seen[i].fd, &info,
+                    WEXITED | WNOHANG | WNOWAIT) == 0 &&
+             info.si_pid != 0;
       pthread_mutex_lock(&reaper_mutex);
       for (size_t j = 0; j < reaper_count; j++) {
         if (reaper_entries[j].fd == seen[i].fd) {
@@ -100,7 +109,10 @@ static void* reaper_main(void* arg) {
         reaper_cap = 0;
       }
       pthread_mutex_unlock(&reaper_mutex);
-      while (waitid(P_PID, (id_t)seen[i].pid, &(siginfo_t){0}, WEXITED) == -1 &&
+      /* The zombie keeps its pid until this wait, so the pid is still the
+       * child's. */
+      while (ours &&
+             waitid(P_PID, (id_t)seen[i].pid, &(siginfo_t){0}, WEXITED) == -1 &&
              errno == EINTR) {
       }
       if (last) {
