@@ -294,6 +294,14 @@ void tc_cluster_finish(tc_cluster_t* t) {
   herd_cluster_close(&t->cluster, tc_on_closed);
 }
 
+void tc_finish_on_exit(tc_cluster_t* t, herd_worker_t* w, int64_t code,
+                       int sig) {
+  (void)w;
+  (void)code;
+  (void)sig;
+  tc_cluster_finish(t);
+}
+
 void tc_cluster_run(tc_cluster_t* t) {
   uv_run(&t->loop, UV_RUN_DEFAULT);
   ASSERT_EQ(t->closed, 1);

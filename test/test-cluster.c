@@ -386,20 +386,12 @@ TEST_IMPL(cluster_server_standalone) {
 
 /* A worker that disconnects by itself (exitedAfterDisconnect, acked by the
  * primary) is marked exited_after_disconnect. */
-static void leave_on_exit(tc_cluster_t* t, herd_worker_t* w, int64_t code,
-                          int sig) {
-  (void)w;
-  (void)code;
-  (void)sig;
-  tc_cluster_finish(t);
-}
-
 TEST_IMPL(cluster_worker_disconnect) {
   tc_cluster_t t;
   tc_cluster_init(&t, HERD_SCHED_RR, NULL, NULL,
                   test_helper_args("cluster_worker", "0", "leave"));
   t.want_listening = 1;
-  t.on_exit = leave_on_exit;
+  t.on_exit = tc_finish_on_exit;
   tc_cluster_fork(&t, 1);
   tc_cluster_run(&t);
   ASSERT_EQ(t.listenings, 1);
@@ -411,14 +403,6 @@ TEST_IMPL(cluster_worker_disconnect) {
 
 /* The primary cannot bind (the port is taken): the worker's listen callback
  * gets the error, under every policy. */
-static void inuse_on_exit(tc_cluster_t* t, herd_worker_t* w, int64_t code,
-                          int sig) {
-  (void)w;
-  (void)code;
-  (void)sig;
-  tc_cluster_finish(t);
-}
-
 TEST_IMPL(cluster_listen_error) {
   herd_server_t taken;
   uv_loop_t loop;
@@ -431,7 +415,7 @@ TEST_IMPL(cluster_listen_error) {
     tc_cluster_t t;
     tc_cluster_init(&t, (herd_sched_policy_t)policy, NULL, NULL,
                     test_helper_args("cluster_worker", port, "inuse"));
-    t.on_exit = inuse_on_exit;
+    t.on_exit = tc_finish_on_exit;
     tc_cluster_fork(&t, 1);
     tc_cluster_run(&t);
     ASSERT_EQ(t.listenings, 0);

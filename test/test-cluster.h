@@ -69,6 +69,9 @@ void tc_cluster_init(tc_cluster_t* t, herd_sched_policy_t policy,
 void tc_cluster_fork(tc_cluster_t* t, int n);
 /* herd_cluster_close(); the loop then ends. */
 void tc_cluster_finish(tc_cluster_t* t);
+/* An on_exit that ends the test's cluster at the first exit. */
+void tc_finish_on_exit(tc_cluster_t* t, herd_worker_t* w, int64_t code,
+                       int sig);
 /* Runs the loop to its end and checks the cluster closed. */
 void tc_cluster_run(tc_cluster_t* t);
 /* The worker id of a response body "w<id>" or "node<id>", counted in
