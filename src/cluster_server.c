@@ -14,6 +14,8 @@
 
 /* Connections accepted per wakeup from a listening socket. */
 #define SERVER_ACCEPT_BATCH 64
+/* Out of fds, accepting pauses this long before it is tried again. */
+#define SERVER_EMFILE_RETRY_MS 100
 
 enum { S_INIT, S_QUERY, S_LISTENING, S_CLOSED };
 
@@ -25,7 +27,8 @@ struct herd_server_private_s {
   int pending_fd;
   uv_poll_t poll;
   int poll_init;
-  uv_timer_t timer; /* runs listen_cb from the loop */
+  uv_timer_t timer; /* runs listen_cb from the loop, then retries accept */
+  int accept_paused;
   int closes;
   int listen_status;
   int64_t query_seq;
@@ -85,6 +88,8 @@ static void deliver(herd_server_t* server, int fd) {
   }
 }
 
+static void timer_cb(uv_timer_t* timer);
+
 static void poll_cb(uv_poll_t* poll, int status, int events) {
   herd_server_t* server = poll->data;
   struct herd_server_private_s* p = server->priv;
@@ -97,11 +102,21 @@ static void poll_cb(uv_poll_t* poll, int status, int events) {
   for (int i = 0; i < SERVER_ACCEPT_BATCH && p->state == S_LISTENING; i++) {
     int fd = accept4(p->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED)
+      int err = errno;
+      if (err == EINTR || err == ECONNABORTED)
         continue;
-      /* EAGAIN: another worker took it, or the backlog is empty. */
-      if (errno != EAGAIN && errno != EWOULDBLOCK && p->connection_cb != NULL)
-        p->connection_cb(server, -errno);
+      if (err == EAGAIN || err == EWOULDBLOCK)
+        break; /* Another worker took it, or the backlog is empty. */
+      if ((err == EMFILE || err == ENFILE) &&
+          !uv_is_active((uv_handle_t*)&p->timer)) {
+        /* The connection stays in the backlog and the socket readable:
+         * polling on would spin. Try again a little later. */
+        uv_poll_stop(&p->poll);
+        p->accept_paused = 1;
+        uv_timer_start(&p->timer, timer_cb, SERVER_EMFILE_RETRY_MS, 0);
+      }
+      if (p->connection_cb != NULL)
+        p->connection_cb(server, -err);
       break;
     }
     deliver(server, fd);
@@ -122,6 +137,12 @@ static void timer_cb(uv_timer_t* timer) {
   herd_server_t* server = timer->data;
   struct herd_server_private_s* p = server->priv;
   int status = p->listen_status;
+  if (p->accept_paused) {
+    p->accept_paused = 0;
+    if (p->state == S_LISTENING)
+      uv_poll_start(&p->poll, UV_READABLE, poll_cb);
+    return;
+  }
   if (p->listen_cb != NULL)
     p->listen_cb(server, status);
   if (status != 0)
@@ -182,6 +203,9 @@ int herd_server_listen(herd_server_t* server, const char* host, int port,
            "\"index\":%d,\"data\":null,\"address\":%s,\"port\":%d,"
            "\"addressType\":%d,\"backlog\":%d",
            index, qhost, port, type, p->backlog);
+  /* A listen that failed before may have left copies behind. */
+  free(p->query);
+  free(p->index_key);
   p->query = strdup(fields);
   p->index_key = strdup(index_key);
   if (p->query == NULL || p->index_key == NULL) {

@@ -6,7 +6,9 @@
 
 #include "internal.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* A worker speaking the NODE_CLUSTER protocol by hand, to misbehave on
@@ -259,5 +261,80 @@ TEST_IMPL(cluster_worker_primary_gone_at_start) {
                       test_helper_args("cluster_worker", "0", NULL), &o));
   test_loop_run_close(&loop);
   ASSERT_EQ(orphan_signal, SIGTERM);
+  return 0;
+}
+
+/* Out of fds, a listening socket stays readable: the server must report the
+ * failure and pause, not spin on it, and accept again once fds are free. */
+typedef struct {
+  herd_server_t server;
+  uv_timer_t timer;
+  uv_tcp_t client;
+  int fillers[64];
+  int nfillers;
+  int errors;
+  int accepted;
+} emfile_t;
+
+static void emfile_on_conn(herd_server_t* server, int status) {
+  emfile_t* e = server->data;
+  if (status < 0) {
+    ASSERT(status == UV_EMFILE || status == UV_ENFILE);
+    e->errors++;
+    return;
+  }
+  ASSERT_OK(uv_tcp_init(server->loop, &e->client));
+  ASSERT_OK(herd_server_accept(server, (uv_stream_t*)&e->client));
+  uv_close((uv_handle_t*)&e->client, NULL);
+  e->accepted++;
+  herd_server_close(server, NULL);
+}
+
+static void emfile_release(uv_timer_t* timer) {
+  emfile_t* e = timer->data;
+  /* Some 300 ms out of fds: a few reports, not one per loop turn. */
+  ASSERT(e->errors >= 1);
+  ASSERT(e->errors <= 10);
+  ASSERT_EQ(e->accepted, 0);
+  while (e->nfillers > 0)
+    close(e->fillers[--e->nfillers]);
+  uv_close((uv_handle_t*)timer, NULL);
+}
+
+TEST_IMPL(cluster_server_emfile) {
+  struct rlimit old, low;
+  uv_loop_t loop;
+  emfile_t e;
+  int client;
+
+  memset(&e, 0, sizeof(e));
+  ASSERT_OK(uv_loop_init(&loop));
+  ASSERT_OK(herd_server_init(&loop, &e.server));
+  e.server.data = &e;
+  ASSERT_OK(
+      herd_server_listen(&e.server, "127.0.0.1", 0, 16, emfile_on_conn, NULL));
+  client = tc_http_send(e.server.port);
+  ASSERT(client >= 0);
+  ASSERT_OK(uv_timer_init(&loop, &e.timer));
+  e.timer.data = &e;
+  ASSERT_OK(uv_timer_start(&e.timer, emfile_release, 300, 0));
+  /* Every fd below a low limit taken, so accept() fails with EMFILE. */
+  ASSERT_OK(getrlimit(RLIMIT_NOFILE, &old));
+  low = old;
+  low.rlim_cur = 64;
+  ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
+  for (;;) {
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      ASSERT_EQ(errno, EMFILE);
+      break;
+    }
+    ASSERT(e.nfillers < (int)HERD_ARRAY_SIZE(e.fillers));
+    e.fillers[e.nfillers++] = fd;
+  }
+  test_loop_run_close(&loop);
+  ASSERT_OK(setrlimit(RLIMIT_NOFILE, &old));
+  ASSERT_EQ(e.accepted, 1);
+  close(client);
   return 0;
 }
