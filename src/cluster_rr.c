@@ -18,6 +18,8 @@
 /* Past this many waiting connections the primary stops accepting and leaves
  * the rest in the kernel's backlog until workers catch up. */
 #define RR_MAX_PENDING 4096
+/* Out of fds, accepting pauses this long before it is tried again. */
+#define RR_EMFILE_RETRY_MS 100
 
 static void poll_cb(uv_poll_t* poll, int status, int events);
 
@@ -90,6 +92,10 @@ static void resume_accepting(herd__cluster_handle_t* h) {
   }
 }
 
+static void retry_cb(uv_timer_t* timer) {
+  resume_accepting(timer->data);
+}
+
 /* Node's handoff(): gives the next waiting connection to `w`, or puts `w`
  * back among the free workers. */
 static void handoff(herd__cluster_handle_t* h, herd_worker_t* w) {
@@ -143,9 +149,11 @@ static void poll_cb(uv_poll_t* poll, int status, int events) {
         continue;
       if (errno == EMFILE || errno == ENFILE) {
         /* Out of fds: polling again would spin. Accepting resumes when a
-         * worker takes a connection and its fd is closed here. */
+         * worker takes a connection and its fd is closed here, or after a
+         * pause when none is in flight to free one. */
         uv_poll_stop(&h->poll);
         h->polling = 0;
+        uv_timer_start(&h->retry, retry_cb, RR_EMFILE_RETRY_MS, 0);
       }
       break;
     }
@@ -169,7 +177,9 @@ int herd__rr_open(herd__cluster_handle_t* h) {
     h->fd = -1;
     return r;
   }
+  uv_timer_init(h->cluster->loop, &h->retry);
   h->poll.data = h;
+  h->retry.data = h;
   h->poll_init = 1;
   uv_poll_start(&h->poll, UV_READABLE, poll_cb);
   h->polling = 1;
@@ -239,9 +249,11 @@ int herd__rr_remove(herd__cluster_handle_t* h, herd_worker_t* w, int graceful) {
   return h->nmembers == 0 && !h->pinned;
 }
 
-static void poll_closed(uv_handle_t* handle) {
+static void rr_handle_closed(uv_handle_t* handle) {
   herd__cluster_handle_t* h = handle->data;
   herd_cluster_t* cluster = h->cluster;
+  if (--h->closes > 0)
+    return;
   free(h->key);
   free(h->address);
   free(h->members);
@@ -263,10 +275,13 @@ void herd__rr_close(herd__cluster_handle_t* h) {
   h->fd = -1;
   if (h->poll_init) {
     /* uv_close() stops the poll at once, so the fd can go right after. */
-    uv_close((uv_handle_t*)&h->poll, poll_closed);
+    h->closes = 2;
+    uv_close((uv_handle_t*)&h->poll, rr_handle_closed);
+    uv_close((uv_handle_t*)&h->retry, rr_handle_closed);
   } else {
+    h->closes = 1;
     h->poll.data = h;
-    poll_closed((uv_handle_t*)&h->poll);
+    rr_handle_closed((uv_handle_t*)&h->poll);
   }
   if (fd >= 0)
     close(fd);

@@ -100,8 +100,10 @@ struct herd__cluster_handle_s {
   /* rr */
   uv_poll_t poll;
   int polling;
-  int poll_init;
-  int* pending; /* accepted fds waiting for a free worker (a ring) */
+  int poll_init;    /* poll and retry are initialised */
+  uv_timer_t retry; /* resumes accepting after running out of fds */
+  int closes;       /* handles still closing */
+  int* pending;     /* accepted fds waiting for a free worker (a ring) */
   int pending_head;
   int pending_count;
   int pending_cap;

@@ -338,3 +338,54 @@ TEST_IMPL(cluster_server_emfile) {
   close(client);
   return 0;
 }
+
+/* rr: the primary runs out of fds while nothing waits for a worker. Once
+ * fds are free again it must accept again by itself, not only when some
+ * later handoff happens to wake it. */
+static void rr_emfile_client(void* arg) {
+  tc_cluster_t* t = arg;
+  struct rlimit old, low;
+  int fillers[64];
+  int nfillers = 0;
+  char body[64];
+  int fd;
+
+  ASSERT_OK(getrlimit(RLIMIT_NOFILE, &old));
+  low = old;
+  low.rlim_cur = 64;
+  ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
+  for (;;) {
+    int f = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (f < 0) {
+      ASSERT_EQ(errno, EMFILE);
+      break;
+    }
+    ASSERT(nfillers < (int)HERD_ARRAY_SIZE(fillers));
+    fillers[nfillers++] = f;
+  }
+  /* The client takes the last free fd: the primary's accept() has none. */
+  close(fillers[--nfillers]);
+  fd = tc_http_send(t->port);
+  ASSERT(fd >= 0);
+  usleep(300 * 1000);
+  while (nfillers > 0)
+    close(fillers[--nfillers]);
+  ASSERT_OK(setrlimit(RLIMIT_NOFILE, &old));
+  ASSERT_EQ(tc_http_recv(fd, body, sizeof(body), 3000), 200);
+  ASSERT_EQ(tc_count_body(t, body), 1);
+}
+
+static void rr_emfile_on_ready(tc_cluster_t* t) {
+  tc_job_start(&t->loop, rr_emfile_client, backlog_client_done, t);
+}
+
+TEST_IMPL(cluster_rr_emfile) {
+  tc_cluster_t t;
+  tc_cluster_init(&t, HERD_SCHED_RR, NULL, NULL, NULL);
+  t.want_listening = 1;
+  t.on_ready = rr_emfile_on_ready;
+  tc_cluster_fork(&t, 1);
+  tc_cluster_run(&t);
+  ASSERT_EQ(t.served[1], 1);
+  return 0;
+}
