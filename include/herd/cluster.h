@@ -43,7 +43,7 @@ typedef enum {
 /* The policy HERD_SCHED_DEFAULT stands for in this process (reads the
  * environment). */
 herd_sched_policy_t herd_cluster_default_policy(void);
-/* "rr", "shared", "reuseport". */
+/* "default", "rr", "shared" or "reuseport"; "unknown" for any other value. */
 const char* herd_sched_policy_name(herd_sched_policy_t policy);
 /* Parses "rr", "shared", "none" (= shared) or "reuseport"; -1 if unknown. */
 int herd_sched_policy_parse(const char* name);
