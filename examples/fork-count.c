@@ -104,8 +104,12 @@ int main(int argc, char** argv) {
     herd_ipc_callbacks_t cbs = {on_message, NULL, NULL, NULL};
     int r = herd_fork(loop, &children[i], self, args, &opts);
     if (r != 0) {
+      /* The children already started still run to the end and are reaped
+       * by the loop below; only the total is incomplete. */
       fprintf(stderr, "fork-count: %s\n", herd_strerror(r));
-      return 1;
+      failed = 1;
+      ncpu = i;
+      break;
     }
     if (children[i].channel != NULL)
       herd_ipc_start(children[i].channel, &cbs);
