@@ -168,8 +168,7 @@ static void fork_child(const spawn_plan_t* sp, int errfd) {
         close(fd);
       }
     } else if (src == i) {
-      int fl = fcntl(i, F_GETFD);
-      if (fl == -1 || fcntl(i, F_SETFD, fl & ~FD_CLOEXEC) == -1)
+      if (herd__cloexec(i, 0) != 0) /* fcntl() only: signal-safe */
         goto fail;
     } else if (dup2(src, i) == -1) {
       goto fail;

@@ -3,24 +3,24 @@
 #include <fcntl.h>
 #include <stdlib.h>
 
-int herd__cloexec(int fd, int set) {
-  int flags = fcntl(fd, F_GETFD);
+/* Sets or clears `bit` in the flags that fcntl() reads with `get` and
+ * writes with `put`. */
+static int fd_flag(int fd, int get, int put, int bit, int set) {
+  int flags = fcntl(fd, get);
   if (flags == -1)
     return -errno;
-  flags = set ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
-  if (fcntl(fd, F_SETFD, flags) == -1)
+  flags = set ? (flags | bit) : (flags & ~bit);
+  if (fcntl(fd, put, flags) == -1)
     return -errno;
   return 0;
 }
 
+int herd__cloexec(int fd, int set) {
+  return fd_flag(fd, F_GETFD, F_SETFD, FD_CLOEXEC, set);
+}
+
 int herd__nonblock(int fd, int set) {
-  int flags = fcntl(fd, F_GETFL);
-  if (flags == -1)
-    return -errno;
-  flags = set ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
-  if (fcntl(fd, F_SETFL, flags) == -1)
-    return -errno;
-  return 0;
+  return fd_flag(fd, F_GETFL, F_SETFL, O_NONBLOCK, set);
 }
 
 void* herd__malloc(size_t size) {
