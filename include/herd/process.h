@@ -113,11 +113,11 @@ struct herd_child_s {
  * With HERD_SPAWN_SHELL it runs `<shell> -c "<file> <args joined by
  * spaces>"` instead. Returns 0 and fills child->pid, or a negative error for
  * misuse (UV_EINVAL: NULL loop/child/file, stdio_count out of range, two IPC
- * entries, a negative HERD_STDIO_FD fd) and out-of-memory (UV_ENOMEM); with
- * an error no callback runs. Failures to start the program (UV_ENOENT,
- * UV_EACCES, UV_EMFILE, a bad cwd, ...) are NOT returned: they arrive through
- * error_cb, followed by close_cb, as in Node. child->data is preserved; the
- * child handle is alive until close_cb runs. */
+ * entries, a negative HERD_STDIO_FD fd, an unknown stdio kind) and
+ * out-of-memory (UV_ENOMEM); with an error no callback runs. Failures to start
+ * the program (UV_ENOENT, UV_EACCES, UV_EMFILE, a bad cwd, ...) are NOT
+ * returned: they arrive through error_cb, followed by close_cb, as in Node.
+ * child->data is preserved; the child handle is alive until close_cb runs. */
 int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
                const char* const* args, const herd_spawn_options_t* options);
 
