@@ -147,18 +147,11 @@ static int exec_start(uv_loop_t* loop, herd_exec_t* req, const char* file,
   }
 
   memset(&so, 0, sizeof(so));
-  so.cwd = o->cwd;
-  so.env = o->env;
+  HERD__SPAWN_OPTIONS_COPY(&so, o);
   so.flags =
       (o->flags & (HERD_SPAWN_ENV_EXTEND | HERD_SPAWN_DETACHED |
                    HERD_SPAWN_SETUID | HERD_SPAWN_SETGID | HERD_SPAWN_SHELL)) |
       extra_flags;
-  so.uid = o->uid;
-  so.gid = o->gid;
-  so.shell = o->shell;
-  so.timeout = o->timeout;
-  so.kill_signal = o->kill_signal;
-  so.kill_grace = o->kill_grace;
   so.abort = o->abort;
   so.exit_cb = exec_exit_cb;
   so.error_cb = exec_error_cb;

@@ -12,6 +12,20 @@
 /* Node's maxBuffer default, for exec (per stream) and spawn_sync (total). */
 #define HERD__MAX_BUFFER_DEFAULT (1024 * 1024)
 
+/* Fills in the fields that exec's and spawn_sync's options share, by name,
+ * with herd_spawn_options_t. */
+#define HERD__SPAWN_OPTIONS_COPY(so, o)   \
+  do {                                    \
+    (so)->cwd = (o)->cwd;                 \
+    (so)->env = (o)->env;                 \
+    (so)->uid = (o)->uid;                 \
+    (so)->gid = (o)->gid;                 \
+    (so)->shell = (o)->shell;             \
+    (so)->timeout = (o)->timeout;         \
+    (so)->kill_signal = (o)->kill_signal; \
+    (so)->kill_grace = (o)->kill_grace;   \
+  } while (0)
+
 /* Output collected by exec and spawn_sync: `len` bytes and a NUL. */
 typedef struct {
   char* data;

@@ -89,8 +89,7 @@ static int sync_run(const char* file, const char* const* args,
   st.max_buffer = o->max_buffer ? o->max_buffer : HERD__MAX_BUFFER_DEFAULT;
 
   memset(&so, 0, sizeof(so));
-  so.cwd = o->cwd;
-  so.env = o->env;
+  HERD__SPAWN_OPTIONS_COPY(&so, o);
   so.argv0 = o->argv0;
   so.stdio = o->stdio;
   so.stdio_count = o->stdio_count;
@@ -99,12 +98,6 @@ static int sync_run(const char* file, const char* const* args,
     so.stdio_count = 3;
   }
   so.flags = o->flags | extra_flags;
-  so.uid = o->uid;
-  so.gid = o->gid;
-  so.shell = o->shell;
-  so.timeout = o->timeout;
-  so.kill_signal = o->kill_signal;
-  so.kill_grace = o->kill_grace;
   so.exit_cb = sync_exit_cb;
   so.error_cb = sync_error_cb;
 
