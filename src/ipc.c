@@ -71,6 +71,8 @@ typedef struct herd_ipc_private_s {
   unsigned parse_pending : 1;
   unsigned need_drain : 1;
   unsigned want_write : 1;
+  unsigned in_read : 1;   /* message callbacks of one read are running */
+  unsigned flush_due : 1; /* they sent: write at the end of that read */
   int werr; /* a write error met inside send(), handled from the loop */
 
   /* Input: rbuf[rstart, rlen) is unparsed; rbase is the stream offset of
@@ -122,8 +124,17 @@ static void update_poll(ipc_priv_t* p) {
 
 static void on_flush(uv_idle_t* handle);
 
+/* Makes sure what was just queued gets written before the loop sleeps. While
+ * the messages of one read are being delivered that is the end of the read;
+ * anywhere else it is the idle callback of this loop iteration. */
 static void arm(ipc_priv_t* p) {
-  if (!p->closing && !uv_is_active((uv_handle_t*)&p->flusher))
+  if (p->closing)
+    return;
+  if (p->in_read) {
+    p->flush_due = 1;
+    return;
+  }
+  if (!uv_is_active((uv_handle_t*)&p->flusher))
     uv_idle_start(&p->flusher, on_flush);
 }
 
@@ -359,6 +370,30 @@ static void flush_and_notify(ipc_priv_t* p) {
     ipc_close(p, 0);
 }
 
+/* Writes what is buffered, running what that completes (send callbacks,
+ * drain, a pending disconnect). */
+static void write_out(ipc_priv_t* p) {
+  flush_and_notify(p);
+  /* Callbacks run from here (drain, send callbacks, buffered messages) may
+   * have sent more: write that now too rather than a loop iteration later,
+   * and if bytes still remain let the writable event pick them up. */
+  for (int i = 0; i < 4 && !p->closing && p->olen > p->ohead && !p->want_write;
+       i++)
+    flush_and_notify(p);
+  if (p->closing)
+    return;
+  if (p->olen > p->ohead && !p->want_write) {
+    p->want_write = 1;
+    update_poll(p);
+  }
+  /* With everything written an idle callback armed earlier in this
+   * iteration has nothing left to do, and would only cost the loop a turn. */
+  if (!p->parse_pending && p->werr == 0 &&
+      (p->olen == p->ohead || p->want_write) &&
+      uv_is_active((uv_handle_t*)&p->flusher))
+    uv_idle_stop(&p->flusher);
+}
+
 static void on_flush(uv_idle_t* handle) {
   ipc_priv_t* p = handle->data;
   uv_idle_stop(handle);
@@ -372,17 +407,7 @@ static void on_flush(uv_idle_t* handle) {
       return;
     }
   }
-  flush_and_notify(p);
-  /* Callbacks run from here (drain, send callbacks, buffered messages) may
-   * have sent more: write that now too rather than a loop iteration later,
-   * and if bytes still remain let the writable event pick them up. */
-  for (int i = 0; i < 4 && !p->closing && p->olen > p->ohead && !p->want_write;
-       i++)
-    flush_and_notify(p);
-  if (!p->closing && p->olen > p->ohead && !p->want_write) {
-    p->want_write = 1;
-    update_poll(p);
-  }
+  write_out(p);
 }
 
 static void close_recv_fds(ipc_priv_t* p) {
@@ -672,7 +697,7 @@ static int read_reserve(ipc_priv_t* p) {
   return 0;
 }
 
-static void on_readable(ipc_priv_t* p) {
+static void read_some(ipc_priv_t* p) {
   for (int i = 0; i < 32 && !p->closing; i++) {
     union {
       char buf[CMSG_SPACE(MAX_RECV_FDS * sizeof(int))];
@@ -757,6 +782,21 @@ static void on_readable(ipc_priv_t* p) {
     }
     if ((size_t)n < space)
       return;
+  }
+}
+
+/* Reads and delivers what arrived. Whatever the message callbacks send goes
+ * out in one write once the read has been processed, rather than from the idle
+ * callback a loop iteration later: a reply leaves as soon as it exists, and
+ * the loop goes straight back to waiting. */
+static void on_readable(ipc_priv_t* p) {
+  p->in_read = 1;
+  read_some(p);
+  p->in_read = 0;
+  if (p->flush_due) {
+    p->flush_due = 0;
+    if (!p->closing)
+      write_out(p);
   }
 }
 
