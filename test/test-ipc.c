@@ -808,6 +808,46 @@ TEST_IMPL(ipc_reply_same_turn) {
   return 0;
 }
 
+static void forward_back(herd_ipc_t* ipc, const char* json, size_t len,
+                         herd_handle_t* handle) {
+  count_message(ipc, json, len, handle);
+  /* Only the delivered text itself skips validation, not a part of it. */
+  ASSERT_EQ(herd_ipc_send(ipc, json, len - 1), HERD_EBADJSON);
+  ASSERT_EQ(herd_ipc_send(ipc, json + 1, len - 1), HERD_EBADJSON);
+  ASSERT_OK(herd_ipc_send(ipc, json, len));
+}
+
+static void forward_done(herd_ipc_t* ipc, const char* json, size_t len,
+                         herd_handle_t* handle) {
+  count_message(ipc, json, len, handle);
+  if (((counts_t*)ipc->data)->messages == 2)
+    herd_ipc_disconnect(ipc);
+}
+
+/* A message sent on exactly as it was received arrives unchanged. */
+TEST_IMPL(ipc_forward_as_received) {
+  static const char first[] = "{\"i\":0,\"s\":\"\\u00e9\\n\\\"\"}";
+  static const char second[] = "{ \"i\" :\n1 }";
+  uv_loop_t loop;
+  herd_ipc_t a, b;
+  herd_ipc_callbacks_t ea = counting, eb = counting;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  ea.message = forward_done;
+  eb.message = forward_back;
+  ASSERT_OK(herd_ipc_start(&a, &ea));
+  ASSERT_OK(herd_ipc_start(&b, &eb));
+  ASSERT_OK(herd_ipc_send(&a, first, sizeof(first) - 1));
+  ASSERT_OK(herd_ipc_send(&a, second, sizeof(second) - 1));
+  test_loop_run_close(&loop);
+  ASSERT_EQ(cb_.messages, 2);
+  ASSERT_EQ(ca.messages, 2);
+  ASSERT_STR_EQ(ca.last, "{ \"i\" : 1 }");
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
 static size_t huge_len;
 static void huge_message(herd_ipc_t* ipc, const char* json, size_t len,
                          herd_handle_t* handle) {
