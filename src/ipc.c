@@ -5,11 +5,13 @@
  * controls every syscall: reads go into one growable buffer with recvmsg()
  * (64 KiB or more at a time), lines are split with memchr() and validated in
  * place, and messages are handed out as pointers into that buffer. Sends
- * append to one contiguous output buffer which a uv_idle_t flushes once per
- * loop iteration, so a burst of small messages leaves in one write. An idle
- * handle rather than a prepare handle, because an active idle handle keeps
- * the loop from blocking: a send made from any callback, a prepare callback
- * included, is written before the loop sleeps. */
+ * append to one contiguous output buffer, so a burst of small messages
+ * leaves in one write. What message callbacks send is written once the read
+ * that delivered them has been processed; any other send arms a uv_idle_t
+ * that writes it in this loop iteration. An idle handle rather than a
+ * prepare handle, because an active idle handle keeps the loop from
+ * blocking: a send made from any callback, a prepare callback included, is
+ * written before the loop sleeps. */
 #include "internal.h"
 
 #include <assert.h>
@@ -957,7 +959,7 @@ void herd__ipc_set_internal_cb(herd_ipc_t* ipc, herd__ipc_internal_cb cb) {
 
 /* After a message went into the output buffer: flush early when a lot is
  * buffered (fewer, larger writes and bounded memory), else leave it to the
- * idle callback of this loop iteration. */
+ * end of the read being processed or to the idle callback (see arm()). */
 static int after_queue(ipc_priv_t* p) {
   if (p->olen - p->ohead >= FLUSH_AT && !p->want_write && p->werr == 0) {
     int r = flush_io(p);
