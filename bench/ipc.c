@@ -1,12 +1,19 @@
 /* The IPC channel against Node's and against a raw socketpair.
  *
  * For each figure, several rounds alternate herd<->herd (this program forks
- * itself as the child), node<->node (bench/ipc.js forks itself), and where
- * it makes sense the limit: the same bytes over a bare socketpair with
- * blocking write()/read() and nothing but a newline count. Medians are
- * reported as RESULT lines.
+ * itself as the child), the limit where it makes sense (the same bytes over
+ * a bare socketpair with blocking write()/read() and nothing but a newline
+ * count), and node<->node (bench/ipc.js forks itself). Medians over the
+ * rounds are reported as RESULT lines.
+ *
+ * The ping-pong sends {"cmd":"ping","i":1} (21 bytes with its newline) back
+ * and forth on all three sides; herd and Node echo it from their message
+ * callback, as an application would. The first 100 round trips warm up.
+ * Nothing is pinned to a CPU: each side runs where the scheduler puts it.
  *
  *   ipc [rounds]          run the benchmark (needs `node` in PATH)
+ *   ipc herd MODE N       one herd figure alone (for profiling)
+ *   ipc limit MODE N      one limit figure alone (oneway or pingpong)
  *   ipc child MODE N      the herd child (used by the benchmark itself) */
 #include "bench.h"
 
@@ -15,20 +22,49 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <stddef.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define ONEWAY_N        1000000
 #define ONEWAY_NODE_N   200000
-#define PINGPONG_N      20000
+#define PINGPONG_N      50000
 #define PINGPONG_NODE_N 10000
 #define HANDLES_N       20000
 #define HANDLES_NODE_N  5000
 
 static char self_path[4096];
 static char js_path[4200];
+
+/* Every run is bounded in time. The watchdog is an alarm rather than a timer
+ * on the herd parent's loop: a pending timer would make each of its waits arm
+ * and cancel a kernel timer, a cost the limit's blocking read() does not pay
+ * and that has nothing to do with the channel. */
+#define RUN_TIMEOUT_S 60
+static volatile sig_atomic_t watched_pid;
+static volatile sig_atomic_t timed_out;
+
+static void on_alarm(int signum) {
+  static const char msg[] = "ipc bench: a run took too long, stopping it\n";
+  pid_t pid = watched_pid;
+  (void)signum;
+  timed_out = 1;
+  if (pid > 0)
+    kill(pid, SIGKILL);
+  if (write(2, msg, sizeof(msg) - 1) < 0)
+    return;
+}
+
+static void watch(pid_t pid) {
+  timed_out = 0;
+  watched_pid = pid;
+  alarm(RUN_TIMEOUT_S);
+}
+
+static void unwatch(void) {
+  alarm(0);
+  watched_pid = 0;
+}
 
 static int format_notify(char* out, long i) {
   /* A hand-rolled itoa keeps the sender from being the bottleneck. */
@@ -113,7 +149,6 @@ typedef struct {
   long got;
   double t0, t1;
   int fd; /* the socket passed around in the handles run */
-  uv_timer_t timer;
 } run_t;
 
 static void oneway_msg(herd_ipc_t* ipc, const char* json, size_t len,
@@ -167,17 +202,10 @@ static void send_next_handle(herd_ipc_t* ipc, int status, void* arg) {
                    "net.Socket", send_next_handle, r);
 }
 
-static void noop_close(herd_child_t* child) {
-  run_t* r = (run_t*)(void*)((char*)child - offsetof(run_t, child));
-  uv_close((uv_handle_t*)&r->timer, NULL);
-}
-
-/* Every run is bounded in time as well as in count. */
-static void on_timeout(uv_timer_t* timer) {
-  run_t* r = timer->data;
-  fprintf(stderr, "ipc bench: a herd run took too long, stopping it\n");
-  r->t1 = 0;
-  herd_child_kill(&r->child, SIGKILL);
+/* The child is reaped: its pid may be reused from now on. */
+static void child_closed(herd_child_t* child) {
+  (void)child;
+  watched_pid = 0;
 }
 
 static int tcp_pair(int sv[2]);
@@ -194,13 +222,11 @@ static double run_herd(const char* mode, long n) {
   memset(&opts, 0, sizeof(opts));
   r.n = n;
   snprintf(nbuf, sizeof(nbuf), "%ld", n);
-  opts.spawn.close_cb = noop_close;
+  opts.spawn.close_cb = child_closed;
   uv_loop_init(&loop);
   if (herd_fork(&loop, &r.child, self_path, args, &opts) != 0)
     return -1;
-  uv_timer_init(&loop, &r.timer);
-  r.timer.data = &r;
-  uv_timer_start(&r.timer, on_timeout, 60000, 0);
+  watch(r.child.pid);
   r.child.channel->data = &r;
   if (strcmp(mode, "oneway") == 0) {
     cbs.message = oneway_msg;
@@ -220,14 +246,16 @@ static double run_herd(const char* mode, long n) {
     r.t0 = bench_now();
     send_next_handle(r.child.channel, 0, &r);
     uv_run(&loop, UV_RUN_DEFAULT);
+    unwatch();
     close(sv[0]);
     close(sv[1]);
     uv_loop_close(&loop);
-    return r.t1 > r.t0 ? (double)n / (r.t1 - r.t0) : -1;
+    return r.t1 > r.t0 && !timed_out ? (double)n / (r.t1 - r.t0) : -1;
   }
   uv_run(&loop, UV_RUN_DEFAULT);
+  unwatch();
   uv_loop_close(&loop);
-  if (r.t1 <= r.t0)
+  if (r.t1 <= r.t0 || timed_out)
     return -1;
   if (strcmp(mode, "oneway") == 0)
     return (double)(n - 1) / (r.t1 - r.t0);
@@ -287,14 +315,15 @@ static double run_node(const char* mode, long n) {
   return v;
 }
 
-static void write_all(int fd, const char* p, size_t n) {
+static int write_all(int fd, const char* p, size_t n) {
   while (n > 0) {
     ssize_t w = write(fd, p, n);
     if (w <= 0)
-      _exit(1);
+      return -1;
     p += w;
     n -= (size_t)w;
   }
+  return 0;
 }
 
 /* The same bytes over a bare socketpair, read 256 KiB at a time and counted
@@ -315,14 +344,15 @@ static double run_limit_oneway(long n) {
       len += (size_t)format_notify(out + len, i);
       out[len++] = '\n';
       if (len >= 64 * 1024) {
-        write_all(sv[1], out, len);
+        if (write_all(sv[1], out, len) != 0)
+          _exit(1);
         len = 0;
       }
     }
-    write_all(sv[1], out, len);
-    _exit(0);
+    _exit(write_all(sv[1], out, len) != 0);
   }
   close(sv[1]);
+  watch(pid);
   for (;;) {
     ssize_t r = read(sv[0], buf, 256 * 1024);
     if (r <= 0)
@@ -334,6 +364,7 @@ static double run_limit_oneway(long n) {
       got++;
   }
   t1 = bench_now();
+  unwatch();
   close(sv[0]);
   waitpid(pid, NULL, 0);
   free(buf);
@@ -345,42 +376,47 @@ static double run_limit_pingpong(long n) {
   pid_t pid;
   char buf[256];
   const char msg[] = "{\"cmd\":\"ping\",\"i\":1}\n";
-  double t0 = 0;
+  double t0 = 0, us;
+  int ok = 1;
   socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
   pid = fork();
   if (pid == 0) {
     ssize_t r;
     close(sv[0]);
     while ((r = read(sv[1], buf, sizeof(buf))) > 0)
-      write_all(sv[1], buf, (size_t)r);
+      if (write_all(sv[1], buf, (size_t)r) != 0)
+        break;
     _exit(0);
   }
   close(sv[1]);
-  for (long i = 0; i < n + 100; i++) {
+  watch(pid);
+  for (long i = 0; i < n + 100 && ok; i++) {
+    size_t got = 0;
     if (i == 100)
       t0 = bench_now();
-    write_all(sv[0], msg, sizeof(msg) - 1);
-    size_t got = 0;
-    while (got < sizeof(msg) - 1) {
+    ok = write_all(sv[0], msg, sizeof(msg) - 1) == 0;
+    while (ok && got < sizeof(msg) - 1) {
       ssize_t r = read(sv[0], buf, sizeof(buf));
-      if (r <= 0)
-        break;
-      got += (size_t)r;
+      ok = r > 0;
+      got += ok ? (size_t)r : 0;
     }
   }
-  double us = (bench_now() - t0) / (double)n * 1e6;
+  us = (bench_now() - t0) / (double)n * 1e6;
+  unwatch();
   close(sv[0]);
   waitpid(pid, NULL, 0);
-  return us;
+  return ok ? us : -1;
 }
 
 int main(int argc, char** argv) {
-  int rounds = 5;
+  int rounds = 7;
   ssize_t len;
   double h[3][16], nd[3][16], lim[2][16];
 
   if (argc >= 4 && strcmp(argv[1], "child") == 0)
     return child_main(argv[2], atol(argv[3]));
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGALRM, on_alarm);
   if (argc >= 4 && strcmp(argv[1], "herd") == 0) {
     /* One herd figure alone, for profiling: ipc herd MODE N */
     if (readlink("/proc/self/exe", self_path, sizeof(self_path) - 1) < 0)
@@ -388,11 +424,17 @@ int main(int argc, char** argv) {
     printf("%f\n", run_herd(argv[2], atol(argv[3])));
     return 0;
   }
+  if (argc >= 4 && strcmp(argv[1], "limit") == 0) {
+    /* One limit figure alone: ipc limit oneway|pingpong N */
+    long n = atol(argv[3]);
+    printf("%f\n", strcmp(argv[2], "oneway") == 0 ? run_limit_oneway(n)
+                                                  : run_limit_pingpong(n));
+    return 0;
+  }
   if (argc >= 2)
     rounds = atoi(argv[1]);
   if (rounds < 1 || rounds > 16)
-    rounds = 5;
-  signal(SIGPIPE, SIG_IGN);
+    rounds = 7;
   len = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
   if (len < 0)
     return 1;
@@ -406,12 +448,14 @@ int main(int argc, char** argv) {
   }
 
   for (int i = 0; i < rounds; i++) {
+    /* herd and its limit run back to back, so that both meet the same
+     * background load as far as possible on a shared machine. */
     h[0][i] = run_herd("oneway", ONEWAY_N);
-    nd[0][i] = run_node("oneway", ONEWAY_NODE_N);
     lim[0][i] = run_limit_oneway(ONEWAY_N);
+    nd[0][i] = run_node("oneway", ONEWAY_NODE_N);
     h[1][i] = run_herd("pingpong", PINGPONG_N);
-    nd[1][i] = run_node("pingpong", PINGPONG_NODE_N);
     lim[1][i] = run_limit_pingpong(PINGPONG_N);
+    nd[1][i] = run_node("pingpong", PINGPONG_NODE_N);
     h[2][i] = run_herd("handles", HANDLES_N);
     nd[2][i] = run_node("handles", HANDLES_NODE_N);
     fprintf(stderr,

@@ -5,11 +5,13 @@
  * controls every syscall: reads go into one growable buffer with recvmsg()
  * (64 KiB or more at a time), lines are split with memchr() and validated in
  * place, and messages are handed out as pointers into that buffer. Sends
- * append to one contiguous output buffer which a uv_idle_t flushes once per
- * loop iteration, so a burst of small messages leaves in one write. An idle
- * handle rather than a prepare handle, because an active idle handle keeps
- * the loop from blocking: a send made from any callback, a prepare callback
- * included, is written before the loop sleeps. */
+ * append to one contiguous output buffer, so a burst of small messages
+ * leaves in one write. What message callbacks send is written once the read
+ * that delivered them has been processed; any other send arms a uv_idle_t
+ * that writes it in this loop iteration. An idle handle rather than a
+ * prepare handle, because an active idle handle keeps the loop from
+ * blocking: a send made from any callback, a prepare callback included, is
+ * written before the loop sleeps. */
 #include "internal.h"
 
 #include <assert.h>
@@ -71,7 +73,15 @@ typedef struct herd_ipc_private_s {
   unsigned parse_pending : 1;
   unsigned need_drain : 1;
   unsigned want_write : 1;
+  unsigned in_read : 1;   /* message callbacks of one read are running */
+  unsigned flush_due : 1; /* they sent: write at the end of that read */
   int werr; /* a write error met inside send(), handled from the loop */
+
+  /* The message being delivered to the message callback: it has been
+   * validated and holds no raw newline, so sending it on as it is needs no
+   * second scan. */
+  const char* deliv;
+  size_t deliv_len;
 
   /* Input: rbuf[rstart, rlen) is unparsed; rbase is the stream offset of
    * rbuf[0]; memchr resumes at `scan`; `tail` is where the last incomplete
@@ -122,8 +132,17 @@ static void update_poll(ipc_priv_t* p) {
 
 static void on_flush(uv_idle_t* handle);
 
+/* Makes sure what was just queued gets written before the loop sleeps. While
+ * the messages of one read are being delivered that is the end of the read;
+ * anywhere else it is the idle callback of this loop iteration. */
 static void arm(ipc_priv_t* p) {
-  if (!p->closing && !uv_is_active((uv_handle_t*)&p->flusher))
+  if (p->closing)
+    return;
+  if (p->in_read) {
+    p->flush_due = 1;
+    return;
+  }
+  if (!uv_is_active((uv_handle_t*)&p->flusher))
     uv_idle_start(&p->flusher, on_flush);
 }
 
@@ -359,6 +378,30 @@ static void flush_and_notify(ipc_priv_t* p) {
     ipc_close(p, 0);
 }
 
+/* Writes what is buffered, running what that completes (send callbacks,
+ * drain, a pending disconnect). */
+static void write_out(ipc_priv_t* p) {
+  flush_and_notify(p);
+  /* Callbacks run from here (drain, send callbacks, buffered messages) may
+   * have sent more: write that now too rather than a loop iteration later,
+   * and if bytes still remain let the writable event pick them up. */
+  for (int i = 0; i < 4 && !p->closing && p->olen > p->ohead && !p->want_write;
+       i++)
+    flush_and_notify(p);
+  if (p->closing)
+    return;
+  if (p->olen > p->ohead && !p->want_write) {
+    p->want_write = 1;
+    update_poll(p);
+  }
+  /* With everything written an idle callback armed earlier in this
+   * iteration has nothing left to do, and would only cost the loop a turn. */
+  if (!p->parse_pending && p->werr == 0 &&
+      (p->olen == p->ohead || p->want_write) &&
+      uv_is_active((uv_handle_t*)&p->flusher))
+    uv_idle_stop(&p->flusher);
+}
+
 static void on_flush(uv_idle_t* handle) {
   ipc_priv_t* p = handle->data;
   uv_idle_stop(handle);
@@ -372,17 +415,7 @@ static void on_flush(uv_idle_t* handle) {
       return;
     }
   }
-  flush_and_notify(p);
-  /* Callbacks run from here (drain, send callbacks, buffered messages) may
-   * have sent more: write that now too rather than a loop iteration later,
-   * and if bytes still remain let the writable event pick them up. */
-  for (int i = 0; i < 4 && !p->closing && p->olen > p->ohead && !p->want_write;
-       i++)
-    flush_and_notify(p);
-  if (!p->closing && p->olen > p->ohead && !p->want_write) {
-    p->want_write = 1;
-    update_poll(p);
-  }
+  write_out(p);
 }
 
 static void close_recv_fds(ipc_priv_t* p) {
@@ -541,7 +574,10 @@ static void on_handle_message(ipc_priv_t* p, char* line, size_t len,
     if (p->internal_cb != NULL)
       p->internal_cb(p->ipc, msg, msg_len, &h);
   } else if (!p->disconnecting && p->cb.message != NULL) {
+    p->deliv = msg;
+    p->deliv_len = msg_len;
     p->cb.message(p->ipc, msg, msg_len, &h);
+    p->deliv = NULL;
   }
   if (h.fd >= 0)
     close(h.fd);
@@ -584,8 +620,12 @@ static void process_line(ipc_priv_t* p, char* line, size_t len, uint64_t at) {
     return;
   }
   if (!herd__json_is_internal(&info)) {
-    if (!p->disconnecting && p->cb.message != NULL)
+    if (!p->disconnecting && p->cb.message != NULL) {
+      p->deliv = line;
+      p->deliv_len = len;
       p->cb.message(p->ipc, line, len, NULL);
+      p->deliv = NULL;
+    }
     return;
   }
   if (cmd_is(&info, "NODE_HANDLE", 11))
@@ -672,7 +712,7 @@ static int read_reserve(ipc_priv_t* p) {
   return 0;
 }
 
-static void on_readable(ipc_priv_t* p) {
+static void read_some(ipc_priv_t* p) {
   for (int i = 0; i < 32 && !p->closing; i++) {
     union {
       char buf[CMSG_SPACE(MAX_RECV_FDS * sizeof(int))];
@@ -757,6 +797,21 @@ static void on_readable(ipc_priv_t* p) {
     }
     if ((size_t)n < space)
       return;
+  }
+}
+
+/* Reads and delivers what arrived. Whatever the message callbacks send goes
+ * out in one write once the read has been processed, rather than from the idle
+ * callback a loop iteration later: a reply leaves as soon as it exists, and
+ * the loop goes straight back to waiting. */
+static void on_readable(ipc_priv_t* p) {
+  p->in_read = 1;
+  read_some(p);
+  p->in_read = 0;
+  if (p->flush_due) {
+    p->flush_due = 0;
+    if (!p->closing)
+      write_out(p);
   }
 }
 
@@ -904,7 +959,7 @@ void herd__ipc_set_internal_cb(herd_ipc_t* ipc, herd__ipc_internal_cb cb) {
 
 /* After a message went into the output buffer: flush early when a lot is
  * buffered (fewer, larger writes and bounded memory), else leave it to the
- * idle callback of this loop iteration. */
+ * end of the read being processed or to the idle callback (see arm()). */
 static int after_queue(ipc_priv_t* p) {
   if (p->olen - p->ohead >= FLUSH_AT && !p->want_write && p->werr == 0) {
     int r = flush_io(p);
@@ -919,11 +974,22 @@ static int after_queue(ipc_priv_t* p) {
   return 0;
 }
 
+/* Validates an outgoing text; one the channel is delivering right now has
+ * been validated already (a message forwarded as received). */
+static int scan_outgoing(const ipc_priv_t* p, const char* json, size_t len,
+                         herd__json_info_t* info) {
+  if (json == p->deliv && len == p->deliv_len && json != NULL) {
+    info->newline = 0;
+    return 0;
+  }
+  return herd__json_scan(json, len, info);
+}
+
 static int send_plain(ipc_priv_t* p, const char* json, size_t len,
                       herd_ipc_send_cb cb, void* arg) {
   herd__json_info_t info;
   ipc_req_t* req = NULL;
-  int r = herd__json_scan(json, len, &info);
+  int r = scan_outgoing(p, json, len, &info);
   if (r != 0)
     return r;
   if (p->inflight == NULL && p->wait_head == NULL) {
@@ -979,7 +1045,7 @@ static int send_handle(ipc_priv_t* p, const char* json, size_t len, int fd,
   size_t qlen = herd_json_quote(NULL, 0, type, tlen);
   size_t dlen = dgram_type ? 15 + strlen(dgram_type) : 0;
   size_t total, n = 0;
-  int r = herd__json_scan(json, len, &info);
+  int r = scan_outgoing(p, json, len, &info);
   if (r != 0) {
     close(fd);
     return r;

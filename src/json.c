@@ -74,10 +74,11 @@ static int utf8_seq(const unsigned char** pp, const unsigned char* end) {
   return 0;
 }
 
-/* Whether any of the 8 bytes in `x` may need a closer look inside a string:
- * below 0x20, '"', '\\' or >= 0x80. False positives are fine (the byte loop
- * sorts them out); false negatives are not, and these tests have none. */
-static inline int word_special(uint64_t x) {
+/* Marks (high bit set) the bytes of `x` that need a closer look inside a
+ * string: below 0x20, '"', '\\' or >= 0x80. A borrow can only carry upwards
+ * from a byte that is itself marked, so bytes above the first mark may be
+ * marked wrongly but the first mark is always exact. */
+static inline uint64_t word_special(uint64_t x) {
   const uint64_t ones = 0x0101010101010101ull;
   const uint64_t high = 0x8080808080808080ull;
   uint64_t q = x ^ (ones * '"');
@@ -85,7 +86,7 @@ static inline int word_special(uint64_t x) {
   uint64_t t = (x - ones * 0x20) & ~x;
   t |= (q - ones) & ~q;
   t |= (b - ones) & ~b;
-  return ((t | x) & high) != 0;
+  return (t | x) & high;
 }
 
 /* Scans a string whose opening quote is at *pp; leaves *pp after the closing
@@ -95,12 +96,18 @@ static inline __attribute__((always_inline)) int scan_string(
   const unsigned char* p = *pp + 1;
   for (;;) {
     for (;;) {
-      uint64_t w;
+      uint64_t w, m;
       if (end - p < 8)
         break;
       memcpy(&w, p, 8);
-      if (word_special(w))
+      m = word_special(w);
+      if (m != 0) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* The first byte in memory is the lowest: jump straight to it. */
+        p += __builtin_ctzll(m) >> 3;
+#endif
         break;
+      }
       p += 8;
     }
     while (p < end && !str_special[*p])

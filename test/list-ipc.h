@@ -22,6 +22,9 @@
   TEST(ipc_internal_handle, 5000)           \
   TEST(ipc_ref_unref, 5000)                 \
   TEST(ipc_send_from_prepare, 5000)         \
+  TEST(ipc_send_from_timer, 5000)           \
+  TEST(ipc_reply_same_turn, 5000)           \
+  TEST(ipc_forward_as_received, 5000)       \
   TEST(ipc_huge_message, 10000)             \
   TEST(ipc_fd_pairing, 5000)                \
   TEST(ipc_fork_child_close, 10000)         \

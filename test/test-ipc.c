@@ -384,7 +384,7 @@ static void on_nack_done(herd_ipc_t* ipc, int status, void* arg) {
 TEST_IMPL(ipc_handle_nack) {
   uv_loop_t loop;
   herd_ipc_t a;
-  int raw, sent = 0;
+  int raw, sent = 0, after = 0;
   char buf[8192];
   size_t n = 0;
   int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -409,13 +409,19 @@ TEST_IMPL(ipc_handle_nack) {
         sent++;
         write_all(raw, "{\"cmd\":\"NODE_HANDLE_NACK\"}\n", 27);
       }
+      /* The queued message follows the last NACK in the same loop turn. */
+      if (strstr(buf, "\"after\"\n") != NULL) {
+        ASSERT_EQ(sent, 4);
+        after = 1;
+      }
       n = 0;
     }
     test_sleep_ms(1);
   }
   ASSERT_EQ(nack_status, HERD_EHANDLENACK);
   ASSERT_EQ(sent, 4);
-  read_until(&loop, raw, "\"after\"\n", buf, sizeof(buf));
+  if (!after)
+    read_until(&loop, raw, "\"after\"\n", buf, sizeof(buf));
   close(raw);
   test_loop_run_close(&loop);
   return 0;
@@ -725,6 +731,119 @@ TEST_IMPL(ipc_send_from_prepare) {
   test_loop_run_close(&loop);
   ASSERT_EQ(cb_.messages, 1);
   ASSERT_STR_EQ(cb_.last, "\"from prepare\"");
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+static void send_from_timer(uv_timer_t* timer) {
+  ASSERT_OK(herd_ipc_send(prep_ipc, "\"from timer\"", 12));
+  uv_close((uv_handle_t*)timer, NULL);
+}
+
+/* A send made from a timer callback, outside any read of the channel, leaves
+ * before the loop sleeps: nothing else would wake this loop. */
+TEST_IMPL(ipc_send_from_timer) {
+  uv_loop_t loop;
+  uv_timer_t timer;
+  herd_ipc_t a, b;
+  herd_ipc_callbacks_t eb = counting;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  eb.message = stop_on_message;
+  ASSERT_OK(herd_ipc_start(&a, &counting));
+  ASSERT_OK(herd_ipc_start(&b, &eb));
+  prep_ipc = &a;
+  uv_run(&loop, UV_RUN_NOWAIT);
+  uv_timer_init(&loop, &timer);
+  uv_timer_start(&timer, send_from_timer, 1, 0);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(cb_.messages, 1);
+  ASSERT_STR_EQ(cb_.last, "\"from timer\"");
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+static void reply_twice(herd_ipc_t* ipc, const char* json, size_t len,
+                        herd_handle_t* handle) {
+  char out[64];
+  int n;
+  count_message(ipc, json, len, handle);
+  n = snprintf(out, sizeof(out), "{\"re\":%s}", json);
+  ASSERT_OK(herd_ipc_send(ipc, out, (size_t)n));
+  ASSERT_OK(herd_ipc_send(ipc, "0", 1));
+}
+
+/* Replies made by message callbacks leave in the loop turn that read the
+ * messages, all of them together and in order, not a turn later. */
+TEST_IMPL(ipc_reply_same_turn) {
+  static const char want[] =
+      "{\"re\":{\"i\":0}}\n0\n{\"re\":{\"i\":1}}\n0\n"
+      "{\"re\":{\"i\":2}}\n0\n";
+  uv_loop_t loop;
+  herd_ipc_t a;
+  herd_ipc_callbacks_t cbs = counting;
+  char buf[256];
+  ssize_t r;
+  int raw;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  raw = half_pair(&loop, &a);
+  cbs.message = reply_twice;
+  ASSERT_OK(herd_ipc_start(&a, &cbs));
+  /* Past the start-up turn, which delivers what came before start(). */
+  uv_run(&loop, UV_RUN_NOWAIT);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  write_all(raw, "{\"i\":0}\n{\"i\":1}\n{\"i\":2}\n", 24);
+  /* One turn: it reads the three lines and must also write the replies. */
+  uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT_EQ(ca.messages, 3);
+  r = recv(raw, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+  ASSERT_EQ(r, (ssize_t)(sizeof(want) - 1));
+  buf[r] = '\0';
+  ASSERT_STR_EQ(buf, want);
+  close(raw);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(ca.disconnects, 1);
+  return 0;
+}
+
+static void forward_back(herd_ipc_t* ipc, const char* json, size_t len,
+                         herd_handle_t* handle) {
+  count_message(ipc, json, len, handle);
+  /* Only the delivered text itself skips validation, not a part of it. */
+  ASSERT_EQ(herd_ipc_send(ipc, json, len - 1), HERD_EBADJSON);
+  ASSERT_EQ(herd_ipc_send(ipc, json + 1, len - 1), HERD_EBADJSON);
+  ASSERT_OK(herd_ipc_send(ipc, json, len));
+}
+
+static void forward_done(herd_ipc_t* ipc, const char* json, size_t len,
+                         herd_handle_t* handle) {
+  count_message(ipc, json, len, handle);
+  if (((counts_t*)ipc->data)->messages == 2)
+    herd_ipc_disconnect(ipc);
+}
+
+/* A message sent on exactly as it was received arrives unchanged. */
+TEST_IMPL(ipc_forward_as_received) {
+  static const char first[] = "{\"i\":0,\"s\":\"\\u00e9\\n\\\"\"}";
+  static const char second[] = "{ \"i\" :\n1 }";
+  uv_loop_t loop;
+  herd_ipc_t a, b;
+  herd_ipc_callbacks_t ea = counting, eb = counting;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  pair(&loop, &a, &b);
+  ea.message = forward_done;
+  eb.message = forward_back;
+  ASSERT_OK(herd_ipc_start(&a, &ea));
+  ASSERT_OK(herd_ipc_start(&b, &eb));
+  ASSERT_OK(herd_ipc_send(&a, first, sizeof(first) - 1));
+  ASSERT_OK(herd_ipc_send(&a, second, sizeof(second) - 1));
+  test_loop_run_close(&loop);
+  ASSERT_EQ(cb_.messages, 2);
+  ASSERT_EQ(ca.messages, 2);
+  ASSERT_STR_EQ(ca.last, "{ \"i\" : 1 }");
   ASSERT_EQ(ca.disconnects, 1);
   return 0;
 }

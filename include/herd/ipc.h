@@ -136,8 +136,10 @@ void herd_ipc_set_max_line(herd_ipc_t* ipc, size_t max_line);
  * above the high-water mark (Node's send() === false; wait for drain), or
  * HERD_EBADJSON / HERD_EBADUTF8 / HERD_ECHANNELCLOSED / UV_ENOMEM. Nothing
  * accepted is ever dropped. Many sends in one loop iteration are written
- * together, from the channel's uv_idle_t before the loop next waits for
- * events (or at once when 256 KiB are waiting). While a handle is in
+ * together (or at once when 256 KiB are waiting): replies sent by message
+ * callbacks as soon as the read that delivered the messages has been
+ * processed, other sends from the channel's uv_idle_t before the loop next
+ * waits for events. While a handle is in
  * flight (sent, not yet acknowledged) later messages wait behind it, as in
  * Node. A message whose top-level "cmd" starts with "NODE_" is internal to
  * the peer (a Node peer will not emit it as 'message'). */
