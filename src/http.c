@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,9 @@ struct http_conn_s {
   size_t out_len;
   size_t out_cap;
   int err_status;
+  /* While `raw`, the socket is not yet a libuv handle: see conn_start_raw. */
+  int fd;
+  unsigned raw : 1;
   unsigned in_spans : 1;
   unsigned in_parser : 1;
   unsigned awaiting : 1; /* the handler has the request, no answer yet */
@@ -591,10 +595,10 @@ static void conn_free(http_conn_t* conn) {
   server_maybe_done(priv);
 }
 
-static void on_close(uv_handle_t* handle) {
-  http_conn_t* conn = (http_conn_t*)handle;
-  struct herd_http_private_s* priv = conn->priv;
-  priv->server->connections--;
+/* The socket is closed: the connection goes unless the handler still owes
+ * an answer (herd_http_respond() frees it then). */
+static void conn_closed(http_conn_t* conn) {
+  conn->priv->server->connections--;
   if (conn->awaiting) {
     conn->dead = 1;
     return;
@@ -602,11 +606,22 @@ static void on_close(uv_handle_t* handle) {
   conn_free(conn);
 }
 
+static void on_close(uv_handle_t* handle) {
+  conn_closed((http_conn_t*)handle);
+}
+
+/* A raw connection's socket closes at once; conn_start_raw() finishes the
+ * rest once the call that closed it has returned. */
 static void conn_close(http_conn_t* conn) {
   if (conn->closing)
     return;
   conn->closing = 1;
   conn->stop_parsing = 1;
+  if (conn->raw) {
+    close(conn->fd);
+    conn->fd = -1;
+    return;
+  }
   uv_close((uv_handle_t*)&conn->tcp, on_close);
 }
 
@@ -631,11 +646,43 @@ static void on_shutdown(uv_shutdown_t* req, int status) {
   free(req);
 }
 
+/* conn_flush() of a raw connection: what the socket takes now is sent, and
+ * a connection that is done closes; anything else (a full socket, a
+ * lingering close) is left to libuv once conn_start_raw() hands the socket
+ * over. */
+static void conn_flush_raw(http_conn_t* conn) {
+  ssize_t n;
+  if (conn->closing)
+    return;
+  if (conn->out_len > 0) {
+    do
+      n = send(conn->fd, conn->out, conn->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      conn_close(conn);
+      return;
+    }
+    if (n < 0)
+      n = 0;
+    conn->out_len -= (size_t)n;
+    if (conn->out_len > 0) {
+      memmove(conn->out, conn->out + n, conn->out_len);
+      return;
+    }
+  }
+  if (conn->close_after_write && !conn->awaiting && !conn->linger)
+    conn_close(conn);
+}
+
 static void conn_flush(http_conn_t* conn) {
   uv_buf_t buf;
   http_write_t* w;
   size_t rest;
   int n;
+  if (conn->raw) {
+    conn_flush_raw(conn);
+    return;
+  }
   if (conn->write_pending || conn->closing)
     return;
   if (conn->out_len > 0) {
@@ -753,7 +800,7 @@ static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   conn->end += (size_t)nread;
-  conn->last_active = uv_now(stream->loop);
+  conn->last_active = uv_now(conn->priv->server->loop);
   if (conn->stop_parsing) {
     /* After a refused request or a final response the rest is dropped. */
     conn->end = conn->parsed;
@@ -768,7 +815,7 @@ static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
  * does not read) and while the buffer is full behind an unanswered request. */
 static void conn_update_reading(http_conn_t* conn) {
   int want;
-  if (conn->closing || conn->eof)
+  if (conn->closing || conn->eof || conn->raw)
     return;
   want = !conn->write_pending &&
          !(conn->awaiting && conn->end == conn->priv->buf_size);
@@ -868,11 +915,7 @@ static void server_maybe_done(struct herd_http_private_s* priv) {
  * `Connection: close` request without the socket ever being added to epoll;
  * only when nothing is there yet does libuv's reading take over, at the
  * cost of one read() that finds nothing. */
-static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
-  uv_stream_t* stream = (uv_stream_t*)&conn->tcp;
-  uv_os_fd_t fd;
-  ssize_t n;
-  int err;
+static void conn_register(struct herd_http_private_s* priv, http_conn_t* conn) {
   conn->last_active = uv_now(priv->server->loop);
   conn->next = priv->conns;
   if (priv->conns != NULL)
@@ -881,6 +924,14 @@ static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
   priv->live++;
   priv->server->connections++;
   sweep_update(priv);
+}
+
+static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
+  uv_stream_t* stream = (uv_stream_t*)&conn->tcp;
+  uv_os_fd_t fd;
+  ssize_t n;
+  int err;
+  conn_register(priv, conn);
   err = uv_fileno((uv_handle_t*)&conn->tcp, &fd);
   if (err == 0) {
     do
@@ -904,6 +955,65 @@ static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
     return err;
   }
   conn->reading = 1;
+  return 0;
+}
+
+/* conn_start() for herd_http_server_adopt(): the socket is served as a
+ * plain fd first. A request that is there at once (the usual case, see
+ * above) is read, answered and, under `Connection: close`, closed with
+ * recv(), send() and close() alone: the socket never becomes a libuv handle,
+ * which spares the fcntl() for close-on-exec, the ioctl() of uv_tcp_open()
+ * and the epoll_ctl() that libuv's close makes even for a socket it never
+ * polled. Whatever has to wait (no request yet, an unanswered request, a
+ * full socket, a keep-alive connection) is handed to libuv here. */
+static int conn_start_raw(struct herd_http_private_s* priv, http_conn_t* conn,
+                          int fd) {
+  uv_stream_t* stream = (uv_stream_t*)&conn->tcp;
+  uv_loop_t* loop = priv->server->loop;
+  ssize_t n;
+  int flags;
+  int err = 0;
+  conn->raw = 1;
+  conn->fd = fd;
+  conn_register(priv, conn);
+  do
+    n = recv(fd, conn->buf, priv->buf_size, MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    on_read(stream, n, NULL);
+  } else if (n == 0) {
+    on_read(stream, UV_EOF, NULL);
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    err = -errno;
+    conn_close(conn);
+  }
+  if (conn->closing) {
+    conn_closed(conn);
+    return err;
+  }
+  /* Sockets received over IPC already are close-on-exec; only a socket that
+   * is not pays for the second fcntl(). */
+  flags = fcntl(fd, F_GETFD);
+  if (flags >= 0 && !(flags & FD_CLOEXEC))
+    fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  err = uv_tcp_init(loop, &conn->tcp);
+  if (err != 0) {
+    conn_close(conn);
+    conn_closed(conn);
+    return err;
+  }
+  conn->raw = 0;
+  conn->fd = -1;
+  err = uv_tcp_open(&conn->tcp, fd);
+  if (err != 0) {
+    close(fd);
+    conn->closing = 1;
+    conn->stop_parsing = 1;
+    uv_close((uv_handle_t*)&conn->tcp, on_close);
+    return err;
+  }
+  conn_flush(conn);
+  conn_update_reading(conn);
   return 0;
 }
 
@@ -1071,8 +1181,6 @@ int herd_http_server_accept(herd_http_server_t* server, uv_stream_t* listener) {
 int herd_http_server_adopt(herd_http_server_t* server, int fd) {
   struct herd_http_private_s* priv;
   http_conn_t* conn;
-  int flags;
-  int err;
   if (server == NULL || server->priv == NULL || fd < 0 ||
       server->priv->closing) {
     if (fd >= 0)
@@ -1085,24 +1193,7 @@ int herd_http_server_adopt(herd_http_server_t* server, int fd) {
     close(fd);
     return UV_ENOMEM;
   }
-  err = uv_tcp_init(server->loop, &conn->tcp);
-  if (err != 0) {
-    free(conn);
-    close(fd);
-    return err;
-  }
-  /* Sockets received over IPC already are close-on-exec; only a socket that
-   * is not pays for the second fcntl(). */
-  flags = fcntl(fd, F_GETFD);
-  if (flags >= 0 && !(flags & FD_CLOEXEC))
-    fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
-  err = uv_tcp_open(&conn->tcp, fd);
-  if (err != 0) {
-    close(fd);
-    uv_close((uv_handle_t*)&conn->tcp, on_close_unstarted);
-    return err;
-  }
-  return conn_start(priv, conn);
+  return conn_start_raw(priv, conn, fd);
 }
 
 static int respond(herd_http_req_t* req, int status, const char* content_type,
@@ -1154,7 +1245,12 @@ static int respond(herd_http_req_t* req, int status, const char* content_type,
     /* Like nginx, only connections that stay open pay for TCP_NODELAY: the
      * first response of a connection never waits for Nagle (nothing is in
      * flight yet), later ones would wait for the client's delayed ACK. */
-    uv_tcp_nodelay(&conn->tcp, 1);
+    if (conn->raw) {
+      int on = 1;
+      setsockopt(conn->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    } else {
+      uv_tcp_nodelay(&conn->tcp, 1);
+    }
     conn->nodelay = 1;
   }
   if (conn->in_parser)
