@@ -136,6 +136,13 @@ static void on_request(herd_http_req_t* req) {
   worker_unsent++;
 }
 
+/* Whether the channel writes in the next iteration anyway (e.g. the answer
+ * to a connection handed over under rr): held notifies then ride along. */
+static int channel_busy(void) {
+  herd_ipc_t* ch = herd_cluster_worker_channel();
+  return ch != NULL && herd_ipc_queued_bytes(ch) > 0;
+}
+
 /* uv_run(UV_RUN_DEFAULT), except that a non-blocking iteration comes first:
  * as long as it serves requests the next one follows at once, and only an
  * iteration that found nothing to serve queues the held notifies (the
@@ -146,7 +153,8 @@ static void worker_run(uv_loop_t* loop) {
   for (;;) {
     seen = worker_served;
     uv_run(loop, UV_RUN_NOWAIT);
-    if (worker_served != seen && worker_unsent < NOTIFY_BATCH_MAX)
+    if (worker_served != seen && worker_unsent < NOTIFY_BATCH_MAX &&
+        !channel_busy())
       continue;
     notify_flush();
     if (!uv_loop_alive(loop))
