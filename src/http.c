@@ -83,6 +83,7 @@ struct http_conn_s {
   /* While `raw`, the socket is not yet a libuv handle: see conn_start_raw. */
   int fd;
   unsigned raw : 1;
+  unsigned head_request : 1; /* the request awaiting its answer is a HEAD */
   unsigned in_spans : 1;
   unsigned in_parser : 1;
   unsigned awaiting : 1; /* the handler has the request, no answer yet */
@@ -185,16 +186,62 @@ static const char* status_reason(int status) {
   }
 }
 
+/* "Thu, 26 Nov 2026 17:19:09 GMT" for `t` (seconds since the epoch, UTC),
+ * 29 characters. Done by hand rather than with gmtime_r() and strftime():
+ * those bring the time zone and locale code of libc along (reading
+ * /etc/localtime on first use), which a statically linked worker would
+ * carry in its resident set for a fixed format in UTC. */
+static void format_date(char* out, int64_t t) {
+  static const char days[] = "ThuFriSatSunMonTueWed";
+  static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+  int64_t day = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+  int64_t sec = t - day * 86400;
+  /* Civil date from a day count (proleptic Gregorian, March-based years). */
+  int64_t z = day + 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  int64_t mday = doy - (153 * mp + 2) / 5 + 1;
+  int64_t month = mp < 10 ? mp + 3 : mp - 9;
+  int64_t year = yoe + era * 400 + (month <= 2);
+  int wday = (int)(((day % 7) + 7) % 7);
+  int hh = (int)(sec / 3600), mm = (int)(sec / 60 % 60), ss = (int)(sec % 60);
+  if (year < 0 || year > 9999)
+    year = 0;
+  memcpy(out, days + wday * 3, 3);
+  out[3] = ',';
+  out[4] = ' ';
+  out[5] = (char)('0' + mday / 10);
+  out[6] = (char)('0' + mday % 10);
+  out[7] = ' ';
+  memcpy(out + 8, months + (month - 1) * 3, 3);
+  out[11] = ' ';
+  out[12] = (char)('0' + year / 1000);
+  out[13] = (char)('0' + year / 100 % 10);
+  out[14] = (char)('0' + year / 10 % 10);
+  out[15] = (char)('0' + year % 10);
+  out[16] = ' ';
+  out[17] = (char)('0' + hh / 10);
+  out[18] = (char)('0' + hh % 10);
+  out[19] = ':';
+  out[20] = (char)('0' + mm / 10);
+  out[21] = (char)('0' + mm % 10);
+  out[22] = ':';
+  out[23] = (char)('0' + ss / 10);
+  out[24] = (char)('0' + ss % 10);
+  memcpy(out + 25, " GMT", 5);
+}
+
 /* The Date header changes once a second; formatting it per response would
  * cost more than the rest of the response head. */
 static const char* server_date(struct herd_http_private_s* priv) {
   uint64_t now = uv_now(priv->server->loop);
   if (now >= priv->date_until) {
     struct timespec ts;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(priv->date, sizeof(priv->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    format_date(priv->date, (int64_t)ts.tv_sec);
     priv->date_until = now + 1000 - (uint64_t)(ts.tv_nsec / 1000000);
   }
   return priv->date;
@@ -408,12 +455,15 @@ static int on_header_value_complete(llhttp_t* p) {
 static int on_headers_complete(llhttp_t* p) {
   http_conn_t* conn = parser_conn(p);
   herd_http_header_t* h;
+  int expect = 0;
   size_t i;
   /* A header with an empty value never got a value span. */
   for (i = 0; i < conn->req.header_count; i++) {
     h = &conn->headers[i];
     if (h->value == NULL)
       h->value = h->name + h->name_len;
+    else if (h->name_len == 6 && h->value_len == 12)
+      expect = 1;
   }
   if (conn->req.url == NULL)
     conn->req.url = "";
@@ -423,8 +473,9 @@ static int on_headers_complete(llhttp_t* p) {
     return -1;
   }
   /* A client that asks first gets its go-ahead before the body; it goes out
-   * with the writes of this read, after the answers to earlier requests. */
-  for (i = 0; i < conn->req.header_count; i++) {
+   * with the writes of this read, after the answers to earlier requests.
+   * Only a head with a header of the right lengths is searched. */
+  for (i = 0; expect && i < conn->req.header_count; i++) {
     h = &conn->headers[i];
     if (h->name_len == 6 && strncasecmp(h->name, "expect", 6) == 0 &&
         h->value_len == 12 && strncasecmp(h->value, "100-continue", 12) == 0 &&
@@ -504,6 +555,7 @@ static int on_message_complete(llhttp_t* p) {
   herd_http_req_t* req = &conn->req;
 
   req->method = llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
+  conn->head_request = llhttp_get_method(p) == HTTP_HEAD;
   req->http_minor = llhttp_get_http_minor(p);
   req->keep_alive =
       llhttp_should_keep_alive(p) && !priv->closing && !llhttp_get_upgrade(p);
@@ -1220,7 +1272,7 @@ static int respond(herd_http_req_t* req, int status, const char* content_type,
   }
   if (priv->closing)
     req->keep_alive = 0;
-  head_only = req->method != NULL && strcmp(req->method, "HEAD") == 0;
+  head_only = conn->head_request;
   err = conn_append_response(conn, status, content_type, headers, header_count,
                              body, body_len, req->keep_alive, req->http_minor,
                              head_only);

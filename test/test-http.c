@@ -256,6 +256,22 @@ static void run_http_test(http_test_t* t, const herd_http_options_t* options,
   "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " body_len \
   "\r\nConnection: close\r\n\r\n" body
 
+/* The Date value (herd formats it by hand) must be what strftime() makes of
+ * the current time, give or take the second that may have passed. */
+static void check_date(const char* value) {
+  time_t now = time(NULL);
+  int ok = 0;
+  for (time_t t = now - 2; t <= now + 1 && !ok; t++) {
+    char want[64];
+    struct tm tm;
+    ASSERT(gmtime_r(&t, &tm) != NULL);
+    strftime(want, sizeof(want), "%a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    ok = strncmp(value, want, strlen(want)) == 0;
+  }
+  if (!ok)
+    FATAL("unexpected Date: %.31s", value);
+}
+
 static void client_get(http_test_t* t) {
   int fd = client_connect(t->port);
   char buf[512];
@@ -269,6 +285,7 @@ static void client_get(http_test_t* t) {
   buf[len] = '\0';
   ASSERT(strstr(buf, "\r\nDate: ") != NULL);
   ASSERT(strstr(buf, " GMT\r\n") != NULL);
+  check_date(strstr(buf, "\r\nDate: ") + 8);
   len = strip_date(buf, len);
   ASSERT_STR_EQ(buf, OK_TEXT("11", "/hello?x=1\n"));
   /* HEAD gets the same head and no body. */
