@@ -143,24 +143,29 @@ static int channel_busy(void) {
   return ch != NULL && herd_ipc_queued_bytes(ch) > 0;
 }
 
-/* uv_run(UV_RUN_DEFAULT), except that a non-blocking iteration comes first:
- * as long as it serves requests the next one follows at once, and only an
- * iteration that found nothing to serve queues the held notifies (the
- * channel writes them in the next iteration's idle phase) and lets the loop
- * block. */
+/* uv_run(UV_RUN_DEFAULT), except that an iteration that served more than
+ * one request is followed by a non-blocking one: a busy worker usually
+ * finds the next requests there, and its notifies wait for them. The held
+ * notifies are queued (the channel writes them in the next iteration's idle
+ * phase, before the loop can block) as soon as an iteration serves one
+ * request or none, every NOTIFY_BATCH_MAX, or when the channel writes
+ * anyway. A worker that serves one request per wakeup thus writes as it
+ * did with a send per request, without a poll that finds nothing. */
 static void worker_run(uv_loop_t* loop) {
+  uv_run_mode mode = UV_RUN_ONCE;
   uint64_t seen;
   for (;;) {
     seen = worker_served;
-    uv_run(loop, UV_RUN_NOWAIT);
-    if (worker_served != seen && worker_unsent < NOTIFY_BATCH_MAX &&
-        !channel_busy())
+    uv_run(loop, mode);
+    if (worker_served - seen > 1 && worker_unsent < NOTIFY_BATCH_MAX &&
+        !channel_busy()) {
+      mode = UV_RUN_NOWAIT;
       continue;
+    }
     notify_flush();
     if (!uv_loop_alive(loop))
       break;
-    if (worker_served == seen)
-      uv_run(loop, UV_RUN_ONCE);
+    mode = UV_RUN_ONCE;
   }
 }
 
