@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,10 @@ struct http_conn_s {
   size_t out_len;
   size_t out_cap;
   int err_status;
+  /* While `raw`, the socket is not yet a libuv handle: see conn_start_raw. */
+  int fd;
+  unsigned raw : 1;
+  unsigned head_request : 1; /* the request awaiting its answer is a HEAD */
   unsigned in_spans : 1;
   unsigned in_parser : 1;
   unsigned awaiting : 1; /* the handler has the request, no answer yet */
@@ -181,16 +186,62 @@ static const char* status_reason(int status) {
   }
 }
 
+/* "Thu, 26 Nov 2026 17:19:09 GMT" for `t` (seconds since the epoch, UTC),
+ * 29 characters. Done by hand rather than with gmtime_r() and strftime():
+ * those bring the time zone and locale code of libc along (reading
+ * /etc/localtime on first use), which a statically linked worker would
+ * carry in its resident set for a fixed format in UTC. */
+static void format_date(char* out, int64_t t) {
+  static const char days[] = "ThuFriSatSunMonTueWed";
+  static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+  int64_t day = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+  int64_t sec = t - day * 86400;
+  /* Civil date from a day count (proleptic Gregorian, March-based years). */
+  int64_t z = day + 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  int64_t mday = doy - (153 * mp + 2) / 5 + 1;
+  int64_t month = mp < 10 ? mp + 3 : mp - 9;
+  int64_t year = yoe + era * 400 + (month <= 2);
+  int wday = (int)(((day % 7) + 7) % 7);
+  int hh = (int)(sec / 3600), mm = (int)(sec / 60 % 60), ss = (int)(sec % 60);
+  if (year < 0 || year > 9999)
+    year = 0;
+  memcpy(out, days + wday * 3, 3);
+  out[3] = ',';
+  out[4] = ' ';
+  out[5] = (char)('0' + mday / 10);
+  out[6] = (char)('0' + mday % 10);
+  out[7] = ' ';
+  memcpy(out + 8, months + (month - 1) * 3, 3);
+  out[11] = ' ';
+  out[12] = (char)('0' + year / 1000);
+  out[13] = (char)('0' + year / 100 % 10);
+  out[14] = (char)('0' + year / 10 % 10);
+  out[15] = (char)('0' + year % 10);
+  out[16] = ' ';
+  out[17] = (char)('0' + hh / 10);
+  out[18] = (char)('0' + hh % 10);
+  out[19] = ':';
+  out[20] = (char)('0' + mm / 10);
+  out[21] = (char)('0' + mm % 10);
+  out[22] = ':';
+  out[23] = (char)('0' + ss / 10);
+  out[24] = (char)('0' + ss % 10);
+  memcpy(out + 25, " GMT", 5);
+}
+
 /* The Date header changes once a second; formatting it per response would
  * cost more than the rest of the response head. */
 static const char* server_date(struct herd_http_private_s* priv) {
   uint64_t now = uv_now(priv->server->loop);
   if (now >= priv->date_until) {
     struct timespec ts;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(priv->date, sizeof(priv->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    format_date(priv->date, (int64_t)ts.tv_sec);
     priv->date_until = now + 1000 - (uint64_t)(ts.tv_nsec / 1000000);
   }
   return priv->date;
@@ -404,12 +455,15 @@ static int on_header_value_complete(llhttp_t* p) {
 static int on_headers_complete(llhttp_t* p) {
   http_conn_t* conn = parser_conn(p);
   herd_http_header_t* h;
+  int expect = 0;
   size_t i;
   /* A header with an empty value never got a value span. */
   for (i = 0; i < conn->req.header_count; i++) {
     h = &conn->headers[i];
     if (h->value == NULL)
       h->value = h->name + h->name_len;
+    else if (h->name_len == 6 && h->value_len == 12)
+      expect = 1;
   }
   if (conn->req.url == NULL)
     conn->req.url = "";
@@ -419,8 +473,9 @@ static int on_headers_complete(llhttp_t* p) {
     return -1;
   }
   /* A client that asks first gets its go-ahead before the body; it goes out
-   * with the writes of this read, after the answers to earlier requests. */
-  for (i = 0; i < conn->req.header_count; i++) {
+   * with the writes of this read, after the answers to earlier requests.
+   * Only a head with a header of the right lengths is searched. */
+  for (i = 0; expect && i < conn->req.header_count; i++) {
     h = &conn->headers[i];
     if (h->name_len == 6 && strncasecmp(h->name, "expect", 6) == 0 &&
         h->value_len == 12 && strncasecmp(h->value, "100-continue", 12) == 0 &&
@@ -500,6 +555,7 @@ static int on_message_complete(llhttp_t* p) {
   herd_http_req_t* req = &conn->req;
 
   req->method = llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
+  conn->head_request = llhttp_get_method(p) == HTTP_HEAD;
   req->http_minor = llhttp_get_http_minor(p);
   req->keep_alive =
       llhttp_should_keep_alive(p) && !priv->closing && !llhttp_get_upgrade(p);
@@ -591,10 +647,10 @@ static void conn_free(http_conn_t* conn) {
   server_maybe_done(priv);
 }
 
-static void on_close(uv_handle_t* handle) {
-  http_conn_t* conn = (http_conn_t*)handle;
-  struct herd_http_private_s* priv = conn->priv;
-  priv->server->connections--;
+/* The socket is closed: the connection goes unless the handler still owes
+ * an answer (herd_http_respond() frees it then). */
+static void conn_closed(http_conn_t* conn) {
+  conn->priv->server->connections--;
   if (conn->awaiting) {
     conn->dead = 1;
     return;
@@ -602,11 +658,22 @@ static void on_close(uv_handle_t* handle) {
   conn_free(conn);
 }
 
+static void on_close(uv_handle_t* handle) {
+  conn_closed((http_conn_t*)handle);
+}
+
+/* A raw connection's socket closes at once; conn_start_raw() finishes the
+ * rest once the call that closed it has returned. */
 static void conn_close(http_conn_t* conn) {
   if (conn->closing)
     return;
   conn->closing = 1;
   conn->stop_parsing = 1;
+  if (conn->raw) {
+    close(conn->fd);
+    conn->fd = -1;
+    return;
+  }
   uv_close((uv_handle_t*)&conn->tcp, on_close);
 }
 
@@ -631,11 +698,43 @@ static void on_shutdown(uv_shutdown_t* req, int status) {
   free(req);
 }
 
+/* conn_flush() of a raw connection: what the socket takes now is sent, and
+ * a connection that is done closes; anything else (a full socket, a
+ * lingering close) is left to libuv once conn_start_raw() hands the socket
+ * over. */
+static void conn_flush_raw(http_conn_t* conn) {
+  ssize_t n;
+  if (conn->closing)
+    return;
+  if (conn->out_len > 0) {
+    do
+      n = send(conn->fd, conn->out, conn->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      conn_close(conn);
+      return;
+    }
+    if (n < 0)
+      n = 0;
+    conn->out_len -= (size_t)n;
+    if (conn->out_len > 0) {
+      memmove(conn->out, conn->out + n, conn->out_len);
+      return;
+    }
+  }
+  if (conn->close_after_write && !conn->awaiting && !conn->linger)
+    conn_close(conn);
+}
+
 static void conn_flush(http_conn_t* conn) {
   uv_buf_t buf;
   http_write_t* w;
   size_t rest;
   int n;
+  if (conn->raw) {
+    conn_flush_raw(conn);
+    return;
+  }
   if (conn->write_pending || conn->closing)
     return;
   if (conn->out_len > 0) {
@@ -753,7 +852,7 @@ static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   conn->end += (size_t)nread;
-  conn->last_active = uv_now(stream->loop);
+  conn->last_active = uv_now(conn->priv->server->loop);
   if (conn->stop_parsing) {
     /* After a refused request or a final response the rest is dropped. */
     conn->end = conn->parsed;
@@ -768,7 +867,7 @@ static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
  * does not read) and while the buffer is full behind an unanswered request. */
 static void conn_update_reading(http_conn_t* conn) {
   int want;
-  if (conn->closing || conn->eof)
+  if (conn->closing || conn->eof || conn->raw)
     return;
   want = !conn->write_pending &&
          !(conn->awaiting && conn->end == conn->priv->buf_size);
@@ -868,11 +967,7 @@ static void server_maybe_done(struct herd_http_private_s* priv) {
  * `Connection: close` request without the socket ever being added to epoll;
  * only when nothing is there yet does libuv's reading take over, at the
  * cost of one read() that finds nothing. */
-static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
-  uv_stream_t* stream = (uv_stream_t*)&conn->tcp;
-  uv_os_fd_t fd;
-  ssize_t n;
-  int err;
+static void conn_register(struct herd_http_private_s* priv, http_conn_t* conn) {
   conn->last_active = uv_now(priv->server->loop);
   conn->next = priv->conns;
   if (priv->conns != NULL)
@@ -881,6 +976,14 @@ static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
   priv->live++;
   priv->server->connections++;
   sweep_update(priv);
+}
+
+static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
+  uv_stream_t* stream = (uv_stream_t*)&conn->tcp;
+  uv_os_fd_t fd;
+  ssize_t n;
+  int err;
+  conn_register(priv, conn);
   err = uv_fileno((uv_handle_t*)&conn->tcp, &fd);
   if (err == 0) {
     do
@@ -904,6 +1007,65 @@ static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
     return err;
   }
   conn->reading = 1;
+  return 0;
+}
+
+/* conn_start() for herd_http_server_adopt(): the socket is served as a
+ * plain fd first. A request that is there at once (the usual case, see
+ * above) is read, answered and, under `Connection: close`, closed with
+ * recv(), send() and close() alone: the socket never becomes a libuv handle,
+ * which spares the fcntl() for close-on-exec, the ioctl() of uv_tcp_open()
+ * and the epoll_ctl() that libuv's close makes even for a socket it never
+ * polled. Whatever has to wait (no request yet, an unanswered request, a
+ * full socket, a keep-alive connection) is handed to libuv here. */
+static int conn_start_raw(struct herd_http_private_s* priv, http_conn_t* conn,
+                          int fd) {
+  uv_stream_t* stream = (uv_stream_t*)&conn->tcp;
+  uv_loop_t* loop = priv->server->loop;
+  ssize_t n;
+  int flags;
+  int err = 0;
+  conn->raw = 1;
+  conn->fd = fd;
+  conn_register(priv, conn);
+  do
+    n = recv(fd, conn->buf, priv->buf_size, MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    on_read(stream, n, NULL);
+  } else if (n == 0) {
+    on_read(stream, UV_EOF, NULL);
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    err = -errno;
+    conn_close(conn);
+  }
+  if (conn->closing) {
+    conn_closed(conn);
+    return err;
+  }
+  /* Sockets received over IPC already are close-on-exec; only a socket that
+   * is not pays for the second fcntl(). */
+  flags = fcntl(fd, F_GETFD);
+  if (flags >= 0 && !(flags & FD_CLOEXEC))
+    fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  err = uv_tcp_init(loop, &conn->tcp);
+  if (err != 0) {
+    conn_close(conn);
+    conn_closed(conn);
+    return err;
+  }
+  conn->raw = 0;
+  conn->fd = -1;
+  err = uv_tcp_open(&conn->tcp, fd);
+  if (err != 0) {
+    close(fd);
+    conn->closing = 1;
+    conn->stop_parsing = 1;
+    uv_close((uv_handle_t*)&conn->tcp, on_close);
+    return err;
+  }
+  conn_flush(conn);
+  conn_update_reading(conn);
   return 0;
 }
 
@@ -1071,8 +1233,6 @@ int herd_http_server_accept(herd_http_server_t* server, uv_stream_t* listener) {
 int herd_http_server_adopt(herd_http_server_t* server, int fd) {
   struct herd_http_private_s* priv;
   http_conn_t* conn;
-  int flags;
-  int err;
   if (server == NULL || server->priv == NULL || fd < 0 ||
       server->priv->closing) {
     if (fd >= 0)
@@ -1085,24 +1245,7 @@ int herd_http_server_adopt(herd_http_server_t* server, int fd) {
     close(fd);
     return UV_ENOMEM;
   }
-  err = uv_tcp_init(server->loop, &conn->tcp);
-  if (err != 0) {
-    free(conn);
-    close(fd);
-    return err;
-  }
-  /* Sockets received over IPC already are close-on-exec; only a socket that
-   * is not pays for the second fcntl(). */
-  flags = fcntl(fd, F_GETFD);
-  if (flags >= 0 && !(flags & FD_CLOEXEC))
-    fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
-  err = uv_tcp_open(&conn->tcp, fd);
-  if (err != 0) {
-    close(fd);
-    uv_close((uv_handle_t*)&conn->tcp, on_close_unstarted);
-    return err;
-  }
-  return conn_start(priv, conn);
+  return conn_start_raw(priv, conn, fd);
 }
 
 static int respond(herd_http_req_t* req, int status, const char* content_type,
@@ -1129,7 +1272,7 @@ static int respond(herd_http_req_t* req, int status, const char* content_type,
   }
   if (priv->closing)
     req->keep_alive = 0;
-  head_only = req->method != NULL && strcmp(req->method, "HEAD") == 0;
+  head_only = conn->head_request;
   err = conn_append_response(conn, status, content_type, headers, header_count,
                              body, body_len, req->keep_alive, req->http_minor,
                              head_only);
@@ -1154,7 +1297,12 @@ static int respond(herd_http_req_t* req, int status, const char* content_type,
     /* Like nginx, only connections that stay open pay for TCP_NODELAY: the
      * first response of a connection never waits for Nagle (nothing is in
      * flight yet), later ones would wait for the client's delayed ACK. */
-    uv_tcp_nodelay(&conn->tcp, 1);
+    if (conn->raw) {
+      int on = 1;
+      setsockopt(conn->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    } else {
+      uv_tcp_nodelay(&conn->tcp, 1);
+    }
     conn->nodelay = 1;
   }
   if (conn->in_parser)

@@ -29,7 +29,7 @@ struct http_test_s {
   uv_tcp_t listener; /* for the accept/adopt tests */
   int listener_used;
   int own_listen_fd;
-  int pre[3]; /* connections made before the server saw them */
+  int pre[5]; /* connections made before the server saw them */
 };
 
 typedef struct {
@@ -256,6 +256,22 @@ static void run_http_test(http_test_t* t, const herd_http_options_t* options,
   "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " body_len \
   "\r\nConnection: close\r\n\r\n" body
 
+/* The Date value (herd formats it by hand) must be what strftime() makes of
+ * the current time, give or take the second that may have passed. */
+static void check_date(const char* value) {
+  time_t now = time(NULL);
+  int ok = 0;
+  for (time_t t = now - 2; t <= now + 1 && !ok; t++) {
+    char want[64];
+    struct tm tm;
+    ASSERT(gmtime_r(&t, &tm) != NULL);
+    strftime(want, sizeof(want), "%a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    ok = strncmp(value, want, strlen(want)) == 0;
+  }
+  if (!ok)
+    FATAL("unexpected Date: %.31s", value);
+}
+
 static void client_get(http_test_t* t) {
   int fd = client_connect(t->port);
   char buf[512];
@@ -269,6 +285,7 @@ static void client_get(http_test_t* t) {
   buf[len] = '\0';
   ASSERT(strstr(buf, "\r\nDate: ") != NULL);
   ASSERT(strstr(buf, " GMT\r\n") != NULL);
+  check_date(strstr(buf, "\r\nDate: ") + 8);
   len = strip_date(buf, len);
   ASSERT_STR_EQ(buf, OK_TEXT("11", "/hello?x=1\n"));
   /* HEAD gets the same head and no body. */
@@ -753,7 +770,14 @@ static void client_adopt_early(http_test_t* t) {
   exchange(t->pre[0], "GET /next HTTP/1.1\r\n\r\n", OK_TEXT("6", "/next\n"), 0);
   exchange(t->pre[1], NULL, OK_TEXT("6", "/half\n"), 1);
   exchange(t->pre[2], NULL, OK_TEXT_CLOSE("7", "/async\n"), 1);
-  for (int i = 0; i < 3; i++)
+  exchange(t->pre[3], NULL, OK_TEXT_CLOSE("6", "/sync\n"), 1);
+  /* A refused request is answered, then the server waits for the client's
+   * end of stream before it closes. */
+  exchange(t->pre[4], NULL,
+           "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+           "Connection: close\r\n\r\n",
+           1);
+  for (int i = 0; i < 5; i++)
     close(t->pre[i]);
 }
 
@@ -765,10 +789,13 @@ static int accept_ready(int listen_fd) {
 
 /* Sockets whose requests (or end of stream) are already waiting when the
  * server gets them, as under round-robin: they are answered from what is
- * read at once, also when the answer comes later or the client is done. */
+ * read at once, also when the answer comes later or the client is done.
+ * Each takes another way through the first read: kept alive, answered and
+ * closed after the client's end of stream, answered later, answered and
+ * closed at once, refused, and closed by the client before anything. */
 TEST_IMPL(http_adopt_early_data) {
   http_test_t t;
-  int fds[4];
+  int fds[6];
   int gone;
   memset(&t, 0, sizeof(t));
   t.own_listen_fd = listen_socket(&t.port);
@@ -779,18 +806,24 @@ TEST_IMPL(http_adopt_early_data) {
   shutdown(t.pre[1], SHUT_WR);
   t.pre[2] = client_connect(t.port);
   SEND_STR(t.pre[2], "GET /async HTTP/1.1\r\nConnection: close\r\n\r\n");
+  t.pre[3] = client_connect(t.port);
+  SEND_STR(t.pre[3], "GET /sync HTTP/1.1\r\nConnection: close\r\n\r\n");
+  t.pre[4] = client_connect(t.port);
+  SEND_STR(t.pre[4], "NOT HTTP\r\n\r\n");
   gone = client_connect(t.port);
   close(gone);
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 6; i++)
     fds[i] = accept_ready(t.own_listen_fd);
   test_sleep_ms(20);
   ASSERT_OK(uv_loop_init(&t.loop));
   ASSERT_OK(herd_http_server_init(&t.loop, &t.server, on_request, NULL));
   t.server.data = &t;
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 6; i++)
     ASSERT_OK(herd_http_server_adopt(&t.server, fds[i]));
-  /* The one that had only its end of stream waiting is already closing. */
-  ASSERT_EQ(t.handled, 3);
+  /* The one that had only its end of stream waiting is already closed, and
+   * so is the one answered at once. */
+  ASSERT_EQ(t.handled, 4);
+  ASSERT_EQ(t.server.connections, 4);
   t.client = client_adopt_early;
   ASSERT_OK(uv_async_init(&t.loop, &t.done, on_done));
   t.done.data = &t;
@@ -798,7 +831,7 @@ TEST_IMPL(http_adopt_early_data) {
   test_loop_run_close(&t.loop);
   close(t.own_listen_fd);
   ASSERT_EQ(t.closed, 1);
-  ASSERT_EQ(t.server.requests, 4);
+  ASSERT_EQ(t.server.requests, 5);
   ASSERT_EQ(t.server.connections, 0);
   return 0;
 }
