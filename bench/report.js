@@ -6,7 +6,19 @@ const fs = require('fs');
 const [inPath, mdPath, svgPath] = process.argv.slice(2);
 const rows = fs.readFileSync(inPath, 'utf8').split('\n').filter(Boolean)
   .map((l) => JSON.parse(l));
-const anchors = ['node', 'nginx', 'limit'];
+// Anchors: node, nginx and limit first, then any other figure a bench
+// reported (e.g. node_none: Node's cluster under SCHED_NONE).
+const known = ['node', 'nginx', 'limit'];
+const extra = [];
+for (const r of rows) {
+  for (const k of Object.keys(r)) {
+    if (typeof r[k] === 'number' && k !== 'herd' && !k.startsWith('herd_vs_') &&
+        !known.includes(k) && !extra.includes(k)) {
+      extra.push(k);
+    }
+  }
+}
+const anchors = [...known, ...extra];
 
 function fmt(v) {
   if (v === undefined || v === null) return '';
@@ -25,9 +37,10 @@ let md = '# Benchmark results\n\n';
 md += 'Produced by `make bench`: every row was measured in one run with herd ' +
   'and its anchors alternating. "x" columns are herd\'s advantage ' +
   '(> 1 is better for herd, whichever way the metric goes).\n\n';
-md += '| bench | metric | unit | better | herd | node | nginx | limit | ' +
-  'x node | x nginx | x limit |\n';
-md += '|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n';
+md += '| bench | metric | unit | better | herd | ' + anchors.join(' | ') +
+  ' | ' + anchors.map((a) => 'x ' + a).join(' | ') + ' |\n';
+md += '|---|---|---|---|---:|' + anchors.map(() => '---:|').join('') +
+  anchors.map(() => '---:|').join('') + '\n';
 for (const r of rows) {
   const cells = [r.bench, r.metric, r.unit, r.better, fmt(r.herd)];
   for (const a of anchors) cells.push(fmt(r[a]));
@@ -42,13 +55,16 @@ fs.writeFileSync(mdPath, md);
 // Chart: one group per metric; each bar is a system's figure relative to the
 // best one in its group, so longer is always better.
 const colors = { herd: '#2b7a3d', node: '#3c6fb6', nginx: '#b8642a',
-  limit: '#8a8a8a' };
+  limit: '#8a8a8a', node_none: '#7fa3d6' };
 const systems = ['herd', ...anchors];
 const barH = 14, gap = 4, groupGap = 18, left = 330, width = 820;
 const plotW = width - left - 90;
 let y = 50;
 let body = '';
-for (const r of rows) {
+// The chart keeps the headline figures; CPU, latency percentiles and spread
+// stay in the table.
+const charted = rows.filter((r) => !/cpu|p99|busiest|anon/.test(r.metric));
+for (const r of charted) {
   const present = systems.filter((s) => r[s] > 0);
   const score = (s) => (r.better === 'lower' ? 1 / r[s] : r[s]);
   const best = Math.max(...present.map(score));
@@ -60,7 +76,7 @@ for (const r of rows) {
   for (const s of present) {
     const w = Math.max(1, (score(s) / best) * plotW);
     body += `<rect x="${left}" y="${by}" width="${w.toFixed(1)}" ` +
-      `height="${barH}" fill="${colors[s]}"/>`;
+      `height="${barH}" fill="${colors[s] || '#b0b0b0'}"/>`;
     body += `<text x="${left - 6}" y="${by + 11}" font-size="11" ` +
       `text-anchor="end">${s}</text>`;
     body += `<text x="${(left + w + 4).toFixed(1)}" y="${by + 11}" ` +
