@@ -11,17 +11,30 @@
  * callback, as an application would. The first 100 round trips warm up.
  * Nothing is pinned to a CPU: each side runs where the scheduler puts it.
  *
+ * The ping-pong has a second anchor, `epoll`: the same bytes over a bare
+ * socketpair where each end waits in epoll_wait() and then recv()s, as any
+ * epoll-based event loop must. It is the floor for herd (and for Node, and
+ * for anything built on libuv); the gap between it and the limit is the cost
+ * of waiting in epoll rather than in read(), which on this machine depends
+ * mostly on whether the two processes share a CPU (`ipc placement` measures
+ * that directly, see docs/ipc.md).
+ *
  *   ipc [rounds]          run the benchmark (needs `node` in PATH)
+ *   ipc placement [rounds]  ping-pong only, both ends pinned to one CPU and
+ *                         then to two, for herd, epoll and the limit
  *   ipc herd MODE N       one herd figure alone (for profiling)
  *   ipc limit MODE N      one limit figure alone (oneway or pingpong)
- *   ipc child MODE N      the herd child (used by the benchmark itself) */
+ *   ipc child MODE N [CPU]  the herd child (used by the benchmark itself) */
 #include "bench.h"
 
 #include <herd.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,6 +48,19 @@
 
 static char self_path[4096];
 static char js_path[4200];
+
+/* The CPU the child of the next run is pinned to, or -1 to leave it where
+ * the scheduler puts it (see `ipc placement`). */
+static int child_cpu = -1;
+
+static void pin_to(int cpu) {
+  cpu_set_t set;
+  if (cpu < 0)
+    return;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  sched_setaffinity(0, sizeof(set), &set);
+}
 
 /* Every run is bounded in time. The watchdog is an alarm rather than a timer
  * on the herd parent's loop: a pending timer would make each of its waits arm
@@ -117,11 +143,12 @@ static void handles_cb(herd_ipc_t* ipc, const char* json, size_t len,
     herd_ipc_send(ipc, "\"done\"", 6);
 }
 
-static int child_main(const char* mode, long n) {
+static int child_main(const char* mode, long n, int cpu) {
   uv_loop_t loop;
   herd_ipc_t ipc;
   herd_ipc_callbacks_t cbs = {NULL, NULL, NULL, NULL};
   child_t c = {n, 0};
+  pin_to(cpu);
   uv_loop_init(&loop);
   if (herd_ipc_open_parent(&loop, &ipc) != 0)
     return 1;
@@ -215,13 +242,17 @@ static double run_herd(const char* mode, long n) {
   run_t r;
   herd_fork_options_t opts;
   herd_ipc_callbacks_t cbs = {NULL, NULL, NULL, NULL};
-  char nbuf[32];
-  const char* args[] = {"child", mode, nbuf, NULL};
+  char nbuf[32], cbuf[16];
+  const char* args[] = {"child", mode, nbuf, NULL, NULL};
 
   memset(&r, 0, sizeof(r));
   memset(&opts, 0, sizeof(opts));
   r.n = n;
   snprintf(nbuf, sizeof(nbuf), "%ld", n);
+  if (child_cpu >= 0) {
+    snprintf(cbuf, sizeof(cbuf), "%d", child_cpu);
+    args[3] = cbuf;
+  }
   opts.spawn.close_cb = child_closed;
   uv_loop_init(&loop);
   if (herd_fork(&loop, &r.child, self_path, args, &opts) != 0)
@@ -382,6 +413,7 @@ static double run_limit_pingpong(long n) {
   pid = fork();
   if (pid == 0) {
     ssize_t r;
+    pin_to(child_cpu);
     close(sv[0]);
     while ((r = read(sv[1], buf, sizeof(buf))) > 0)
       if (write_all(sv[1], buf, (size_t)r) != 0)
@@ -408,13 +440,119 @@ static double run_limit_pingpong(long n) {
   return ok ? us : -1;
 }
 
+/* Waits in epoll_wait() until the socket is readable, then recv()s: the
+ * syscalls every epoll-based event loop makes per message. */
+static ssize_t epoll_recv(int ep, int fd, char* buf, size_t len) {
+  struct epoll_event ev;
+  for (;;) {
+    int r = epoll_wait(ep, &ev, 1, -1);
+    if (r < 0 && errno != EINTR)
+      return -1;
+    if (r == 1)
+      return recv(fd, buf, len, MSG_DONTWAIT);
+  }
+}
+
+/* The limit's ping-pong with both ends waiting in epoll instead of read(). */
+static double run_epoll_pingpong(long n) {
+  int sv[2], ep, fd;
+  pid_t pid;
+  char buf[256];
+  const char msg[] = "{\"cmd\":\"ping\",\"i\":1}\n";
+  struct epoll_event ev;
+  double t0 = 0, us;
+  int ok = 1;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return -1;
+  pid = fork();
+  if (pid == 0)
+    pin_to(child_cpu);
+  fd = pid == 0 ? sv[1] : sv[0];
+  close(pid == 0 ? sv[0] : sv[1]);
+  ep = epoll_create1(EPOLL_CLOEXEC);
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+    ok = 0;
+  if (pid == 0) {
+    ssize_t r;
+    while (ok && (r = epoll_recv(ep, fd, buf, sizeof(buf))) > 0)
+      if (write_all(fd, buf, (size_t)r) != 0)
+        break;
+    _exit(0);
+  }
+  watch(pid);
+  for (long i = 0; i < n + 100 && ok; i++) {
+    size_t got = 0;
+    if (i == 100)
+      t0 = bench_now();
+    ok = write_all(fd, msg, sizeof(msg) - 1) == 0;
+    while (ok && got < sizeof(msg) - 1) {
+      ssize_t r = epoll_recv(ep, fd, buf, sizeof(buf));
+      ok = r > 0;
+      got += ok ? (size_t)r : 0;
+    }
+  }
+  us = (bench_now() - t0) / (double)n * 1e6;
+  unwatch();
+  close(fd);
+  if (ep >= 0)
+    close(ep);
+  waitpid(pid, NULL, 0);
+  return ok ? us : -1;
+}
+
+/* Ping-pong with the placement fixed: both ends on one CPU, then the parent
+ * on one and the child on another. On a VM the two cost very differently
+ * (a wakeup across CPUs is an IPI), and an unpinned run lands in either,
+ * or moves between them, with the machine's load. */
+static int run_placement(int rounds) {
+  cpu_set_t all;
+  int cpus[2], ncpu = 0;
+  double v[2][3][16];
+  static const char* const names[] = {"same CPU", "two CPUs"};
+  if (sched_getaffinity(0, sizeof(all), &all) != 0)
+    return 1;
+  for (int c = 0; c < CPU_SETSIZE && ncpu < 2; c++)
+    if (CPU_ISSET(c, &all))
+      cpus[ncpu++] = c;
+  if (ncpu < 2) {
+    fprintf(stderr, "ipc placement: needs two CPUs\n");
+    return 1;
+  }
+  pin_to(cpus[0]);
+  for (int i = 0; i < rounds; i++) {
+    for (int pl = 0; pl < 2; pl++) {
+      child_cpu = cpus[pl];
+      v[pl][0][i] = run_herd("pingpong", PINGPONG_N);
+      v[pl][1][i] = run_epoll_pingpong(PINGPONG_N);
+      v[pl][2][i] = run_limit_pingpong(PINGPONG_N);
+      fprintf(stderr, "round %d %s: rtt herd %.1f epoll %.1f limit %.1f us\n",
+              i + 1, names[pl], v[pl][0][i], v[pl][1][i], v[pl][2][i]);
+    }
+  }
+  child_cpu = -1;
+  sched_setaffinity(0, sizeof(all), &all);
+  for (int pl = 0; pl < 2; pl++) {
+    double h = bench_median(v[pl][0], rounds);
+    double e = bench_median(v[pl][1], rounds);
+    double l = bench_median(v[pl][2], rounds);
+    printf(
+        "%s: rtt herd %.2f epoll %.2f limit %.2f us; herd/epoll %.2f "
+        "herd/limit %.2f epoll/limit %.2f\n",
+        names[pl], h, e, l, h / e, h / l, e / l);
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   int rounds = 7;
   ssize_t len;
-  double h[3][16], nd[3][16], lim[2][16];
+  double h[3][16], nd[3][16], lim[2][16], ep[16];
 
   if (argc >= 4 && strcmp(argv[1], "child") == 0)
-    return child_main(argv[2], atol(argv[3]));
+    return child_main(argv[2], atol(argv[3]), argc >= 5 ? atoi(argv[4]) : -1);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGALRM, on_alarm);
   if (argc >= 4 && strcmp(argv[1], "herd") == 0) {
@@ -430,6 +568,14 @@ int main(int argc, char** argv) {
     printf("%f\n", strcmp(argv[2], "oneway") == 0 ? run_limit_oneway(n)
                                                   : run_limit_pingpong(n));
     return 0;
+  }
+  if (argc >= 2 && strcmp(argv[1], "placement") == 0) {
+    rounds = argc >= 3 ? atoi(argv[2]) : 5;
+    if (rounds < 1 || rounds > 16)
+      rounds = 5;
+    if (readlink("/proc/self/exe", self_path, sizeof(self_path) - 1) < 0)
+      return 1;
+    return run_placement(rounds);
   }
   if (argc >= 2)
     rounds = atoi(argv[1]);
@@ -455,22 +601,25 @@ int main(int argc, char** argv) {
     nd[0][i] = run_node("oneway", ONEWAY_NODE_N);
     h[1][i] = run_herd("pingpong", PINGPONG_N);
     lim[1][i] = run_limit_pingpong(PINGPONG_N);
+    ep[i] = run_epoll_pingpong(PINGPONG_N);
     nd[1][i] = run_node("pingpong", PINGPONG_NODE_N);
     h[2][i] = run_herd("handles", HANDLES_N);
     nd[2][i] = run_node("handles", HANDLES_NODE_N);
-    fprintf(stderr,
-            "round %d: oneway herd %.0f node %.0f limit %.0f msg/s; rtt herd "
-            "%.1f node %.1f limit %.1f us; handles herd %.0f node %.0f /s\n",
-            i + 1, h[0][i], nd[0][i], lim[0][i], h[1][i], nd[1][i], lim[1][i],
-            h[2][i], nd[2][i]);
+    fprintf(
+        stderr,
+        "round %d: oneway herd %.0f node %.0f limit %.0f msg/s; rtt herd "
+        "%.1f node %.1f limit %.1f epoll %.1f us; handles herd %.0f node %.0f "
+        "/s\n",
+        i + 1, h[0][i], nd[0][i], lim[0][i], h[1][i], nd[1][i], lim[1][i],
+        ep[i], h[2][i], nd[2][i]);
   }
   bench_result("ipc", "oneway_throughput", "msg/s", "higher",
                bench_median(h[0], rounds), 2, "node",
                bench_median(nd[0], rounds), "limit",
                bench_median(lim[0], rounds));
   bench_result("ipc", "pingpong_rtt", "us", "lower", bench_median(h[1], rounds),
-               2, "node", bench_median(nd[1], rounds), "limit",
-               bench_median(lim[1], rounds));
+               3, "node", bench_median(nd[1], rounds), "limit",
+               bench_median(lim[1], rounds), "epoll", bench_median(ep, rounds));
   bench_result("ipc", "handles_passed", "handles/s", "higher",
                bench_median(h[2], rounds), 1, "node",
                bench_median(nd[2], rounds));
