@@ -9,4 +9,5 @@
   TEST(cli_demo_sigterm, 10000)             \
   TEST(cli_demo_worker_respawn, 15000)      \
   TEST(cli_demo_shutdown_under_load, 20000) \
-  TEST(cli_demo_primary_sigkill, 10000) /* end */
+  TEST(cli_demo_primary_sigkill, 10000)     \
+  TEST(cli_demo_primary_stalled, 60000) /* end */

@@ -269,6 +269,36 @@ TEST_IMPL(cli_demo_ab_reuseport) {
 }
 
 /* SIGTERM stops the demo as SIGINT does; "requests = N" comes every second. */
+/* A primary that falls behind must not lose counts: with the primary
+ * stopped, a worker serving 250,000 keep-alive requests queues far more
+ * notifies than the channel's socket buffer and high-water mark hold
+ * (herd_ipc_send() then returns 1: queued, above the mark). After SIGCONT
+ * every one of them must arrive. */
+TEST_IMPL(cli_demo_primary_stalled) {
+  demo_t d;
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t r;
+  char url[64];
+  long long complete, total;
+  const char* args[] = {"-q", "-n", "250000", "-c", "8", "-k", url, NULL};
+
+  demo_start(&d, "reuseport", "1");
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/", d.port);
+  ASSERT_EQ(kill(d.child.pid, SIGSTOP), 0);
+  memset(&o, 0, sizeof(o));
+  o.timeout = 60000;
+  ASSERT_OK(herd_spawn_sync("ab", args, &o, &r));
+  ASSERT_EQ(kill(d.child.pid, SIGCONT), 0);
+  ASSERT_EQ(r.status, 0);
+  complete = ab_field(r.out, "Complete requests:");
+  ASSERT_EQ(complete, 250000);
+  ASSERT_EQ(ab_field(r.out, "Failed requests:"), 0);
+  herd_sync_result_free(&r);
+  total = demo_stop(&d, SIGINT);
+  ASSERT_EQ(total, complete + d.got);
+  return 0;
+}
+
 TEST_IMPL(cli_demo_sigterm) {
   demo_t d;
   char* out;

@@ -124,8 +124,12 @@ static uint64_t worker_unsent;
  * as with one iteration's worth before; a graceful stop queues the rest
  * before the channel closes (on_http_closed). */
 static void notify_flush(void) {
+  /* herd_cluster_worker_send() returns 1 when the message was queued above
+   * the channel's high-water mark: it is still sent, so keep going. Only an
+   * error (the channel is gone) ends the flush; those counts cannot reach
+   * the primary any more. */
   while (worker_unsent > 0 &&
-         herd_cluster_worker_send(kNotify, sizeof(kNotify) - 1) == 0)
+         herd_cluster_worker_send(kNotify, sizeof(kNotify) - 1) >= 0)
     worker_unsent--;
   worker_unsent = 0;
 }
