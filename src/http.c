@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,8 @@
 #define HTTP_OUT_INLINE 1024
 /* Freed connections kept for reuse per server. */
 #define HTTP_SPARE_CONNS 32
+/* Waiting raw connections served per wakeup of their epoll set. */
+#define HTTP_WAIT_BATCH 64
 
 typedef struct http_conn_s http_conn_t;
 
@@ -50,6 +53,16 @@ struct herd_http_private_s {
   unsigned sweep_open : 1;
   unsigned sweep_active : 1;
   unsigned closing : 1;
+  unsigned wait_open : 1;
+  /* Raw connections whose request has not come yet wait in an epoll set of
+   * their own, which the loop polls as one fd (see conn_arm). */
+  int wait_fd;
+  uv_poll_t wait_poll;
+  /* Whether a new connection's request tends to be there at once: above
+   * zero it is read straight away, below it the connection waits first
+   * (with every eighth one still tried at once to notice a change). */
+  int early;
+  unsigned tries;
   /* "Thu, 26 Nov 2026 17:19:09 GMT", valid until loop time date_until. */
   char date[32];
   uint64_t date_until;
@@ -97,7 +110,9 @@ struct http_conn_s {
   unsigned reading : 1;
   unsigned eof : 1;
   unsigned closing : 1;
-  unsigned dead : 1; /* handle closed, the handler still owes an answer */
+  unsigned dead : 1;       /* handle closed, the handler still owes an answer */
+  unsigned armed : 1;      /* raw, waiting in the server's wait_fd set */
+  unsigned registered : 1; /* raw, in wait_fd (armed or fired) */
   /* The rest is not cleared on creation: only the few pages a small request
    * touches become resident, which keeps idle connections cheap. */
   herd_http_header_t headers[HTTP_MAX_HEADERS];
@@ -670,6 +685,17 @@ static void conn_close(http_conn_t* conn) {
   conn->closing = 1;
   conn->stop_parsing = 1;
   if (conn->raw) {
+    if (conn->armed) {
+      /* Waiting, so no call is serving it: it goes at once, and out of the
+       * epoll set, which a socket still open in another process (the
+       * primary's copy under rr) would otherwise keep it in. */
+      epoll_ctl(conn->priv->wait_fd, EPOLL_CTL_DEL, conn->fd, NULL);
+      conn->armed = 0;
+      close(conn->fd);
+      conn->fd = -1;
+      conn_closed(conn);
+      return;
+    }
     close(conn->fd);
     conn->fd = -1;
     return;
@@ -932,6 +958,14 @@ static void on_sweep_close(uv_handle_t* handle) {
   server_maybe_done(priv);
 }
 
+static void on_wait_close(uv_handle_t* handle) {
+  struct herd_http_private_s* priv = handle->data;
+  close(priv->wait_fd);
+  priv->wait_fd = -1;
+  priv->wait_open = 0;
+  server_maybe_done(priv);
+}
+
 static void server_maybe_done(struct herd_http_private_s* priv) {
   herd_http_server_t* server = priv->server;
   herd_http_close_cb cb;
@@ -941,6 +975,11 @@ static void server_maybe_done(struct herd_http_private_s* priv) {
   }
   if (priv->live > 0 || priv->listener_open)
     return;
+  if (priv->wait_open) {
+    if (!uv_is_closing((uv_handle_t*)&priv->wait_poll))
+      uv_close((uv_handle_t*)&priv->wait_poll, on_wait_close);
+    return;
+  }
   if (priv->sweep_open) {
     if (!uv_is_closing((uv_handle_t*)&priv->sweep))
       uv_close((uv_handle_t*)&priv->sweep, on_sweep_close);
@@ -1010,27 +1049,104 @@ static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
   return 0;
 }
 
-/* conn_start() for herd_http_server_adopt(): the socket is served as a
- * plain fd first. A request that is there at once (the usual case, see
- * above) is read, answered and, under `Connection: close`, closed with
- * recv(), send() and close() alone: the socket never becomes a libuv handle,
- * which spares the fcntl() for close-on-exec, the ioctl() of uv_tcp_open()
- * and the epoll_ctl() that libuv's close makes even for a socket it never
- * polled. Whatever has to wait (no request yet, an unanswered request, a
- * full socket, a keep-alive connection) is handed to libuv here. */
-static int conn_start_raw(struct herd_http_private_s* priv, http_conn_t* conn,
-                          int fd) {
+static int conn_serve_raw(struct herd_http_private_s* priv, http_conn_t* conn,
+                          int tried);
+
+static void on_wait_ready(uv_poll_t* poll, int status, int events) {
+  struct herd_http_private_s* priv = poll->data;
+  struct epoll_event ev[HTTP_WAIT_BATCH];
+  http_conn_t* conn;
+  int n, i;
+  (void)status;
+  (void)events;
+  do
+    n = epoll_wait(priv->wait_fd, ev, HTTP_WAIT_BATCH, 0);
+  while (n < 0 && errno == EINTR);
+  for (i = 0; i < n; i++) {
+    /* A handler that closed the server closed the waiting connections
+     * still in `ev` with it. */
+    if (priv->closing)
+      break;
+    conn = ev[i].data.ptr;
+    conn->armed = 0;
+    conn_serve_raw(priv, conn, 0);
+  }
+}
+
+static int wait_open(struct herd_http_private_s* priv) {
+  int fd, err;
+  fd = epoll_create1(EPOLL_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  err = uv_poll_init(priv->server->loop, &priv->wait_poll, fd);
+  if (err != 0) {
+    close(fd);
+    return err;
+  }
+  priv->wait_poll.data = priv;
+  priv->wait_fd = fd;
+  priv->wait_open = 1;
+  /* The sweep timer keeps the loop alive while any connection is open. */
+  uv_unref((uv_handle_t*)&priv->wait_poll);
+  /* Should this fail, the set stays (closed with the server) and
+   * connections take libuv's way. */
+  return uv_poll_start(&priv->wait_poll, UV_READABLE, on_wait_ready);
+}
+
+/* A raw connection whose request is not there yet waits for it the way
+ * nginx's do: one epoll_ctl() (one-shot, so it fires once), then the read,
+ * the answer and the close, which takes the socket out of the set by
+ * itself. Handed to libuv instead, it cost fcntl(), ioctl(), two
+ * epoll_ctl() and a read() more. The set is the server's own, polled by the
+ * loop as one fd: libuv drops events of fds it does not know. */
+static int conn_arm(struct herd_http_private_s* priv, http_conn_t* conn) {
+  struct epoll_event ev;
+  int err;
+  if (priv->closing)
+    return UV_ECANCELED;
+  if (!priv->wait_open) {
+    err = wait_open(priv);
+    if (err != 0)
+      return err;
+  }
+  if (!uv_is_active((uv_handle_t*)&priv->wait_poll))
+    return UV_EINVAL;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN | EPOLLONESHOT;
+  ev.data.ptr = conn;
+  if (epoll_ctl(priv->wait_fd, conn->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+                conn->fd, &ev) != 0)
+    return -errno;
+  conn->registered = 1;
+  conn->armed = 1;
+  return 0;
+}
+
+/* Reads what a raw connection has and answers it; what cannot finish here
+ * (no request yet: it waits in the set; an unanswered request, a full
+ * socket, a keep-alive connection: libuv takes the socket) is set up to
+ * go on later. `tried` says whether this read is the try right after the
+ * accept, whose outcome steers the next connections. */
+static int conn_serve_raw(struct herd_http_private_s* priv, http_conn_t* conn,
+                          int tried) {
   uv_stream_t* stream = (uv_stream_t*)&conn->tcp;
   uv_loop_t* loop = priv->server->loop;
+  int fd = conn->fd;
   ssize_t n;
   int flags;
   int err = 0;
-  conn->raw = 1;
-  conn->fd = fd;
-  conn_register(priv, conn);
   do
-    n = recv(fd, conn->buf, priv->buf_size, MSG_DONTWAIT);
+    n = recv(fd, conn->buf + conn->end, priv->buf_size - conn->end,
+             MSG_DONTWAIT);
   while (n < 0 && errno == EINTR);
+  if (tried) {
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (priv->early > -8)
+        priv->early--;
+    } else if (priv->early < 8) {
+      priv->early++;
+    }
+  }
   if (n > 0) {
     on_read(stream, n, NULL);
   } else if (n == 0) {
@@ -1038,6 +1154,8 @@ static int conn_start_raw(struct herd_http_private_s* priv, http_conn_t* conn,
   } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
     err = -errno;
     conn_close(conn);
+  } else if (conn_arm(priv, conn) == 0) {
+    return 0;
   }
   if (conn->closing) {
     conn_closed(conn);
@@ -1067,6 +1185,26 @@ static int conn_start_raw(struct herd_http_private_s* priv, http_conn_t* conn,
   conn_flush(conn);
   conn_update_reading(conn);
   return 0;
+}
+
+/* conn_start() for herd_http_server_adopt(): the socket is served as a
+ * plain fd first. A request that is there at once (usual under rr, where
+ * the primary passes a socket on only after accepting it) is read,
+ * answered and, under `Connection: close`, closed with recv(), send() and
+ * close() alone: the socket never becomes a libuv handle, which spares the
+ * fcntl() for close-on-exec, the ioctl() of uv_tcp_open() and the
+ * epoll_ctl() calls libuv makes even for a socket it barely polled. A
+ * connection accepted by the worker itself usually comes before its
+ * request; when most recent ones did, the read that would find nothing is
+ * skipped and the connection waits in the set at once (conn_arm). */
+static int conn_start_raw(struct herd_http_private_s* priv, http_conn_t* conn,
+                          int fd) {
+  conn->raw = 1;
+  conn->fd = fd;
+  conn_register(priv, conn);
+  if (priv->early < 0 && (++priv->tries & 7) != 0 && conn_arm(priv, conn) == 0)
+    return 0;
+  return conn_serve_raw(priv, conn, 1);
 }
 
 static http_conn_t* conn_new(struct herd_http_private_s* priv) {
@@ -1117,6 +1255,7 @@ int herd_http_server_init(uv_loop_t* loop, herd_http_server_t* server,
     return UV_ENOMEM;
   memset(priv, 0, sizeof(*priv));
   priv->server = server;
+  priv->wait_fd = -1;
   priv->handler = handler;
   priv->idle_timeout = 5000;
   priv->max_header_size = 16 * 1024;

@@ -14,6 +14,8 @@
   TEST(http_client_abort, 5000)       \
   TEST(http_adopt, 5000)              \
   TEST(http_adopt_early_data, 5000)   \
+  TEST(http_adopt_waiting, 5000)      \
+  TEST(http_adopt_waiting_idle, 5000) \
   TEST(http_accept, 5000)             \
   TEST(http_graceful_close, 5000)     \
   TEST(http_node_client, 15000)       \

@@ -836,6 +836,84 @@ TEST_IMPL(http_adopt_early_data) {
   return 0;
 }
 
+/* Connections adopted before their requests come, as a worker accepting
+ * by itself gets them under `Connection: close` load: they wait in the
+ * server's own epoll set (after the first few, without even a read that
+ * would find nothing) and are answered once their requests arrive, in
+ * whole or in parts. */
+#define WAITING_CONNS 12
+static int waiting_fds[WAITING_CONNS];
+
+static void client_adopt_waiting(http_test_t* t) {
+  int eof;
+  char c;
+  /* In reverse order, so that connections armed early and late are mixed
+   * in each wakeup. */
+  for (int i = WAITING_CONNS - 4; i >= 0; i--)
+    exchange(waiting_fds[i], "GET /w HTTP/1.1\r\nConnection: close\r\n\r\n",
+             OK_TEXT_CLOSE("3", "/w\n"), 1);
+  /* A head in two parts, then the connection stays open. */
+  SEND_STR(waiting_fds[WAITING_CONNS - 3], "GET /sp");
+  test_sleep_ms(20);
+  exchange(waiting_fds[WAITING_CONNS - 3], "lit HTTP/1.1\r\n\r\n",
+           OK_TEXT("7", "/split\n"), 0);
+  exchange(waiting_fds[WAITING_CONNS - 3],
+           "GET /again HTTP/1.1\r\nConnection: close\r\n\r\n",
+           OK_TEXT_CLOSE("7", "/again\n"), 1);
+  /* The client goes away before sending anything. */
+  close(waiting_fds[WAITING_CONNS - 2]);
+  waiting_fds[WAITING_CONNS - 2] = -1;
+  if (t->own_listen_fd < 0) {
+    /* With a short idle timeout the silent one is closed by the server. */
+    ASSERT_EQ(client_read(waiting_fds[WAITING_CONNS - 1], &c, 1, 1, 3000, &eof),
+              0);
+    ASSERT(eof);
+  }
+  /* Otherwise the last one stays silent until the server closes. */
+}
+
+static void run_adopt_waiting(uint64_t idle_timeout) {
+  http_test_t t;
+  herd_http_options_t options;
+  int listen_fd;
+  memset(&t, 0, sizeof(t));
+  memset(&options, 0, sizeof(options));
+  options.idle_timeout = idle_timeout;
+  listen_fd = listen_socket(&t.port);
+  for (int i = 0; i < WAITING_CONNS; i++)
+    waiting_fds[i] = client_connect(t.port);
+  ASSERT_OK(uv_loop_init(&t.loop));
+  ASSERT_OK(herd_http_server_init(&t.loop, &t.server, on_request, &options));
+  t.server.data = &t;
+  for (int i = 0; i < WAITING_CONNS; i++)
+    ASSERT_OK(herd_http_server_adopt(&t.server, accept_ready(listen_fd)));
+  close(listen_fd);
+  ASSERT_EQ(t.handled, 0);
+  ASSERT_EQ(t.server.connections, WAITING_CONNS);
+  t.own_listen_fd = idle_timeout != 0 ? -1 : 0;
+  t.client = client_adopt_waiting;
+  ASSERT_OK(uv_async_init(&t.loop, &t.done, on_done));
+  t.done.data = &t;
+  ASSERT_OK(uv_thread_create(&t.thread, client_thread, &t));
+  test_loop_run_close(&t.loop);
+  for (int i = 0; i < WAITING_CONNS; i++)
+    if (waiting_fds[i] >= 0)
+      close(waiting_fds[i]);
+  ASSERT_EQ(t.closed, 1);
+  ASSERT_EQ(t.server.requests, WAITING_CONNS - 3 + 2);
+  ASSERT_EQ(t.server.connections, 0);
+}
+
+TEST_IMPL(http_adopt_waiting) {
+  run_adopt_waiting(0);
+  return 0;
+}
+
+TEST_IMPL(http_adopt_waiting_idle) {
+  run_adopt_waiting(100);
+  return 0;
+}
+
 static void on_accept_conn(uv_stream_t* listener, int status) {
   http_test_t* t = listener->data;
   ASSERT_EQ(status, 0);
