@@ -293,45 +293,42 @@ static pid_t start_target(target_t* t, int port) {
   return pid;
 }
 
-/* utime + stime of `pid` in seconds, or -1. */
-static double proc_cpu(pid_t pid) {
+/* Reads /proc/PID/stat into buf and returns the fields after the command
+ * name (which may hold spaces and parentheses), starting at the state; NULL
+ * if the process is gone. */
+static const char* proc_stat_fields(pid_t pid, char* buf, size_t cap) {
   char path[64];
-  char buf[1024];
   char* p;
-  unsigned long ut, st;
   FILE* f;
   size_t n;
   snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
   f = fopen(path, "r");
   if (f == NULL)
-    return -1;
-  n = fread(buf, 1, sizeof(buf) - 1, f);
+    return NULL;
+  n = fread(buf, 1, cap - 1, f);
   fclose(f);
   buf[n] = '\0';
   p = strrchr(buf, ')');
+  return p != NULL && p[1] == ' ' ? p + 2 : NULL;
+}
+
+/* utime + stime of `pid` in seconds, or -1. */
+static double proc_cpu(pid_t pid) {
+  char buf[1024];
+  const char* p = proc_stat_fields(pid, buf, sizeof(buf));
+  unsigned long ut, st;
   if (p == NULL ||
-      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+      sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
              &st) != 2)
     return -1;
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static int proc_ppid(pid_t pid) {
-  char path[64];
   char buf[1024];
-  char* p;
+  const char* p = proc_stat_fields(pid, buf, sizeof(buf));
   int ppid;
-  FILE* f;
-  size_t n;
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-  f = fopen(path, "r");
-  if (f == NULL)
-    return -1;
-  n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  p = strrchr(buf, ')');
-  if (p == NULL || sscanf(p + 2, "%*c %d", &ppid) != 1)
+  if (p == NULL || sscanf(p, "%*c %d", &ppid) != 1)
     return -1;
   return ppid;
 }
