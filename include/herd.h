@@ -56,6 +56,24 @@ const char* herd_strerror(int err);
 /* The symbolic name of `err` ("HERD_EMAXBUFFER", "ENOENT", ...). Never NULL. */
 const char* herd_err_name(int err);
 
+/* The allocator herd uses for all its memory (default: malloc, realloc,
+ * calloc and free), as libuv's uv_replace_allocator(). Call it before any
+ * other herd function, or not at all: memory allocated with one allocator
+ * is freed with the same one, including result buffers herd hands over
+ * (herd_exec_result_t's out/err taken by the callback are freed with
+ * `free_func`). It does not change libuv's allocator. Every herd call that
+ * fails to allocate returns UV_ENOMEM (or reports it through its callback,
+ * where the header says so) and leaves no memory, fd or callback behind.
+ * Returns 0, or UV_EINVAL when a function is NULL. */
+typedef void* (*herd_malloc_func)(size_t size);
+typedef void* (*herd_realloc_func)(void* ptr, size_t size);
+typedef void* (*herd_calloc_func)(size_t count, size_t size);
+typedef void (*herd_free_func)(void* ptr);
+int herd_replace_allocator(herd_malloc_func malloc_func,
+                           herd_realloc_func realloc_func,
+                           herd_calloc_func calloc_func,
+                           herd_free_func free_func);
+
 #ifdef __cplusplus
 }
 #endif

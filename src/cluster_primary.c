@@ -105,7 +105,7 @@ int herd_cluster_init(uv_loop_t* loop, herd_cluster_t* cluster,
   ssize_t n;
 
   memset(cluster, 0, sizeof(*cluster));
-  p = calloc(1, sizeof(*p));
+  p = herd__calloc(1, sizeof(*p));
   if (p == NULL)
     return UV_ENOMEM;
   n = readlink("/proc/self/exe", p->self_exe, sizeof(p->self_exe) - 1);
@@ -177,23 +177,23 @@ static int env_put(char*** envp, size_t* n, size_t* cap, const char* kv) {
   char* copy;
   for (size_t i = 0; i < *n; i++) {
     if (strncmp((*envp)[i], kv, klen) == 0 && (*envp)[i][klen] == '=') {
-      copy = strdup(kv);
+      copy = herd__strdup(kv);
       if (copy == NULL)
         return UV_ENOMEM;
-      free((*envp)[i]);
+      herd__free((*envp)[i]);
       (*envp)[i] = copy;
       return 0;
     }
   }
   if (*n + 2 > *cap) {
     size_t ncap = *cap ? *cap * 2 : 64;
-    char** ne = realloc(*envp, ncap * sizeof(char*));
+    char** ne = herd__realloc(*envp, ncap * sizeof(char*));
     if (ne == NULL)
       return UV_ENOMEM;
     *envp = ne;
     *cap = ncap;
   }
-  copy = strdup(kv);
+  copy = herd__strdup(kv);
   if (copy == NULL)
     return UV_ENOMEM;
   (*envp)[(*n)++] = copy;
@@ -205,8 +205,8 @@ static void env_free(char** envp) {
   if (envp == NULL)
     return;
   for (char** e = envp; *e != NULL; e++)
-    free(*e);
-  free(envp);
+    herd__free(*e);
+  herd__free(envp);
 }
 
 static char** build_env(herd_cluster_t* cluster, int id,
@@ -253,7 +253,7 @@ static int slot_take(herd_cluster_t* cluster) {
     if (!p->slots[i])
       break;
   if (i == p->nslots) {
-    char* ns = realloc(p->slots, (size_t)(p->nslots + 8));
+    char* ns = herd__realloc(p->slots, (size_t)(p->nslots + 8));
     if (ns == NULL)
       return UV_ENOMEM;
     memset(ns + p->nslots, 0, 8);
@@ -369,8 +369,8 @@ static void on_child_close(herd_child_t* child) {
     p->tail = w->prev;
   p->live--;
   env_free(w->priv->envp);
-  free(w->priv);
-  free(w);
+  herd__free(w->priv);
+  herd__free(w);
   maybe_finish(cluster);
 }
 
@@ -393,10 +393,10 @@ int herd_cluster_fork(herd_cluster_t* cluster, const char* const* env,
   if (program[0] == '\0')
     return UV_EINVAL;
 
-  w = calloc(1, sizeof(*w));
+  w = herd__calloc(1, sizeof(*w));
   if (w == NULL)
     return UV_ENOMEM;
-  w->priv = calloc(1, sizeof(*w->priv));
+  w->priv = herd__calloc(1, sizeof(*w->priv));
   if (w->priv == NULL) {
     r = UV_ENOMEM;
     goto fail;
@@ -467,9 +467,9 @@ fail:
   if (w->priv != NULL) {
     env_free(w->priv->envp);
     slot_release(w);
-    free(w->priv);
+    herd__free(w->priv);
   }
-  free(w);
+  herd__free(w);
   return r;
 }
 
@@ -502,7 +502,7 @@ int64_t herd__cluster_send(herd_worker_t* worker, const char* fields, int fd) {
   if (!herd_worker_is_connected(worker))
     return HERD_ECHANNELCLOSED;
   if (need > sizeof(stack)) {
-    buf = malloc(need);
+    buf = herd__malloc(need);
     if (buf == NULL)
       return UV_ENOMEM;
   }
@@ -514,7 +514,7 @@ int64_t herd__cluster_send(herd_worker_t* worker, const char* fields, int fd) {
   else
     r = herd_ipc_send(worker->child.channel, buf, (size_t)n);
   if (buf != stack)
-    free(buf);
+    herd__free(buf);
   if (r < 0)
     return r;
   p->seq++;
@@ -536,7 +536,7 @@ int herd__cluster_member_add(herd__cluster_handle_t* handle,
   if (handle->nmembers == handle->cap_members) {
     int ncap = handle->cap_members ? handle->cap_members * 2 : 8;
     herd__cluster_member_t* nm =
-        realloc(handle->members, (size_t)ncap * sizeof(*nm));
+        herd__realloc(handle->members, (size_t)ncap * sizeof(*nm));
     if (nm == NULL)
       return UV_ENOMEM;
     handle->members = nm;
@@ -584,15 +584,15 @@ static herd__cluster_handle_t* handle_new(herd_cluster_t* cluster,
                                           const char* key, const char* address,
                                           int address_type, int port,
                                           int backlog) {
-  herd__cluster_handle_t* h = calloc(1, sizeof(*h));
+  herd__cluster_handle_t* h = herd__calloc(1, sizeof(*h));
   if (h == NULL)
     return NULL;
-  h->key = strdup(key);
-  h->address = address ? strdup(address) : NULL;
+  h->key = herd__strdup(key);
+  h->address = address ? herd__strdup(address) : NULL;
   if (h->key == NULL || (address != NULL && h->address == NULL)) {
-    free(h->key);
-    free(h->address);
-    free(h);
+    herd__free(h->key);
+    herd__free(h->address);
+    herd__free(h);
     return NULL;
   }
   h->cluster = cluster;
@@ -605,10 +605,10 @@ static herd__cluster_handle_t* handle_new(herd_cluster_t* cluster,
 }
 
 static void handle_discard(herd__cluster_handle_t* h) {
-  free(h->key);
-  free(h->address);
-  free(h->members);
-  free(h);
+  herd__free(h->key);
+  herd__free(h->address);
+  herd__free(h->members);
+  herd__free(h);
 }
 
 static int handle_open(herd__cluster_handle_t* h) {
@@ -950,8 +950,8 @@ static void maybe_finish(herd_cluster_t* cluster) {
   if (p->closing == 2 && p->closes_pending == 0) {
     herd_cluster_cb cb = p->close_cb;
     p->closing = 3;
-    free(p->slots);
-    free(p);
+    herd__free(p->slots);
+    herd__free(p);
     cluster->priv = NULL;
     if (cb != NULL)
       cb(cluster);

@@ -26,12 +26,12 @@ static void poll_cb(uv_poll_t* poll, int status, int events);
 static int pending_push(herd__cluster_handle_t* h, int fd, int front) {
   if (h->pending_count == h->pending_cap) {
     int ncap = h->pending_cap ? h->pending_cap * 2 : 64;
-    int* np = malloc((size_t)ncap * sizeof(int));
+    int* np = herd__malloc((size_t)ncap * sizeof(int));
     if (np == NULL)
       return UV_ENOMEM;
     for (int i = 0; i < h->pending_count; i++)
       np[i] = h->pending[(h->pending_head + i) % h->pending_cap];
-    free(h->pending);
+    herd__free(h->pending);
     h->pending = np;
     h->pending_head = 0;
     h->pending_cap = ncap;
@@ -188,7 +188,8 @@ int herd__rr_open(herd__cluster_handle_t* h) {
 
 void herd__rr_add(herd__cluster_handle_t* h, herd_worker_t* w) {
   /* The free list may hold every member: size it with the members. */
-  herd_worker_t** nf = realloc(h->free, (size_t)h->cap_members * sizeof(*nf));
+  herd_worker_t** nf =
+      herd__realloc(h->free, (size_t)h->cap_members * sizeof(*nf));
   if (nf == NULL) {
     herd__rr_remove(h, w, 0);
     return;
@@ -254,12 +255,12 @@ static void rr_handle_closed(uv_handle_t* handle) {
   herd_cluster_t* cluster = h->cluster;
   if (--h->closes > 0)
     return;
-  free(h->key);
-  free(h->address);
-  free(h->members);
-  free(h->pending);
-  free(h->free);
-  free(h);
+  herd__free(h->key);
+  herd__free(h->address);
+  herd__free(h->members);
+  herd__free(h->pending);
+  herd__free(h->free);
+  herd__free(h);
   herd__cluster_handle_gone(cluster);
 }
 

@@ -60,7 +60,7 @@ const char* herd__server_key(const herd_server_t* server) {
 int herd_server_init(uv_loop_t* loop, herd_server_t* server) {
   struct herd_server_private_s* p;
   memset(server, 0, sizeof(*server));
-  p = calloc(1, sizeof(*p));
+  p = herd__calloc(1, sizeof(*p));
   if (p == NULL)
     return UV_ENOMEM;
   p->fd = -1;
@@ -204,10 +204,10 @@ int herd_server_listen(herd_server_t* server, const char* host, int port,
            "\"addressType\":%d,\"backlog\":%d",
            index, qhost, port, type, p->backlog);
   /* A listen that failed before may have left copies behind. */
-  free(p->query);
-  free(p->index_key);
-  p->query = strdup(fields);
-  p->index_key = strdup(index_key);
+  herd__free(p->query);
+  herd__free(p->index_key);
+  p->query = herd__strdup(fields);
+  p->index_key = herd__strdup(index_key);
   if (p->query == NULL || p->index_key == NULL) {
     herd__worker_index(index_key, -1);
     return UV_ENOMEM;
@@ -247,7 +247,7 @@ void herd__server_reply(herd_server_t* server, const char* json, size_t len,
     return;
   }
   if (herd_json_get_string(json, len, "key", key, sizeof(key)) < 0 ||
-      (p->key = strdup(key)) == NULL) {
+      (p->key = herd__strdup(key)) == NULL) {
     p->state = S_LISTENING;
     finish_listen(server, HERD_EBADPROTO);
     return;
@@ -337,10 +337,10 @@ static void closed_cb(uv_handle_t* handle) {
   if (--p->closes > 0)
     return;
   cb = p->close_cb;
-  free(p->key);
-  free(p->query);
-  free(p->index_key);
-  free(p);
+  herd__free(p->key);
+  herd__free(p->query);
+  herd__free(p->index_key);
+  herd__free(p);
   server->priv = NULL;
   if (cb != NULL)
     cb(server);

@@ -25,7 +25,7 @@ int herd__shared_open(herd__cluster_handle_t* h) {
                          &h->bound_port);
   if (r != 0)
     return r;
-  h->slot_fds = malloc(8 * sizeof(int));
+  h->slot_fds = herd__malloc(8 * sizeof(int));
   if (h->slot_fds == NULL) {
     close(fd);
     return UV_ENOMEM;
@@ -43,7 +43,7 @@ static int slot_fd(herd__cluster_handle_t* h, int slot) {
     return UV_EINVAL;
   if (slot >= h->nslots) {
     int n = slot + 8;
-    int* ns = realloc(h->slot_fds, (size_t)n * sizeof(int));
+    int* ns = herd__realloc(h->slot_fds, (size_t)n * sizeof(int));
     if (ns == NULL)
       return UV_ENOMEM;
     for (int i = h->nslots; i < n; i++)
@@ -90,9 +90,9 @@ void herd__shared_close(herd__cluster_handle_t* h) {
   for (int i = 0; i < h->nslots; i++)
     if (h->slot_fds[i] >= 0)
       close(h->slot_fds[i]);
-  free(h->slot_fds);
-  free(h->key);
-  free(h->address);
-  free(h->members);
-  free(h);
+  herd__free(h->slot_fds);
+  herd__free(h->key);
+  herd__free(h->address);
+  herd__free(h->members);
+  herd__free(h);
 }

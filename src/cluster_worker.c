@@ -62,7 +62,7 @@ int64_t herd__worker_send(const char* fields, size_t len) {
   if (!W.connected)
     return HERD_ECHANNELCLOSED;
   if (need > sizeof(stack)) {
-    buf = malloc(need);
+    buf = herd__malloc(need);
     if (buf == NULL)
       return UV_ENOMEM;
   }
@@ -70,7 +70,7 @@ int64_t herd__worker_send(const char* fields, size_t len) {
                (int)len, fields, len ? "," : "", (long long)seq);
   r = herd_ipc_send(&W.ipc, buf, (size_t)n);
   if (buf != stack)
-    free(buf);
+    herd__free(buf);
   if (r < 0)
     return r;
   W.seq++;
@@ -98,7 +98,7 @@ int herd__worker_index(const char* key, int delta) {
   e = *ip;
   if (delta > 0) {
     if (e == NULL) {
-      e = calloc(1, sizeof(*e) + strlen(key) + 1);
+      e = herd__calloc(1, sizeof(*e) + strlen(key) + 1);
       if (e == NULL)
         return UV_ENOMEM;
       strcpy(e->key, key);
@@ -110,7 +110,7 @@ int herd__worker_index(const char* key, int delta) {
   }
   if (e != NULL && --e->open <= 0) {
     *ip = e->next;
-    free(e);
+    herd__free(e);
   }
   return 0;
 }
@@ -157,7 +157,7 @@ static void on_channel_closed(herd_ipc_t* ipc) {
   W.connected = 0;
   while ((e = W.indexes) != NULL) {
     W.indexes = e->next;
-    free(e);
+    herd__free(e);
   }
   if (!W.exited_after_disconnect) {
     /* The primary is gone: serve no more, as Node's workers do. */

@@ -117,10 +117,10 @@ static void exec_close_cb(herd_child_t* child) {
   /* The request may be reused from the callback. */
   req->priv = NULL;
   priv->cb(req, r);
-  free(r->out);
-  free(r->err);
-  free(priv->cmd);
-  free(priv);
+  herd__free(r->out);
+  herd__free(r->err);
+  herd__free(priv->cmd);
+  herd__free(priv);
 }
 
 static int exec_start(uv_loop_t* loop, herd_exec_t* req, const char* file,
@@ -142,7 +142,7 @@ static int exec_start(uv_loop_t* loop, herd_exec_t* req, const char* file,
   priv->max_buffer = o->max_buffer ? o->max_buffer : HERD__MAX_BUFFER_DEFAULT;
   priv->cmd = herd__join_command(file, args);
   if (priv->cmd == NULL) {
-    free(priv);
+    herd__free(priv);
     return UV_ENOMEM;
   }
 
@@ -160,8 +160,8 @@ static int exec_start(uv_loop_t* loop, herd_exec_t* req, const char* file,
   r = herd_spawn(loop, &req->child, file, args, &so);
   if (r != 0) {
     req->priv = NULL;
-    free(priv->cmd);
-    free(priv);
+    herd__free(priv->cmd);
+    herd__free(priv);
     return r;
   }
   herd_child_read_start(&req->child, 1, exec_read_cb);

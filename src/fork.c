@@ -51,7 +51,7 @@ int herd_fork(uv_loop_t* loop, herd_child_t* child, const char* program,
     nargs++;
   while (options->exec_argv != NULL && options->exec_argv[nexec] != NULL)
     nexec++;
-  argv = calloc(nexec + nargs + 2, sizeof(*argv));
+  argv = herd__calloc(nexec + nargs + 2, sizeof(*argv));
   if (argv == NULL)
     return UV_ENOMEM;
   for (size_t i = 0; i < nexec; i++)
@@ -61,6 +61,6 @@ int herd_fork(uv_loop_t* loop, herd_child_t* child, const char* program,
     argv[n++] = args[i];
   argv[n] = NULL;
   r = herd_spawn(loop, child, file, argv, &spawn);
-  free(argv);
+  herd__free(argv);
   return r;
 }

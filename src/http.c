@@ -529,7 +529,7 @@ static int conn_detach_head(http_conn_t* conn) {
     h->value = q;
     q += h->value_len;
   }
-  free(conn->heap);
+  herd__free(conn->heap);
   conn->heap = heap;
   conn->in_spans = 0;
   return 0;
@@ -648,15 +648,15 @@ static void conn_free(http_conn_t* conn) {
   if (conn->next != NULL)
     conn->next->prev = conn->prev;
   if (conn->out != conn->out_inline)
-    free(conn->out);
-  free(conn->heap);
-  free(conn->body);
+    herd__free(conn->out);
+  herd__free(conn->heap);
+  herd__free(conn->body);
   if (priv->nspare < HTTP_SPARE_CONNS && !priv->closing) {
     conn->next = priv->spare;
     priv->spare = conn;
     priv->nspare++;
   } else {
-    free(conn);
+    herd__free(conn);
   }
   priv->live--;
   server_maybe_done(priv);
@@ -706,7 +706,7 @@ static void conn_close(http_conn_t* conn) {
 static void on_write(uv_write_t* req, int status) {
   http_write_t* w = (http_write_t*)req;
   http_conn_t* conn = w->conn;
-  free(w);
+  herd__free(w);
   conn->write_pending = 0;
   if (conn->closing)
     return;
@@ -721,7 +721,7 @@ static void on_write(uv_write_t* req, int status) {
 
 static void on_shutdown(uv_shutdown_t* req, int status) {
   (void)status;
-  free(req);
+  herd__free(req);
 }
 
 /* conn_flush() of a raw connection: what the socket takes now is sent, and
@@ -785,7 +785,7 @@ static void conn_flush(http_conn_t* conn) {
       memcpy(w->data, conn->out + n, rest);
       buf = uv_buf_init(w->data, (unsigned)rest);
       if (uv_write(&w->req, (uv_stream_t*)&conn->tcp, &buf, 1, on_write) != 0) {
-        free(w);
+        herd__free(w);
         conn_close(conn);
         return;
       }
@@ -793,7 +793,7 @@ static void conn_flush(http_conn_t* conn) {
     }
     conn->out_len = 0;
     if (conn->out != conn->out_inline && conn->out_cap > 4 * HTTP_OUT_INLINE) {
-      free(conn->out);
+      herd__free(conn->out);
       conn->out = conn->out_inline;
       conn->out_cap = HTTP_OUT_INLINE;
     }
@@ -809,7 +809,7 @@ static void conn_flush(http_conn_t* conn) {
       if (sreq != NULL &&
           uv_shutdown(sreq, (uv_stream_t*)&conn->tcp, on_shutdown) == 0)
         return;
-      free(sreq);
+      herd__free(sreq);
     }
     conn_close(conn);
   }
@@ -988,11 +988,11 @@ static void server_maybe_done(struct herd_http_private_s* priv) {
   while (priv->spare != NULL) {
     http_conn_t* conn = priv->spare;
     priv->spare = conn->next;
-    free(conn);
+    herd__free(conn);
   }
   cb = priv->close_cb;
   server->priv = NULL;
-  free(priv);
+  herd__free(priv);
   if (cb != NULL)
     cb(server);
 }
@@ -1229,7 +1229,7 @@ static http_conn_t* conn_new(struct herd_http_private_s* priv) {
 
 /* A handle that never started serving is closed with this and freed. */
 static void on_close_unstarted(uv_handle_t* handle) {
-  free(handle);
+  herd__free(handle);
 }
 
 /* A client that resets its connection must not kill the server on the next
@@ -1269,7 +1269,7 @@ int herd_http_server_init(uv_loop_t* loop, herd_http_server_t* server,
       priv->max_body_size = options->max_body_size;
   }
   if (priv->max_header_size > 1024 * 1024) {
-    free(priv);
+    herd__free(priv);
     return UV_EINVAL;
   }
   priv->buf_size = priv->max_header_size + HTTP_BUF_SLACK;
@@ -1277,7 +1277,7 @@ int herd_http_server_init(uv_loop_t* loop, herd_http_server_t* server,
   priv->settings = *http_settings();
   err = uv_timer_init(loop, &priv->sweep);
   if (err != 0) {
-    free(priv);
+    herd__free(priv);
     return err;
   }
   priv->sweep.data = priv;
@@ -1358,7 +1358,7 @@ int herd_http_server_accept(herd_http_server_t* server, uv_stream_t* listener) {
     return UV_ENOMEM;
   err = uv_tcp_init(server->loop, &conn->tcp);
   if (err != 0) {
-    free(conn);
+    herd__free(conn);
     return err;
   }
   err = uv_accept(listener, (uv_stream_t*)&conn->tcp);
@@ -1420,11 +1420,11 @@ static int respond(herd_http_req_t* req, int status, const char* content_type,
     return 0;
   }
   if (conn->heap != NULL) {
-    free(conn->heap);
+    herd__free(conn->heap);
     conn->heap = NULL;
   }
   if (conn->body_cap > 64 * 1024) {
-    free(conn->body);
+    herd__free(conn->body);
     conn->body = NULL;
     conn->body_cap = 0;
   }

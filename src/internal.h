@@ -14,8 +14,13 @@
 /* util.c */
 int herd__cloexec(int fd, int set);
 int herd__nonblock(int fd, int set);
+/* Every allocation goes through these, so herd_replace_allocator() (and the
+ * allocation-failure tests) see all of them. */
 void* herd__malloc(size_t size);
+void* herd__calloc(size_t n, size_t size);
 void* herd__realloc(void* p, size_t size);
+char* herd__strdup(const char* s);
+void herd__free(void* p);
 
 /* The contract between the process module (spawn.c) and the IPC module
  * (ipc.c) for a parent-side channel.

@@ -247,7 +247,7 @@ static int flush_io(ipc_priv_t* p) {
   p->obase += p->olen;
   p->ohead = p->olen = 0;
   if (p->ocap > SHRINK_ABOVE) {
-    free(p->obuf);
+    herd__free(p->obuf);
     p->obuf = NULL;
     p->ocap = 0;
   }
@@ -257,7 +257,7 @@ static int flush_io(ipc_priv_t* p) {
 static void req_free(ipc_req_t* req) {
   if (req->fd >= 0)
     close(req->fd);
-  free(req);
+  herd__free(req);
 }
 
 /* Puts a handle message into the output buffer and makes it the one in
@@ -311,7 +311,7 @@ static void release_waiting(ipc_priv_t* p) {
     if (req->cb != NULL)
       push_written(p, req);
     else
-      free(req);
+      herd__free(req);
   }
   arm(p);
 }
@@ -472,16 +472,16 @@ static void on_close(uv_handle_t* handle) {
   p->wait_head = p->wait_tail = NULL;
   fail_reqs(p, inflight);
   close_recv_fds(p);
-  free(p->rbuf);
-  free(p->obuf);
-  free(p);
+  herd__free(p->rbuf);
+  herd__free(p->obuf);
+  herd__free(p);
   ipc->priv = NULL;
 
   if (disconnect_cb != NULL)
     disconnect_cb(ipc);
   if (child != NULL) {
     child->channel = NULL;
-    free(ipc);
+    herd__free(ipc);
     herd__child_channel_closed(child);
   }
 }
@@ -667,7 +667,7 @@ static void parse_lines(ipc_priv_t* p) {
     p->rstart = p->rlen = p->scan = p->tail = 0;
     /* One huge message must not pin its buffer for the channel's life. */
     if (p->rcap > SHRINK_ABOVE) {
-      free(p->rbuf);
+      herd__free(p->rbuf);
       p->rbuf = NULL;
       p->rcap = 0;
     }
@@ -838,7 +838,7 @@ static int set_poll(ipc_priv_t* p, int events) {
 static void free_on_close(uv_handle_t* handle) {
   ipc_priv_t* p = handle->data;
   if (--p->closes_pending == 0)
-    free(p);
+    herd__free(p);
 }
 
 int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd) {
@@ -855,7 +855,7 @@ int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd) {
     return -errno;
   if (v != AF_UNIX)
     return UV_EINVAL;
-  p = calloc(1, sizeof(*p));
+  p = herd__calloc(1, sizeof(*p));
   if (p == NULL)
     return UV_ENOMEM;
   r = herd__nonblock(fd, 1);
@@ -892,7 +892,7 @@ int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd) {
   return 0;
 
 fail:
-  free(p);
+  herd__free(p);
   return r;
 }
 
@@ -997,7 +997,7 @@ static int send_plain(ipc_priv_t* p, const char* json, size_t len,
     if (r != 0)
       return r;
     if (cb != NULL) {
-      req = calloc(1, sizeof(*req));
+      req = herd__calloc(1, sizeof(*req));
       if (req == NULL)
         return UV_ENOMEM;
       req->fd = -1;
@@ -1011,7 +1011,7 @@ static int send_plain(ipc_priv_t* p, const char* json, size_t len,
       push_written(p, req);
     return after_queue(p);
   }
-  req = malloc(sizeof(*req) + len + 1);
+  req = herd__malloc(sizeof(*req) + len + 1);
   if (req == NULL)
     return UV_ENOMEM;
   memset(req, 0, sizeof(*req));
@@ -1051,7 +1051,7 @@ static int send_handle(ipc_priv_t* p, const char* json, size_t len, int fd,
     return r;
   }
   total = sizeof(pre) - 1 + qlen + 7 + len + dlen + 2;
-  req = malloc(sizeof(*req) + total + 1);
+  req = herd__malloc(sizeof(*req) + total + 1);
   if (req == NULL) {
     close(fd);
     return UV_ENOMEM;
@@ -1183,7 +1183,7 @@ void herd_ipc_unref(herd_ipc_t* ipc) {
 }
 
 int herd__ipc_attach(herd_child_t* child, int fd) {
-  herd_ipc_t* ipc = calloc(1, sizeof(*ipc));
+  herd_ipc_t* ipc = herd__calloc(1, sizeof(*ipc));
   int r;
   /* spawn.c hands the fd over for good: a failure closes it here. */
   if (ipc == NULL) {
@@ -1193,7 +1193,7 @@ int herd__ipc_attach(herd_child_t* child, int fd) {
   r = herd_ipc_open(child->loop, ipc, fd);
   if (r != 0) {
     close(fd);
-    free(ipc);
+    herd__free(ipc);
     return r;
   }
   ipc->priv->child = child;

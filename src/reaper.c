@@ -32,7 +32,7 @@ static void* reaper_main(void* arg) {
   reaper_entry_t* seen = NULL;
   size_t cap = 0;
   int efd = *(int*)arg;
-  free(arg);
+  herd__free(arg);
 
   for (;;) {
     size_t n;
@@ -40,11 +40,11 @@ static void* reaper_main(void* arg) {
     n = reaper_count;
     if (n + 1 > cap) {
       size_t ncap = (n + 1) * 2;
-      struct pollfd* np = realloc(pfds, ncap * sizeof(*pfds));
+      struct pollfd* np = herd__realloc(pfds, ncap * sizeof(*pfds));
       reaper_entry_t* ns;
       if (np != NULL)
         pfds = np;
-      ns = np ? realloc(seen, ncap * sizeof(*seen)) : NULL;
+      ns = np ? herd__realloc(seen, ncap * sizeof(*seen)) : NULL;
       if (ns != NULL) {
         seen = ns;
         cap = ncap;
@@ -104,7 +104,7 @@ static void* reaper_main(void* arg) {
         reaper_running = 0;
         close(reaper_efd);
         reaper_efd = -1;
-        free(reaper_entries);
+        herd__free(reaper_entries);
         reaper_entries = NULL;
         reaper_cap = 0;
       }
@@ -116,8 +116,8 @@ static void* reaper_main(void* arg) {
              errno == EINTR) {
       }
       if (last) {
-        free(pfds);
-        free(seen);
+        herd__free(pfds);
+        herd__free(seen);
         return NULL;
       }
     }
@@ -131,7 +131,7 @@ int herd__reaper_adopt(pid_t pid, int pidfd) {
   pthread_mutex_lock(&reaper_mutex);
   if (reaper_count == reaper_cap) {
     size_t ncap = reaper_cap ? reaper_cap * 2 : 8;
-    reaper_entry_t* ne = realloc(reaper_entries, ncap * sizeof(*ne));
+    reaper_entry_t* ne = herd__realloc(reaper_entries, ncap * sizeof(*ne));
     if (ne == NULL) {
       err = UV_ENOMEM;
       goto out;
@@ -143,7 +143,7 @@ int herd__reaper_adopt(pid_t pid, int pidfd) {
     pthread_t tid;
     pthread_attr_t attr;
     sigset_t all, old;
-    int* arg = malloc(sizeof(*arg));
+    int* arg = herd__malloc(sizeof(*arg));
     if (arg == NULL) {
       err = UV_ENOMEM;
       goto out;
@@ -151,7 +151,7 @@ int herd__reaper_adopt(pid_t pid, int pidfd) {
     reaper_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (reaper_efd == -1) {
       err = -errno;
-      free(arg);
+      herd__free(arg);
       goto out;
     }
     *arg = reaper_efd;
@@ -165,7 +165,7 @@ int herd__reaper_adopt(pid_t pid, int pidfd) {
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err != 0) {
-      free(arg);
+      herd__free(arg);
       close(reaper_efd);
       reaper_efd = -1;
       goto out;

@@ -335,8 +335,8 @@ static void timer_final_cb(uv_handle_t* h) {
   herd_child_t* child = priv->child;
   herd_child_close_cb cb = priv->close_cb;
   child->priv = NULL;
-  free(priv->buf);
-  free(priv);
+  herd__free(priv->buf);
+  herd__free(priv);
   if (cb != NULL)
     cb(child);
 }
@@ -740,7 +740,7 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
     sp.path = "/bin/sh";
     sp.argv = shargv;
     err = spawn_plan_run(&sp, &child->pid, &priv->pidfd);
-    free(shargv);
+    herd__free(shargv);
   }
   if (err != 0) {
     child->pid = 0;
@@ -767,9 +767,9 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
       close(tmp[i]);
   }
   if (envp != environ)
-    free(envp);
-  free(argv);
-  free(cmd);
+    herd__free(envp);
+  herd__free(argv);
+  herd__free(cmd);
 
   priv->flags |= HERD__CHILD_RUNNING;
   uv_poll_start(&priv->poll, UV_READABLE, poll_cb);
@@ -809,9 +809,9 @@ fail_nomem:
   async_error = 0;
 fail:
   if (envp != NULL && envp != environ)
-    free(envp);
-  free(argv);
-  free(cmd);
+    herd__free(envp);
+  herd__free(argv);
+  herd__free(cmd);
   for (int i = 0; i < n; i++) {
     if (parent_end[i] != -1)
       close(parent_end[i]);

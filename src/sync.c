@@ -193,8 +193,8 @@ int herd_exec_file_sync(const char* file, const char* const* args,
 }
 
 void herd_sync_result_free(herd_sync_result_t* result) {
-  free(result->out);
-  free(result->err);
+  herd__free(result->out);
+  herd__free(result->err);
   result->out = NULL;
   result->err = NULL;
 }

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Sets or clears `bit` in the flags that fcntl() reads with `get` and
  * writes with `put`. */
@@ -23,10 +24,54 @@ int herd__nonblock(int fd, int set) {
   return fd_flag(fd, F_GETFL, F_SETFL, O_NONBLOCK, set);
 }
 
+/* The allocator every piece of herd uses (herd_replace_allocator()). Read
+ * without a lock: it may only be replaced before herd allocates anything,
+ * as with uv_replace_allocator(). */
+static struct {
+  herd_malloc_func malloc;
+  herd_realloc_func realloc;
+  herd_calloc_func calloc;
+  herd_free_func free;
+} allocator = {malloc, realloc, calloc, free};
+
+int herd_replace_allocator(herd_malloc_func malloc_func,
+                           herd_realloc_func realloc_func,
+                           herd_calloc_func calloc_func,
+                           herd_free_func free_func) {
+  if (malloc_func == NULL || realloc_func == NULL || calloc_func == NULL ||
+      free_func == NULL)
+    return UV_EINVAL;
+  allocator.malloc = malloc_func;
+  allocator.realloc = realloc_func;
+  allocator.calloc = calloc_func;
+  allocator.free = free_func;
+  return 0;
+}
+
 void* herd__malloc(size_t size) {
-  return malloc(size);
+  return allocator.malloc(size);
+}
+
+void* herd__calloc(size_t n, size_t size) {
+  return allocator.calloc(n, size);
 }
 
 void* herd__realloc(void* p, size_t size) {
-  return realloc(p, size);
+  return allocator.realloc(p, size);
+}
+
+char* herd__strdup(const char* s) {
+  size_t n = strlen(s) + 1;
+  char* d = allocator.malloc(n);
+  if (d != NULL)
+    memcpy(d, s, n);
+  return d;
+}
+
+void herd__free(void* p) {
+  /* free() keeps errno; a replaced free might not, and callers report
+   * errno after cleaning up. */
+  int saved = errno;
+  allocator.free(p);
+  errno = saved;
 }
