@@ -5,7 +5,7 @@
  * The primary keeps its copy of the fd until that answer: a connection the
  * worker declines, or one in flight to a worker that dies, is handed to the
  * next worker, so none is lost. */
-#include "internal.h"
+#include "cluster-int.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -8,7 +8,7 @@
  * its copy, so when a worker dies, the connections the kernel already put in
  * that socket's backlog wait there for the worker that takes the slot next,
  * instead of being reset with the dead worker's last reference. */
-#include "internal.h"
+#include "cluster-int.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,0 +1,255 @@
+/* The primary's side of the NODE_CLUSTER protocol: the messages it sends
+ * (with Node's per-process seq) and its dispatch of the workers' messages
+ * (online, queryServer, listening, close, exitedAfterDisconnect and the
+ * answers to newconn). */
+#include "cluster-int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int64_t herd__cluster_send(herd_worker_t* worker, const char* fields, int fd) {
+  struct herd_cluster_private_s* p = worker->cluster->priv;
+  char stack[1024];
+  char* buf = stack;
+  size_t need = strlen(fields) + 64;
+  int64_t seq = p->seq;
+  int n, r;
+
+  if (!herd_worker_is_connected(worker))
+    return HERD_ECHANNELCLOSED;
+  if (need > sizeof(stack)) {
+    buf = herd__malloc(need);
+    if (buf == NULL)
+      return UV_ENOMEM;
+  }
+  n = snprintf(buf, need, "{\"cmd\":\"NODE_CLUSTER\",%s%s\"seq\":%lld}", fields,
+               fields[0] ? "," : "", (long long)seq);
+  if (fd >= 0)
+    r = herd_ipc_send_fd(worker->child.channel, buf, (size_t)n, fd,
+                         "net.Native", NULL, NULL);
+  else
+    r = herd_ipc_send(worker->child.channel, buf, (size_t)n);
+  if (buf != stack)
+    herd__free(buf);
+  if (r < 0)
+    return r;
+  p->seq++;
+  return seq;
+}
+
+/* JSON helpers for the few shapes the protocol uses. */
+static int json_raw(const char* json, size_t len, const char* key, char* out,
+                    size_t cap) {
+  const char* v;
+  size_t vlen;
+  if (herd_json_get(json, len, key, &v, &vlen) != 0)
+    return -1;
+  if (vlen >= cap)
+    return -1;
+  memcpy(out, v, vlen);
+  out[vlen] = '\0';
+  return 0;
+}
+
+static void reply_errno(herd_worker_t* w, const char* key, int64_t ack,
+                        int err) {
+  char fields[600], qkey[400];
+  herd_json_quote(qkey, sizeof(qkey), key, strlen(key));
+  snprintf(fields, sizeof(fields),
+           "\"errno\":%d,\"key\":%s,\"ack\":%lld,\"data\":null", err, qkey,
+           (long long)ack);
+  herd__cluster_send(w, fields, -1);
+}
+
+static void query_server(herd_worker_t* w, const char* json, size_t len) {
+  herd_cluster_t* cluster = w->cluster;
+  herd__cluster_handle_t* h;
+  herd__cluster_member_t* m;
+  char address[256], atype[32], fdraw[32], key[400], qkey[420], raw[300];
+  char fields[1024];
+  const char* addr = NULL;
+  int64_t seq, port, index, backlog = 511, type;
+  int r;
+
+  if (herd_json_get_int(json, len, "seq", &seq) != 0 ||
+      herd_json_get_int(json, len, "port", &port) != 0 ||
+      herd_json_get_int(json, len, "index", &index) != 0 ||
+      json_raw(json, len, "addressType", atype, sizeof(atype)) != 0 ||
+      json_raw(json, len, "address", raw, sizeof(raw)) != 0)
+    return; /* Not a queryServer Node or herd would send. */
+  if (w->exited_after_disconnect)
+    return; /* Node: a disconnecting worker gets no new server. */
+  herd_json_get_int(json, len, "backlog", &backlog);
+  if (strcmp(raw, "null") != 0) {
+    if (herd_json_get_string(json, len, "address", address, sizeof(address)) <
+        0)
+      return;
+    addr = address;
+  }
+  if (json_raw(json, len, "fd", fdraw, sizeof(fdraw)) != 0)
+    strcpy(fdraw, "undefined");
+  snprintf(key, sizeof(key), "%s:%lld:%s:%s:%lld", addr ? addr : "null",
+           (long long)port, atype[0] == '"' ? "udp" : atype, fdraw,
+           (long long)index);
+
+  /* UDP, pipe paths and listen({fd}) are not shared by herd's primary. */
+  type = atoi(atype);
+  if (atype[0] == '"' || port < 0 || port > 65535 || (type != 4 && type != 6) ||
+      strcmp(fdraw, "undefined") != 0) {
+    reply_errno(w, key, seq, UV_ENOTSUP);
+    return;
+  }
+
+  h = herd__cluster_handle_find(cluster, key);
+  if (h == NULL) {
+    h = herd__cluster_handle_new(cluster, key, addr, (int)type, (int)port,
+                                 (int)backlog);
+    if (h == NULL) {
+      reply_errno(w, key, seq, UV_ENOMEM);
+      return;
+    }
+    r = herd__cluster_handle_open(h);
+    if (r != 0) {
+      herd__cluster_handle_discard(h);
+      reply_errno(w, key, seq, r);
+      return;
+    }
+    h->next = cluster->priv->handles;
+    cluster->priv->handles = h;
+  }
+  m = herd__cluster_member(h, w);
+  if (m != NULL && m->leaving) {
+    /* It closed this server and listens again before answering for the
+     * connection in flight: it stays a member. */
+    m->leaving = 0;
+  } else if (m != NULL) {
+    reply_errno(w, key, seq, UV_EADDRINUSE);
+    return;
+  } else if (herd__cluster_member_add(h, w) != 0) {
+    reply_errno(w, key, seq, UV_ENOMEM);
+    return;
+  }
+
+  herd_json_quote(qkey, sizeof(qkey), key, strlen(key));
+  if (h->kind == HERD_SCHED_RR) {
+    char host[64] = "0.0.0.0";
+    int family = AF_INET, bport = h->bound_port;
+    herd__cluster_sockname(h->fd, host, sizeof(host), &family, &bport);
+    snprintf(fields, sizeof(fields),
+             "\"errno\":null,\"key\":%s,\"ack\":%lld,\"data\":null,"
+             "\"sockname\":{\"address\":\"%s\",\"family\":\"%s\","
+             "\"port\":%d}",
+             qkey, (long long)seq, host, family == AF_INET6 ? "IPv6" : "IPv4",
+             bport);
+    herd__cluster_send(w, fields, -1);
+    herd__rr_add(h, w);
+  } else {
+    snprintf(fields, sizeof(fields),
+             "\"errno\":null,\"key\":%s,\"ack\":%lld,\"data\":null", qkey,
+             (long long)seq);
+    r = herd__shared_add(h, w);
+    if (r < 0) {
+      /* The slot socket could not be opened: refuse like a failed bind. */
+      herd__shared_remove(h, w);
+      reply_errno(w, key, seq, r);
+      return;
+    }
+    herd__cluster_send(w, fields, r);
+  }
+}
+
+static void on_listening(herd_worker_t* w, const char* json, size_t len) {
+  herd_cluster_t* cluster = w->cluster;
+  herd_cluster_address_t info;
+  char address[256], raw[32];
+  int64_t port = 0;
+
+  memset(&info, 0, sizeof(info));
+  herd_json_get_int(json, len, "port", &port);
+  info.port = (int)port;
+  info.address_type = 4;
+  if (json_raw(json, len, "addressType", raw, sizeof(raw)) == 0)
+    info.address_type = atoi(raw);
+  if (herd_json_get_string(json, len, "address", address, sizeof(address)) >= 0)
+    info.address = address;
+  w->state = HERD_WORKER_LISTENING;
+  if (cluster->cb.listening != NULL)
+    cluster->cb.listening(cluster, w, &info);
+}
+
+static void on_close(herd_worker_t* w, const char* json, size_t len) {
+  herd__cluster_handle_t** hp = &w->cluster->priv->handles;
+  char key[400];
+  if (herd_json_get_string(json, len, "key", key, sizeof(key)) < 0)
+    return;
+  for (; *hp != NULL; hp = &(*hp)->next) {
+    herd__cluster_handle_t* h = *hp;
+    int gone;
+    if (strcmp(h->key, key) != 0)
+      continue;
+    gone = h->kind == HERD_SCHED_RR ? herd__rr_remove(h, w, 1)
+                                    : herd__shared_remove(h, w);
+    if (gone) {
+      *hp = h->next;
+      herd__cluster_handle_free(h);
+    }
+    return;
+  }
+}
+
+void herd__cluster_on_internal(herd_ipc_t* ipc, const char* json, size_t len,
+                               herd_handle_t* handle) {
+  herd_worker_t* w = ipc->data;
+  herd_cluster_t* cluster = w->cluster;
+  char cmd[16], act[32];
+  int64_t ack, seq;
+
+  (void)handle;
+  if (herd_json_get_string(json, len, "cmd", cmd, sizeof(cmd)) < 0 ||
+      strcmp(cmd, "NODE_CLUSTER") != 0)
+    return;
+  if (herd_json_get_int(json, len, "ack", &ack) == 0) {
+    /* The answer to a newconn. */
+    const char* v;
+    size_t vlen;
+    int accepted = herd_json_get(json, len, "accepted", &v, &vlen) == 0 &&
+                   vlen == 4 && memcmp(v, "true", 4) == 0;
+    for (herd__cluster_handle_t** hp = &cluster->priv->handles; *hp != NULL;
+         hp = &(*hp)->next) {
+      herd__cluster_handle_t* h = *hp;
+      herd__cluster_member_t* m;
+      if (h->kind != HERD_SCHED_RR)
+        continue;
+      m = herd__cluster_member(h, w);
+      if (m != NULL && m->fd >= 0 && m->seq == ack) {
+        if (herd__rr_ack(h, w, ack, accepted)) {
+          *hp = h->next;
+          herd__cluster_handle_free(h);
+        }
+        return;
+      }
+    }
+    return;
+  }
+  if (herd_json_get_string(json, len, "act", act, sizeof(act)) < 0)
+    return;
+  if (strcmp(act, "online") == 0) {
+    w->state = HERD_WORKER_ONLINE;
+    if (cluster->cb.online != NULL)
+      cluster->cb.online(cluster, w);
+  } else if (strcmp(act, "queryServer") == 0) {
+    query_server(w, json, len);
+  } else if (strcmp(act, "listening") == 0) {
+    on_listening(w, json, len);
+  } else if (strcmp(act, "close") == 0) {
+    on_close(w, json, len);
+  } else if (strcmp(act, "exitedAfterDisconnect") == 0) {
+    char fields[64];
+    w->exited_after_disconnect = 1;
+    if (herd_json_get_int(json, len, "seq", &seq) == 0) {
+      snprintf(fields, sizeof(fields), "\"ack\":%lld", (long long)seq);
+      herd__cluster_send(w, fields, -1);
+    }
+  }
+}
