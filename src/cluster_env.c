@@ -86,3 +86,21 @@ fail:
   herd__cluster_env_free(envp);
   return NULL;
 }
+
+char** herd__cluster_env_copy(const char* const* env) {
+  size_t n = 0;
+  char** copy;
+  while (env != NULL && env[n] != NULL)
+    n++;
+  copy = herd__calloc(n + 1, sizeof(char*));
+  if (copy == NULL)
+    return NULL;
+  for (size_t i = 0; i < n; i++) {
+    copy[i] = herd__strdup(env[i]);
+    if (copy[i] == NULL) {
+      herd__cluster_env_free(copy);
+      return NULL;
+    }
+  }
+  return copy;
+}

@@ -1,11 +1,13 @@
 /* The primary's registry of server handles: one per key
  * "<address>:<port>:<addressType>:<fd>:<index>" (Node's RoundRobinHandle or
- * SharedHandle), found, opened, joined and left by workers, and freed. The
- * scheduling of each kind lives in cluster_rr.c and cluster_shared.c. */
+ * SharedHandle, or a reuseport group), found, opened, joined and left by
+ * workers, and freed. The scheduling of each kind lives in cluster_rr.c,
+ * cluster_shared.c and cluster_reuseport.c. */
 #include "cluster-int.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 herd__cluster_member_t* herd__cluster_member(herd__cluster_handle_t* handle,
                                              herd_worker_t* worker) {
@@ -15,36 +17,74 @@ herd__cluster_member_t* herd__cluster_member(herd__cluster_handle_t* handle,
   return NULL;
 }
 
-int herd__cluster_member_add(herd__cluster_handle_t* handle,
-                             herd_worker_t* worker) {
-  if (herd__cluster_member(handle, worker) != NULL)
+int herd__cluster_member_active(const herd__cluster_member_t* m) {
+  return !m->leaving && herd_worker_is_connected(m->worker);
+}
+
+int herd__cluster_member_add(herd__cluster_handle_t* h, herd_worker_t* w) {
+  herd__cluster_member_t* m;
+  if (herd__cluster_member(h, w) != NULL)
     return UV_EALREADY;
-  if (handle->nmembers == handle->cap_members) {
-    int ncap = handle->cap_members ? handle->cap_members * 2 : 8;
+  if (h->nmembers == h->cap_members) {
+    int ncap = h->cap_members ? h->cap_members * 2 : 8;
     herd__cluster_member_t* nm =
-        herd__realloc(handle->members, (size_t)ncap * sizeof(*nm));
+        herd__realloc(h->members, (size_t)ncap * sizeof(*nm));
+    herd_worker_t** nf;
     if (nm == NULL)
       return UV_ENOMEM;
-    handle->members = nm;
-    handle->cap_members = ncap;
+    h->members = nm;
+    /* The free list holds members only: it is sized with them, so that
+     * putting a worker there never fails. */
+    nf = herd__realloc(h->free, (size_t)ncap * sizeof(*nf));
+    if (nf == NULL)
+      return UV_ENOMEM;
+    h->free = nf;
+    h->cap_members = ncap;
   }
-  handle->members[handle->nmembers].worker = worker;
-  handle->members[handle->nmembers].fd = -1;
-  handle->members[handle->nmembers].seq = -1;
-  handle->members[handle->nmembers].leaving = 0;
-  handle->nmembers++;
+  m = &h->members[h->nmembers++];
+  memset(m, 0, sizeof(*m));
+  m->worker = w;
+  m->slot = w->slot;
+  m->fd = -1;
+  m->seq = -1;
   return 0;
 }
 
-void herd__cluster_handle_free(herd__cluster_handle_t* h) {
-  herd_cluster_t* cluster = h->cluster;
-  if (h->kind == HERD_SCHED_RR) {
-    /* The poll handle closes asynchronously; the cluster's close waits. */
-    cluster->priv->closes_pending++;
-    herd__rr_close(h);
-  } else {
-    herd__shared_close(h);
+static int gone_if_empty(herd__cluster_handle_t* h) {
+  if (h->kind == HERD_SCHED_REUSEPORT)
+    herd__reuseport_update(h);
+  return h->nmembers == 0 && !h->pinned;
+}
+
+int herd__cluster_member_settle(herd__cluster_handle_t* h,
+                                herd__cluster_member_t* m) {
+  if (m->leaving && m->fd < 0 && !m->holds_socket) {
+    *m = h->members[h->nmembers - 1];
+    h->nmembers--;
   }
+  return gone_if_empty(h);
+}
+
+int herd__cluster_member_leave(herd__cluster_handle_t* h, herd_worker_t* w,
+                               herd__leave_t how) {
+  herd__cluster_member_t* m = herd__cluster_member(h, w);
+  if (m == NULL)
+    return 0;
+  m->leaving = 1;
+  herd__dispatch_forget(h, w);
+  if (how != HERD__LEAVE_ASKED)
+    m->holds_socket = 0;
+  if (how == HERD__LEAVE_GONE && m->fd >= 0) {
+    /* In flight to a worker that is gone: the next worker gets it. The
+     * channel dropped its own copy. */
+    int fd = m->fd;
+    m->fd = -1;
+    h->inflight--;
+    herd__dispatch_requeue(h, fd);
+  }
+  /* A connection in flight stays the leaving worker's until it answers,
+   * as in Node: it may be serving it already. */
+  return herd__cluster_member_settle(h, m);
 }
 
 herd__cluster_handle_t* herd__cluster_handle_find(herd_cluster_t* cluster,
@@ -60,7 +100,7 @@ herd__cluster_handle_t* herd__cluster_handle_new(herd_cluster_t* cluster,
                                                  const char* key,
                                                  const char* address,
                                                  int address_type, int port,
-                                                 int backlog) {
+                                                 int backlog, int index) {
   herd__cluster_handle_t* h = herd__calloc(1, sizeof(*h));
   if (h == NULL)
     return NULL;
@@ -77,19 +117,84 @@ herd__cluster_handle_t* herd__cluster_handle_new(herd_cluster_t* cluster,
   h->address_type = address_type;
   h->port = port;
   h->backlog = backlog > 0 ? backlog : 511;
+  h->index = index;
   h->fd = -1;
   return h;
 }
 
+/* The memory of a handle; everything it opened is closed already. */
 void herd__cluster_handle_discard(herd__cluster_handle_t* h) {
   herd__free(h->key);
   herd__free(h->address);
   herd__free(h->members);
+  herd__free(h->free);
+  herd__free(h->pending);
+  herd__free(h->slots);
+  herd__free(h->group);
+  herd__free(h->steer);
   herd__free(h);
 }
 
-int herd__cluster_handle_open(herd__cluster_handle_t* h) {
-  return h->kind == HERD_SCHED_RR ? herd__rr_open(h) : herd__shared_open(h);
+int herd__cluster_handle_open(herd__cluster_handle_t* h, int slot) {
+  switch (h->kind) {
+    case HERD_SCHED_RR:
+      return herd__rr_open(h);
+    case HERD_SCHED_REUSEPORT:
+      return herd__reuseport_open(h, slot);
+    default:
+      return herd__shared_open(h);
+  }
+}
+
+void herd__cluster_handle_close_uv(herd__cluster_handle_t* h, uv_handle_t* uvh,
+                                   uv_close_cb cb) {
+  h->closes++;
+  uv_close(uvh, cb);
+}
+
+void herd__cluster_handle_uv_closed(herd__cluster_handle_t* h) {
+  herd_cluster_t* cluster = h->cluster;
+  if (--h->closes > 0 || !h->freeing)
+    return;
+  herd__cluster_handle_discard(h);
+  herd__cluster_handle_gone(cluster);
+}
+
+void herd__cluster_handle_free(herd__cluster_handle_t* h) {
+  h->freeing = 1;
+  /* Connections waiting for a worker, or in flight to one that has not
+   * answered, have nobody left to serve them. */
+  herd__dispatch_close(h);
+  for (int i = 0; i < h->nmembers; i++)
+    if (h->members[i].fd >= 0)
+      close(h->members[i].fd);
+  h->nmembers = 0;
+  switch (h->kind) {
+    case HERD_SCHED_RR:
+      herd__rr_close(h);
+      break;
+    case HERD_SCHED_REUSEPORT:
+      herd__reuseport_close(h);
+      break;
+    default:
+      herd__shared_close(h);
+      break;
+  }
+  if (h->closes == 0) {
+    herd__cluster_handle_discard(h);
+    return;
+  }
+  /* Its libuv handles close from the loop; the cluster's close waits. */
+  h->cluster->priv->closes_pending++;
+}
+
+void herd__cluster_handle_release(herd__cluster_handle_t* h) {
+  herd__cluster_handle_t** hp = &h->cluster->priv->handles;
+  while (*hp != NULL && *hp != h)
+    hp = &(*hp)->next;
+  if (*hp == h)
+    *hp = h->next;
+  herd__cluster_handle_free(h);
 }
 
 int herd_cluster_listen(herd_cluster_t* cluster, const char* host, int port,
@@ -110,11 +215,11 @@ int herd_cluster_listen(herd_cluster_t* cluster, const char* host, int port,
            type);
   if (herd__cluster_handle_find(cluster, key) != NULL)
     return UV_EADDRINUSE;
-  h = herd__cluster_handle_new(cluster, key, host, type, port, backlog);
+  h = herd__cluster_handle_new(cluster, key, host, type, port, backlog, 0);
   if (h == NULL)
     return UV_ENOMEM;
   h->pinned = 1;
-  r = herd__cluster_handle_open(h);
+  r = herd__cluster_handle_open(h, 0);
   if (r != 0) {
     herd__cluster_handle_discard(h);
     return r;
@@ -126,20 +231,12 @@ int herd_cluster_listen(herd_cluster_t* cluster, const char* host, int port,
   return 0;
 }
 
-/* Takes the worker out of every server handle; rr hands its in-flight
- * connections to other workers. */
-void herd__cluster_handles_leave(herd_worker_t* worker, int graceful) {
-  struct herd_cluster_private_s* p = worker->cluster->priv;
-  herd__cluster_handle_t** hp = &p->handles;
-  while (*hp != NULL) {
-    herd__cluster_handle_t* h = *hp;
-    int gone = h->kind == HERD_SCHED_RR ? herd__rr_remove(h, worker, graceful)
-                                        : herd__shared_remove(h, worker);
-    if (gone) {
-      *hp = h->next;
-      herd__cluster_handle_free(h);
-    } else {
-      hp = &h->next;
-    }
+void herd__cluster_handles_leave(herd_worker_t* worker, herd__leave_t how) {
+  herd__cluster_handle_t* h = worker->cluster->priv->handles;
+  while (h != NULL) {
+    herd__cluster_handle_t* next = h->next;
+    if (herd__cluster_member_leave(h, worker, how))
+      herd__cluster_handle_release(h);
+    h = next;
   }
 }

@@ -75,6 +75,10 @@ int herd_cluster_init(uv_loop_t* loop, herd_cluster_t* cluster,
   p->self_exe[n > 0 ? n : 0] = '\0';
   uv_idle_init(loop, &p->idle);
   p->idle.data = cluster;
+  uv_timer_init(loop, &p->timer);
+  p->timer.data = cluster;
+  /* It only ever waits for workers, which keep the loop alive anyway. */
+  uv_unref((uv_handle_t*)&p->timer);
   cluster->loop = loop;
   cluster->priv = p;
   if (callbacks != NULL)
@@ -130,38 +134,47 @@ int herd_worker_is_connected(const herd_worker_t* worker) {
          !worker->priv->channel_closed;
 }
 
-static int slot_take(herd_cluster_t* cluster) {
+/* Slots: a worker takes the lowest slot no worker in the table holds, or
+ * its predecessor's (herd_worker_replace()), and gives it back when it
+ * leaves the table or exits. */
+static int slot_hold(herd_cluster_t* cluster, int slot) {
   struct herd_cluster_private_s* p = cluster->priv;
-  int i;
-  for (i = 0; i < p->nslots; i++)
-    if (!p->slots[i])
-      break;
-  if (i == p->nslots) {
-    char* ns = herd__realloc(p->slots, (size_t)(p->nslots + 8));
+  int i = slot;
+  if (i < 0)
+    for (i = 0; i < p->nslots && p->slots[i] > 0; i++)
+      ;
+  if (i >= p->nslots) {
+    int n = i + 8;
+    int* ns = herd__realloc(p->slots, (size_t)n * sizeof(int));
     if (ns == NULL)
       return UV_ENOMEM;
-    memset(ns + p->nslots, 0, 8);
+    memset(ns + p->nslots, 0, (size_t)(n - p->nslots) * sizeof(int));
     p->slots = ns;
-    p->nslots += 8;
+    p->nslots = n;
   }
-  p->slots[i] = 1;
+  p->slots[i]++;
   return i;
 }
 
 static void slot_release(herd_worker_t* worker) {
   struct herd_cluster_private_s* p = worker->cluster->priv;
-  if (worker->slot >= 0 && worker->slot < p->nslots)
-    p->slots[worker->slot] = 0;
-  worker->slot = -1;
+  if (!worker->priv->slot_held)
+    return;
+  worker->priv->slot_held = 0;
+  p->slots[worker->slot]--;
 }
 
-/* Takes the worker out of every server handle; rr hands its in-flight
- * connections to other workers. */
+int herd__cluster_slot_taken(herd_cluster_t* cluster, int slot) {
+  struct herd_cluster_private_s* p = cluster->priv;
+  return slot >= 0 && slot < p->nslots && p->slots[slot] > 0;
+}
+
 void herd__cluster_table_remove(herd_worker_t* worker) {
   if (worker->priv->in_table) {
     worker->priv->in_table = 0;
     worker->cluster->workers--;
   }
+  slot_release(worker);
 }
 
 static void on_message(herd_ipc_t* ipc, const char* json, size_t len,
@@ -175,11 +188,13 @@ static void on_channel_closed(herd_ipc_t* ipc) {
   herd_worker_t* w = ipc->data;
   herd_cluster_t* cluster = w->cluster;
   w->priv->channel_closed = 1;
-  herd__cluster_handles_leave(w, 0);
+  herd__cluster_handles_leave(w, HERD__LEAVE_GONE);
   if (w->state != HERD_WORKER_DEAD)
     w->state = HERD_WORKER_DISCONNECTED;
   if (cluster->cb.disconnect != NULL)
     cluster->cb.disconnect(cluster, w);
+  if (cluster->priv != NULL && cluster->priv->replacing > 0)
+    herd__cluster_replace_check(cluster);
 }
 
 static void on_child_exit(herd_child_t* child, int64_t code, int sig) {
@@ -188,7 +203,8 @@ static void on_child_exit(herd_child_t* child, int64_t code, int sig) {
   w->priv->exit_code = code;
   w->priv->term_signal = sig;
   w->state = HERD_WORKER_DEAD;
-  herd__cluster_handles_leave(w, 0);
+  w->priv->kill_at = 0;
+  herd__cluster_handles_leave(w, HERD__LEAVE_GONE);
   slot_release(w);
 }
 
@@ -214,8 +230,8 @@ static void on_child_close(herd_child_t* child) {
 
   w->state = HERD_WORKER_DEAD;
   w->exited_after_disconnect = !!w->exited_after_disconnect;
-  herd__cluster_handles_leave(w, 0);
-  slot_release(w);
+  w->priv->kill_at = 0;
+  herd__cluster_handles_leave(w, HERD__LEAVE_GONE);
   herd__cluster_table_remove(w);
   if (w->priv->fork_pending) {
     /* It failed before the loop ran: Node still reports fork first. */
@@ -224,8 +240,14 @@ static void on_child_close(herd_child_t* child) {
     if (cluster->cb.fork != NULL)
       cluster->cb.fork(cluster, w);
   }
+  /* A successor that ends before it is ready fails its replacement,
+   * before its exit is reported. */
+  herd__cluster_replace_end(
+      w, w->start_error != 0 ? w->start_error : HERD_EWORKERDIED);
+  herd__cluster_replace_flush(w);
   if (cluster->cb.exit != NULL)
     cluster->cb.exit(cluster, w, code, sig);
+  herd__cluster_replace_forget(w);
 
   if (w->prev != NULL)
     w->prev->next = w->next;
@@ -237,13 +259,21 @@ static void on_child_close(herd_child_t* child) {
     p->tail = w->prev;
   p->live--;
   herd__cluster_env_free(w->priv->envp);
+  herd__cluster_env_free(w->priv->extra_env);
   herd__free(w->priv);
   herd__free(w);
+  if (p->replacing > 0)
+    herd__cluster_replace_check(cluster);
   herd__cluster_maybe_finish(cluster);
 }
 
 int herd_cluster_fork(herd_cluster_t* cluster, const char* const* env,
-                      herd_worker_t** worker_out) {
+                      herd_worker_t** worker) {
+  return herd__cluster_fork(cluster, env, -1, worker);
+}
+
+int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
+                       int slot, herd_worker_t** worker_out) {
   struct herd_cluster_private_s* p = cluster->priv;
   herd_cluster_settings_t* s = &cluster->settings;
   herd_fork_options_t fo;
@@ -271,16 +301,18 @@ int herd_cluster_fork(herd_cluster_t* cluster, const char* const* env,
   }
   w->cluster = cluster;
   w->id = p->next_id + 1;
-  w->slot = slot_take(cluster);
+  w->priv->envp = herd__cluster_env_build(cluster, w->id, env);
+  w->priv->extra_env = herd__cluster_env_copy(env);
+  if (w->priv->envp == NULL || w->priv->extra_env == NULL) {
+    r = UV_ENOMEM;
+    goto fail;
+  }
+  w->slot = slot_hold(cluster, slot);
   if (w->slot < 0) {
     r = UV_ENOMEM;
     goto fail;
   }
-  w->priv->envp = herd__cluster_env_build(cluster, w->id, env);
-  if (w->priv->envp == NULL) {
-    r = UV_ENOMEM;
-    goto fail;
-  }
+  w->priv->slot_held = 1;
 
   memset(&fo, 0, sizeof(fo));
   fo.spawn.env = (const char* const*)w->priv->envp;
@@ -334,6 +366,7 @@ int herd_cluster_fork(herd_cluster_t* cluster, const char* const* env,
 fail:
   if (w->priv != NULL) {
     herd__cluster_env_free(w->priv->envp);
+    herd__cluster_env_free(w->priv->extra_env);
     slot_release(w);
     herd__free(w->priv);
   }
@@ -355,6 +388,9 @@ void herd__cluster_idle_cb(uv_idle_t* idle) {
     if (cluster->cb.fork != NULL)
       cluster->cb.fork(cluster, w);
   }
+  /* The ends of replacements, from the loop; no worker is freed here. */
+  for (w = p->head; w != NULL; w = w->next)
+    herd__cluster_replace_flush(w);
   /* A disconnect with no worker left finishes here, from the loop. */
   herd__cluster_maybe_finish(cluster);
 }
