@@ -5,17 +5,22 @@
 #include <signal.h>
 #include <unistd.h>
 
-/* The test worker: answers every request with "w<id>\n", reports it with
+/* The test worker: answers every request with "w<id>\n" (the id padded to
+ * three places with spaces), reports it with
  * {"cmd":"notifyRequest"}, answers {"cmd":"ping"} with a pong, and on
  * disconnect closes its HTTP server before letting go of the channel.
- * argv: cluster_worker PORT */
+ * argv: cluster_worker PORT [MODE]; MODE "inuse" expects the primary's bind
+ * to fail, "leave" disconnects by itself once listening, "deaf" ignores the
+ * primary's disconnect, "nolisten" never listens, "exit" exits (3) once
+ * online. */
 static herd_server_t worker_server;
 static herd_http_server_t worker_http;
 
 static void worker_on_request(herd_http_req_t* req) {
   static const char notify[] = "{\"cmd\":\"notifyRequest\"}";
   char body[32];
-  int n = snprintf(body, sizeof(body), "w%d\n", herd_cluster_worker_id());
+  /* One length for every worker, as ab expects of the answers it counts. */
+  int n = snprintf(body, sizeof(body), "w%-3d\n", herd_cluster_worker_id());
   ASSERT_OK(herd_http_respond(req, 200, "text/plain", body, (size_t)n));
   ASSERT(herd_cluster_worker_send(notify, sizeof(notify) - 1) >= 0);
 }
@@ -71,6 +76,8 @@ static void worker_on_http_closed(herd_http_server_t* server) {
 }
 
 static void worker_on_disconnect(void) {
+  if (strcmp(worker_mode, "deaf") == 0)
+    return; /* ignores it: stays until killed */
   herd_http_server_close(&worker_http, worker_on_http_closed);
 }
 
@@ -95,11 +102,16 @@ HELPER_IMPL(cluster_worker) {
   ASSERT(herd_cluster_is_worker());
   ASSERT(herd_cluster_worker_id() > 0);
   ASSERT_EQ(herd_cluster_worker_setup(&loop, &wo), UV_EALREADY);
+  if (strcmp(worker_mode, "exit") == 0)
+    _exit(3); /* online, never listening */
   ASSERT_OK(
       herd_http_server_init(&loop, &worker_http, worker_on_request, NULL));
   ASSERT_OK(herd_server_init(&loop, &worker_server));
-  ASSERT_OK(herd_server_listen(&worker_server, "127.0.0.1", port, 128,
-                               worker_on_connection, worker_on_listen));
+  if (strcmp(worker_mode, "nolisten") != 0)
+    ASSERT_OK(herd_server_listen(&worker_server, "127.0.0.1", port, 128,
+                                 worker_on_connection, worker_on_listen));
+  else
+    herd_server_close(&worker_server, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   test_loop_close(&loop);
   return worker_status;
