@@ -8,6 +8,8 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -107,6 +109,80 @@ static size_t client_read(int fd, char* buf, size_t cap, size_t want, int ms,
     len += (size_t)n;
   }
   return len;
+}
+
+/* Waits up to `ms` for *counter (read atomically; the server's loop runs on
+ * another thread) to reach `want`. */
+static void wait_count(const void* counter, int is64, int64_t want, int ms) {
+  int64_t deadline = now_ms() + ms;
+  for (;;) {
+    int64_t v = is64 ? (int64_t)__atomic_load_n((const uint64_t*)counter,
+                                                __ATOMIC_SEQ_CST)
+                     : __atomic_load_n((const int*)counter, __ATOMIC_SEQ_CST);
+    if (v == want)
+      return;
+    if (now_ms() >= deadline)
+      FATAL("waited %d ms for %" PRId64 ", have %" PRId64, ms, want, v);
+    test_sleep_ms(1);
+  }
+}
+
+#define WAIT_HANDLED(t, n) wait_count(&(t)->handled, 0, (n), 3000)
+#define WAIT_CONNECTIONS(t, n) \
+  wait_count(&(t)->server.connections, 1, (n), 3000)
+
+static int same_addr(const struct sockaddr_in* a, const struct sockaddr_in* b) {
+  return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+}
+
+/* The server's end of the client's connection `fd`: the server runs in this
+ * process, so its socket is one of our fds (-1 while not accepted yet). */
+static int server_end(int fd) {
+  struct sockaddr_in me, peer, a, b;
+  socklen_t len = sizeof(me);
+  ASSERT_EQ(getsockname(fd, (struct sockaddr*)&me, &len), 0);
+  len = sizeof(peer);
+  ASSERT_EQ(getpeername(fd, (struct sockaddr*)&peer, &len), 0);
+  for (int s = 3; s < 1024; s++) {
+    len = sizeof(a);
+    if (s == fd || getsockname(s, (struct sockaddr*)&a, &len) != 0 ||
+        a.sin_family != AF_INET || !same_addr(&a, &peer))
+      continue;
+    len = sizeof(b);
+    if (getpeername(s, (struct sockaddr*)&b, &len) == 0 && same_addr(&b, &me))
+      return s;
+  }
+  return -1;
+}
+
+/* Waits until the server has read everything sent on `fd` so far: the
+ * client's send queue is empty (every byte acknowledged, so in the server's
+ * receive queue) and the server's receive queue is empty too. Lets a test
+ * make the server see a request in parts. */
+static void wait_server_read(int fd) {
+  int64_t deadline = now_ms() + 3000;
+  for (;;) {
+    int outq = -1, inq = -1;
+    int s = server_end(fd);
+    ASSERT_EQ(ioctl(fd, SIOCOUTQ, &outq), 0);
+    if (s >= 0 && outq == 0 && ioctl(s, SIOCINQ, &inq) == 0 && inq == 0)
+      return;
+    if (now_ms() >= deadline)
+      FATAL("the server did not read (outq %d, inq %d)", outq, inq);
+    test_sleep_ms(1);
+  }
+}
+
+/* Waits until each of `n` sockets has something to read (data or end of
+ * stream). */
+static void wait_readable(const int* fds, int n) {
+  int64_t deadline = now_ms() + 3000;
+  for (int i = 0; i < n; i++) {
+    struct pollfd pfd = {fds[i], POLLIN, 0};
+    int64_t left = deadline - now_ms();
+    ASSERT(left > 0);
+    ASSERT_EQ(poll(&pfd, 1, (int)left), 1);
+  }
 }
 
 /* Sends `request`, reads the answer and checks it (without Date lines)
@@ -335,7 +411,8 @@ static void client_pipelining(http_test_t* t) {
   SEND_STR(fd,
            "GET /1 HTTP/1.1\r\n\r\nGET /async HTTP/1.1\r\n\r\n"
            "GET /3 HTTP/1.1\r\n\r\nGET /4 HT");
-  test_sleep_ms(20);
+  /* /1 answered and /async handed over: the first write was read. */
+  WAIT_HANDLED(t, 2);
   exchange(fd, "TP/1.1\r\n\r\n",
            OK_TEXT("3", "/1\n") OK_TEXT("7", "/async\n") OK_TEXT("3", "/3\n")
                OK_TEXT("3", "/4\n"),
@@ -516,7 +593,7 @@ static void client_header_too_large(http_test_t* t) {
   fd = client_connect(t->port);
   SEND_STR(fd, "GET / HTTP/1.1\r\n");
   for (int i = 0; i < 30; i++) {
-    test_sleep_ms(2);
+    wait_server_read(fd);
     SEND_STR(fd, "X-Piece: 0123456789012345678901234567890123456789\r\n");
   }
   exchange(fd, "\r\n", ERROR_RESPONSE("431 Request Header Fields Too Large"),
@@ -672,16 +749,13 @@ static void client_abort(http_test_t* t) {
   close(fd);
   fd = client_connect(t->port);
   SEND_STR(fd, "POST /echo HTTP/1.1\r\nContent-Length: 50\r\n\r\nabc");
-  test_sleep_ms(20);
+  wait_server_read(fd);
   reset_close(fd);
   /* Gone while the handler still works on the request: the late answer is
    * dropped without touching freed memory. */
   fd = client_connect(t->port);
   SEND_STR(fd, "GET /async HTTP/1.1\r\n\r\n");
-  for (int i = 0; i < 200 && __atomic_load_n(&t->handled, __ATOMIC_SEQ_CST) < 1;
-       i++)
-    test_sleep_ms(5);
-  ASSERT_EQ(__atomic_load_n(&t->handled, __ATOMIC_SEQ_CST), 1);
+  WAIT_HANDLED(t, 1);
   reset_close(fd);
   /* Half-closed after the request: the answer still comes. */
   fd = client_connect(t->port);
@@ -689,11 +763,7 @@ static void client_abort(http_test_t* t) {
   shutdown(fd, SHUT_WR);
   exchange(fd, NULL, OK_TEXT("7", "/async\n") OK_TEXT("7", "/after\n"), 1);
   close(fd);
-  for (int i = 0;
-       i < 100 && __atomic_load_n(&t->server.connections, __ATOMIC_SEQ_CST) > 0;
-       i++)
-    test_sleep_ms(10);
-  ASSERT_EQ(__atomic_load_n(&t->server.connections, __ATOMIC_SEQ_CST), 0);
+  WAIT_CONNECTIONS(t, 0);
 }
 
 TEST_IMPL(http_client_abort) {
@@ -814,7 +884,9 @@ TEST_IMPL(http_adopt_early_data) {
   close(gone);
   for (int i = 0; i < 6; i++)
     fds[i] = accept_ready(t.own_listen_fd);
-  test_sleep_ms(20);
+  /* Each request (or end of stream) has arrived before the server sees
+   * the socket. */
+  wait_readable(fds, 6);
   ASSERT_OK(uv_loop_init(&t.loop));
   ASSERT_OK(herd_http_server_init(&t.loop, &t.server, on_request, NULL));
   t.server.data = &t;
@@ -854,7 +926,7 @@ static void client_adopt_waiting(http_test_t* t) {
              OK_TEXT_CLOSE("3", "/w\n"), 1);
   /* A head in two parts, then the connection stays open. */
   SEND_STR(waiting_fds[WAITING_CONNS - 3], "GET /sp");
-  test_sleep_ms(20);
+  wait_server_read(waiting_fds[WAITING_CONNS - 3]);
   exchange(waiting_fds[WAITING_CONNS - 3], "lit HTTP/1.1\r\n\r\n",
            OK_TEXT("7", "/split\n"), 0);
   exchange(waiting_fds[WAITING_CONNS - 3],
