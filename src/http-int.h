@@ -20,6 +20,8 @@
 #define HTTP_OUT_INLINE 1024
 /* Freed connections kept for reuse per server. */
 #define HTTP_SPARE_CONNS 32
+/* ms a closing server gives a silent connection (herd_http_options_t). */
+#define HERD__HTTP_CLOSE_GRACE_DEFAULT 1000
 /* Waiting raw connections served per wakeup of their epoll set. */
 #define HTTP_WAIT_BATCH 64
 
@@ -30,6 +32,9 @@ struct herd_http_private_s {
   herd_http_handler_cb handler;
   herd_http_close_cb close_cb;
   uint64_t idle_timeout;
+  uint64_t close_grace;
+  /* Loop time at herd_http_server_close(). */
+  uint64_t close_start;
   size_t max_header_size;
   size_t max_body_size;
   size_t buf_size;
@@ -153,7 +158,7 @@ int herd__http_conn_append_response(http_conn_t* conn, int status,
 void herd__http_conn_fail(http_conn_t* conn, int status);
 
 /* http_idle.c */
-void herd__http_sweep_update(struct herd_http_private_s* priv);
+void herd__http_sweep_update(struct herd_http_private_s* priv, int restart);
 
 /* http_adopt.c */
 void herd__http_conn_flush_raw(http_conn_t* conn);

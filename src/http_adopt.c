@@ -36,7 +36,8 @@ void herd__http_conn_flush_raw(http_conn_t* conn) {
       return;
     }
   }
-  if (conn->close_after_write && !conn->awaiting && !conn->linger)
+  if (conn->close_after_write && !conn->awaiting &&
+      (!conn->linger || conn->eof))
     herd__http_conn_close(conn);
 }
 
@@ -53,11 +54,9 @@ static void on_wait_ready(uv_poll_t* poll, int status, int events) {
   do
     n = epoll_wait(priv->wait_fd, ev, HTTP_WAIT_BATCH, 0);
   while (n < 0 && errno == EINTR);
+  /* Nothing a handler does closes another connection at once (the server's
+   * close lets waiting ones wait on), so every one in `ev` is still there. */
   for (i = 0; i < n; i++) {
-    /* A handler that closed the server closed the waiting connections
-     * still in `ev` with it. */
-    if (priv->closing)
-      break;
     conn = ev[i].data.ptr;
     conn->armed = 0;
     conn_serve_raw(priv, conn, 0);
@@ -93,8 +92,6 @@ static int wait_open(struct herd_http_private_s* priv) {
 static int conn_arm(struct herd_http_private_s* priv, http_conn_t* conn) {
   struct epoll_event ev;
   int err;
-  if (priv->closing)
-    return UV_ECANCELED;
   if (!priv->wait_open) {
     err = wait_open(priv);
     if (err != 0)

@@ -206,7 +206,9 @@ void herd__http_on_read(uv_stream_t* stream, ssize_t nread,
   }
   if (nread < 0) {
     conn->reading = 0;
-    if (nread != UV_EOF || conn->linger) {
+    /* An end of stream after herd shut down its side is what a lingering
+     * close waits for; before, the answers still owed go out first. */
+    if (nread != UV_EOF || conn->shut) {
       herd__http_conn_close(conn);
       return;
     }
@@ -221,12 +223,17 @@ void herd__http_on_read(uv_stream_t* stream, ssize_t nread,
     return;
   }
   conn->end += (size_t)nread;
-  conn->last_active = uv_now(conn->priv->server->loop);
   if (conn->stop_parsing) {
-    /* After a refused request or a final response the rest is dropped. */
+    /* After a refused request or a final response the rest is dropped, and
+     * does not count as traffic: a client sending on cannot keep the
+     * connection open. Closing at once could reset what it still sends,
+     * which may destroy the answer before it has read it: the close
+     * lingers. */
     conn->end = conn->parsed;
+    conn->linger = 1;
     return;
   }
+  conn->last_active = uv_now(conn->priv->server->loop);
   herd__http_conn_process(conn);
   herd__http_conn_flush(conn);
   herd__http_conn_update_reading(conn);
@@ -260,7 +267,7 @@ void herd__http_conn_register(struct herd_http_private_s* priv,
   priv->conns = conn;
   priv->live++;
   priv->server->connections++;
-  herd__http_sweep_update(priv);
+  herd__http_sweep_update(priv, 0);
 }
 
 /* Takes a freshly initialised, connected handle into service. On error the

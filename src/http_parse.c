@@ -194,17 +194,23 @@ static int on_message_complete(llhttp_t* p) {
   http_conn_t* conn = parser_conn(p);
   struct herd_http_private_s* priv = conn->priv;
   herd_http_req_t* req = &conn->req;
+  int ka;
 
   req->method = llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
   conn->head_request = llhttp_get_method(p) == HTTP_HEAD;
   req->http_minor = llhttp_get_http_minor(p);
-  req->keep_alive =
-      llhttp_should_keep_alive(p) && !priv->closing && !llhttp_get_upgrade(p);
+  ka = llhttp_should_keep_alive(p) && !llhttp_get_upgrade(p);
+  req->keep_alive = ka && !priv->closing;
   req->headers = conn->headers;
   req->body = conn->body_len ? conn->body : "";
   req->body_len = conn->body_len;
-  if (!req->keep_alive)
+  if (!req->keep_alive) {
     conn->stop_parsing = 1;
+    /* A client that meant to go on may already be sending its next
+     * request: the close that herd chose lingers. */
+    if (ka)
+      conn->linger = 1;
+  }
   conn->awaiting = 1;
   priv->handler(req);
   /* Parsing goes on in this call only when the answer is already queued;
@@ -252,6 +258,10 @@ void herd__http_conn_process(http_conn_t* conn) {
     }
   }
   conn->in_parser = 0;
+  /* Bytes behind the last request a connection answers are dropped: the
+   * client pipelined on, and may still be sending. */
+  if (conn->stop_parsing && conn->parsed < conn->end)
+    conn->linger = 1;
   if (!conn->in_spans && !conn->awaiting && conn->parsed == conn->end) {
     conn->parsed = 0;
     conn->end = 0;

@@ -281,8 +281,13 @@ static int respond(herd_http_req_t* req, int status, const char* content_type,
     herd__http_conn_free(conn);
     return 0;
   }
-  if (priv->closing)
+  if (priv->closing && req->keep_alive) {
+    /* The server began closing while the handler had the request: this
+     * answer is the connection's last, and the client may be sending its
+     * next request already. */
     req->keep_alive = 0;
+    conn->linger = 1;
+  }
   head_only = conn->head_request;
   err = herd__http_conn_append_response(
       conn, status, content_type, headers, header_count, body, body_len,

@@ -33,7 +33,7 @@ void herd__http_server_maybe_done(struct herd_http_private_s* priv) {
   herd_http_server_t* server = priv->server;
   herd_http_close_cb cb;
   if (!priv->closing) {
-    herd__http_sweep_update(priv);
+    herd__http_sweep_update(priv, 0);
     return;
   }
   if (priv->live > 0 || priv->listener_open)
@@ -86,11 +86,14 @@ int herd_http_server_init(uv_loop_t* loop, herd_http_server_t* server,
   priv->wait_fd = -1;
   priv->handler = handler;
   priv->idle_timeout = 5000;
+  priv->close_grace = HERD__HTTP_CLOSE_GRACE_DEFAULT;
   priv->max_header_size = 16 * 1024;
   priv->max_body_size = 1024 * 1024;
   if (options != NULL) {
     if (options->idle_timeout != 0)
       priv->idle_timeout = options->idle_timeout;
+    if (options->close_grace != 0)
+      priv->close_grace = options->close_grace;
     if (options->max_header_size != 0)
       priv->max_header_size = options->max_header_size;
     if (options->max_body_size != 0)
@@ -205,30 +208,20 @@ int herd_http_server_accept(herd_http_server_t* server, uv_stream_t* listener) {
 void herd_http_server_close(herd_http_server_t* server,
                             herd_http_close_cb close_cb) {
   struct herd_http_private_s* priv;
-  http_conn_t* conn;
-  http_conn_t* next;
   if (server == NULL || server->priv == NULL)
     return;
   priv = server->priv;
   assert(!priv->closing);
   priv->closing = 1;
   priv->close_cb = close_cb;
+  priv->close_start = uv_now(server->loop);
   if (priv->listener_open && !uv_is_closing((uv_handle_t*)&priv->listener))
     uv_close((uv_handle_t*)&priv->listener, on_listener_close);
-  /* Idle connections go now; busy ones once their current response is out. */
-  for (conn = priv->conns; conn != NULL; conn = next) {
-    next = conn->next;
-    if (conn->closing)
-      continue;
-    if (conn->awaiting) {
-      conn->stop_parsing = 1;
-      conn->close_after_write = 1;
-    } else if (conn->out_len > 0 || conn->write_pending) {
-      conn->stop_parsing = 1;
-      conn->close_after_write = 1;
-    } else {
-      herd__http_conn_close(conn);
-    }
-  }
+  /* No connection closes here: a client may be sending on any of them, and
+   * closing one with a request on its way resets it unanswered. Each goes
+   * after its next answer, which says `Connection: close` (parsing,
+   * respond), or once it has stayed silent through the close grace (the
+   * sweep, from now on at the grace's pace). */
+  herd__http_sweep_update(priv, 1);
   herd__http_server_maybe_done(priv);
 }
