@@ -157,11 +157,11 @@ int herd_http_respond_ex(herd_http_req_t* req, int status,
  * down its sending side and waits for the client's end of stream before it
  * closes (a lingering close, so that what the client still sends cannot
  * reset the answer away). A connection silent for close_grace ms (see
- * herd_http_options_t) is closed without an answer. Unlike Node.js and
- * nginx, which close idle connections at once, herd does this to lose no
- * request in flight. close_cb (may be NULL) runs when the last connection
- * has closed and every request the handler holds has been answered. Call
- * once. */
+ * herd_http_options_t) is closed without an answer. nginx and Node.js
+ * close idle keep-alive connections at once, losing a request on its way;
+ * herd gives them the grace (see docs/http.md). close_cb (may be NULL) runs
+ * when the last connection has closed and every request the handler holds
+ * has been answered. Call once. */
 void herd_http_server_close(herd_http_server_t* server,
                             herd_http_close_cb close_cb);
 
