@@ -147,6 +147,8 @@ void herd__cluster_idle_cb(uv_idle_t* idle);
 /* Forks a worker in `slot` (-1: the lowest free one). */
 int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
                        int slot, herd_worker_t** worker);
+/* Runs the worker's fork event if it is still owed: before any other. */
+void herd__cluster_fork_event(herd_worker_t* worker);
 /* Whether a worker in the table holds `slot`. */
 int herd__cluster_slot_taken(herd_cluster_t* cluster, int slot);
 

@@ -177,9 +177,20 @@ void herd__cluster_table_remove(herd_worker_t* worker) {
   slot_release(worker);
 }
 
+void herd__cluster_fork_event(herd_worker_t* w) {
+  herd_cluster_t* cluster = w->cluster;
+  if (!w->priv->fork_pending)
+    return;
+  w->priv->fork_pending = 0;
+  cluster->priv->forks_pending--;
+  if (cluster->cb.fork != NULL)
+    cluster->cb.fork(cluster, w);
+}
+
 static void on_message(herd_ipc_t* ipc, const char* json, size_t len,
                        herd_handle_t* handle) {
   herd_worker_t* w = ipc->data;
+  herd__cluster_fork_event(w);
   if (w->cluster->cb.message != NULL)
     w->cluster->cb.message(w->cluster, w, json, len, handle);
 }
@@ -187,6 +198,7 @@ static void on_message(herd_ipc_t* ipc, const char* json, size_t len,
 static void on_channel_closed(herd_ipc_t* ipc) {
   herd_worker_t* w = ipc->data;
   herd_cluster_t* cluster = w->cluster;
+  herd__cluster_fork_event(w);
   w->priv->channel_closed = 1;
   herd__cluster_handles_leave(w, HERD__LEAVE_GONE);
   if (w->state != HERD_WORKER_DEAD)
@@ -217,6 +229,7 @@ static void on_child_error(herd_child_t* child, int err) {
 static void on_child_output(herd_child_t* child, int fd, const char* buf,
                             ssize_t nread) {
   herd_worker_t* w = child->data;
+  herd__cluster_fork_event(w);
   if (nread > 0 && w->cluster->cb.output != NULL)
     w->cluster->cb.output(w->cluster, w, fd, buf, (size_t)nread);
 }
@@ -233,13 +246,8 @@ static void on_child_close(herd_child_t* child) {
   w->priv->kill_at = 0;
   herd__cluster_handles_leave(w, HERD__LEAVE_GONE);
   herd__cluster_table_remove(w);
-  if (w->priv->fork_pending) {
-    /* It failed before the loop ran: Node still reports fork first. */
-    w->priv->fork_pending = 0;
-    p->forks_pending--;
-    if (cluster->cb.fork != NULL)
-      cluster->cb.fork(cluster, w);
-  }
+  /* It failed before the loop ran: Node still reports fork first. */
+  herd__cluster_fork_event(w);
   /* A successor that ends before it is ready fails its replacement,
    * before its exit is reported. */
   herd__cluster_replace_end(
@@ -380,14 +388,8 @@ void herd__cluster_idle_cb(uv_idle_t* idle) {
   herd_worker_t* w;
 
   uv_idle_stop(idle);
-  for (w = p->head; w != NULL && p->forks_pending > 0; w = w->next) {
-    if (!w->priv->fork_pending)
-      continue;
-    w->priv->fork_pending = 0;
-    p->forks_pending--;
-    if (cluster->cb.fork != NULL)
-      cluster->cb.fork(cluster, w);
-  }
+  for (w = p->head; w != NULL && p->forks_pending > 0; w = w->next)
+    herd__cluster_fork_event(w);
   /* The ends of replacements, from the loop; no worker is freed here. */
   for (w = p->head; w != NULL; w = w->next)
     herd__cluster_replace_flush(w);

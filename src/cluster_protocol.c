@@ -313,6 +313,9 @@ void herd__cluster_on_internal(herd_ipc_t* ipc, const char* json, size_t len,
   (void)handle; /* a worker sends the primary no fds: closed by the IPC */
   if (w->cluster->priv->closing >= 2)
     return;
+  /* A worker forked from the idle phase can be heard from in the same loop
+   * iteration: its fork event goes first all the same. */
+  herd__cluster_fork_event(w);
   dispatch(w, json, len);
   if (w->cluster->priv->replacing > 0)
     herd__cluster_replace_check(w->cluster);
