@@ -3,11 +3,12 @@
  * connections waiting in a dead worker's slot are served by the others. */
 #include "test-cluster.h"
 
-#include "internal.h"
+#include "cluster-int.h"
 
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* A worker speaking the NODE_CLUSTER protocol by hand, to misbehave on
@@ -468,6 +469,274 @@ TEST_IMPL(cluster_rr_emfile) {
   tc_cluster_init(&t, HERD_SCHED_RR, NULL, NULL, NULL);
   t.want_listening = 1;
   t.on_ready = rr_emfile_on_ready;
+  tc_cluster_fork(&t, 1);
+  tc_cluster_run(&t);
+  ASSERT_EQ(t.served[1], 1);
+  return 0;
+}
+
+/* A worker that lies about the protocol, speaking it by hand on its raw
+ * channel (so that it can take an fd without acknowledging it): online
+ * twice; listening, close and an answer for things the primary never gave
+ * it; exitedAfterDisconnect without a seq; a queryServer with a negative
+ * index. Then it listens for real, and answers the first newconn with
+ * accepted:true without the NODE_HANDLE_ACK that says the fd arrived, and
+ * exits. The primary must believe none of it.
+ * argv: cluster_liar */
+static int liar_fd;
+static int liar_seq;
+
+static void liar_line(const char* line) {
+  size_t len = strlen(line);
+  ASSERT_EQ(write(liar_fd, line, len), (ssize_t)len);
+}
+
+static void liar_send(const char* fields) {
+  char buf[512];
+  snprintf(buf, sizeof(buf), "{\"cmd\":\"NODE_CLUSTER\",%s,\"seq\":%d}\n",
+           fields, liar_seq++);
+  liar_line(buf);
+}
+
+/* One line from the channel (and the fd that came with it, closed). */
+static int liar_read(char* line, size_t cap) {
+  static char buf[8192];
+  static size_t n;
+  for (;;) {
+    char* nl = memchr(buf, '\n', n);
+    char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+    struct iovec iov;
+    struct msghdr msg;
+    struct cmsghdr* c;
+    ssize_t r;
+    if (nl != NULL) {
+      size_t len = (size_t)(nl - buf);
+      ASSERT(len < cap);
+      memcpy(line, buf, len);
+      line[len] = '\0';
+      memmove(buf, nl + 1, n - len - 1);
+      n -= len + 1;
+      return (int)len;
+    }
+    memset(&msg, 0, sizeof(msg));
+    iov.iov_base = buf + n;
+    iov.iov_len = sizeof(buf) - n;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof(cbuf);
+    r = recvmsg(liar_fd, &msg, MSG_CMSG_CLOEXEC);
+    if (r <= 0)
+      return -1;
+    for (c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++)
+          close(((int*)CMSG_DATA(c))[i]);
+    n += (size_t)r;
+  }
+}
+
+HELPER_IMPL(cluster_liar) {
+  char line[4096], fields[256];
+  const char* v;
+  size_t vlen;
+  int64_t port, seq;
+  (void)argc;
+  (void)argv;
+  liar_fd = atoi(getenv("NODE_CHANNEL_FD"));
+  liar_send("\"act\":\"online\"");
+  liar_send("\"act\":\"online\"");
+  liar_send(
+      "\"act\":\"listening\",\"index\":0,\"data\":null,"
+      "\"address\":\"127.0.0.1\",\"port\":1,\"addressType\":4");
+  liar_send("\"act\":\"close\",\"key\":\"127.0.0.1:0:4:undefined:0\"");
+  liar_send("\"ack\":9999,\"accepted\":true");
+  liar_line("{\"cmd\":\"NODE_CLUSTER\",\"act\":\"exitedAfterDisconnect\"}\n");
+  liar_send(
+      "\"act\":\"queryServer\",\"index\":-1,\"data\":null,"
+      "\"address\":\"127.0.0.1\",\"port\":0,\"addressType\":4");
+  liar_send(
+      "\"act\":\"queryServer\",\"index\":0,\"data\":null,"
+      "\"address\":\"127.0.0.1\",\"port\":0,\"addressType\":4,"
+      "\"backlog\":511");
+  for (;;) {
+    int len = liar_read(line, sizeof(line));
+    ASSERT(len > 0);
+    if (herd_json_get_int(line, (size_t)len, "ack", &seq) == 0) {
+      /* The queryServer reply (rr: no handle): listen for real. */
+      ASSERT_OK(herd_json_get(line, (size_t)len, "sockname", &v, &vlen));
+      ASSERT_OK(herd_json_get_int(v, vlen, "port", &port));
+      snprintf(fields, sizeof(fields),
+               "\"act\":\"listening\",\"index\":0,\"data\":null,"
+               "\"address\":\"127.0.0.1\",\"port\":%lld,\"addressType\":4",
+               (long long)port);
+      liar_send(fields);
+      continue;
+    }
+    if (strstr(line, "\"NODE_HANDLE\"") == NULL)
+      continue;
+    /* A newconn; its fd was closed on arrival. No NODE_HANDLE_ACK. */
+    ASSERT_OK(herd_json_get(line, (size_t)len, "msg", &v, &vlen));
+    ASSERT_OK(herd_json_get_int(v, vlen, "seq", &seq));
+    snprintf(fields, sizeof(fields), "\"ack\":%lld,\"accepted\":true",
+             (long long)seq);
+    liar_send(fields);
+    _exit(0);
+  }
+}
+
+static void liar_client(void* arg) {
+  tc_cluster_t* t = arg;
+  char body[64];
+  /* Handed to the liar first (it listened first), then to worker 2. */
+  ASSERT_EQ(tc_http_get(*(int*)t->data, body, sizeof(body), 5000), 200);
+  ASSERT_EQ(tc_count_body(t, body), 2);
+}
+
+static void liar_on_ready(tc_cluster_t* t) {
+  if (t->listenings == 1) {
+    /* The real worker comes second. */
+    t->ready = 0;
+    t->want_listening = 2;
+    t->settings.args = test_helper_args("cluster_worker", "0", NULL);
+    herd_cluster_setup_primary(&t->cluster, &t->settings);
+    tc_cluster_fork(t, 1);
+    return;
+  }
+  tc_job_start(&t->loop, liar_client, backlog_client_done, t);
+}
+
+TEST_IMPL(cluster_protocol_lies) {
+  tc_cluster_t t;
+  int port;
+  tc_cluster_init(&t, HERD_SCHED_RR, NULL, NULL,
+                  test_helper_args("cluster_liar", NULL, NULL));
+  ASSERT_OK(herd_cluster_listen(&t.cluster, "127.0.0.1", 0, 64, &port));
+  t.data = &port;
+  t.want_listening = 1;
+  t.on_ready = liar_on_ready;
+  tc_cluster_fork(&t, 1);
+  tc_cluster_run(&t);
+  ASSERT_EQ(t.onlines, 2);
+  ASSERT_EQ(t.listenings, 2);
+  ASSERT_EQ(t.served[2], 1);
+  ASSERT_EQ(t.exit_code[1], 0);
+  ASSERT_EQ(t.exit_ead[1], 0);
+  return 0;
+}
+
+/* rr: the handoff of an accepted connection fails (out of fds, the channel
+ * cannot take a copy of it). The connection must still reach a worker as
+ * soon as fds are free again, without waiting for another connection. */
+typedef struct {
+  tc_cluster_t t;
+  int port;
+  int fillers[64];
+  int nfillers;
+  struct rlimit old;
+  uv_timer_t check;
+} handoff_t;
+
+static herd__cluster_handle_t* first_handle(tc_cluster_t* t) {
+  herd__cluster_handle_t* h = t->cluster.priv->handles;
+  ASSERT(h != NULL);
+  return h;
+}
+
+static void handoff_release(handoff_t* f) {
+  while (f->nfillers > 0)
+    close(f->fillers[--f->nfillers]);
+  ASSERT_OK(setrlimit(RLIMIT_NOFILE, &f->old));
+}
+
+static void handoff_check(uv_timer_t* timer) {
+  handoff_t* f = timer->data;
+  /* Accepted, and its handoff failed: back in the queue. */
+  if (first_handle(&f->t)->pending_count == 0)
+    return;
+  handoff_release(f);
+  uv_close((uv_handle_t*)timer, NULL);
+}
+
+static void handoff_client(void* arg) {
+  handoff_t* f = arg;
+  char body[64];
+  int fd = tc_http_send(f->port);
+  ASSERT(fd >= 0);
+  ASSERT_EQ(tc_http_recv(fd, body, sizeof(body), 5000), 200);
+  ASSERT(tc_count_body(&f->t, body) > 0);
+}
+
+static void handoff_client_done(void* arg) {
+  handoff_t* f = arg;
+  tc_cluster_finish(&f->t);
+}
+
+static void handoff_ready(tc_cluster_t* t) {
+  handoff_t* f = (handoff_t*)t;
+  struct rlimit low;
+  ASSERT_OK(getrlimit(RLIMIT_NOFILE, &f->old));
+  low = f->old;
+  low.rlim_cur = 64;
+  ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
+  for (;;) {
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      ASSERT_EQ(errno, EMFILE);
+      break;
+    }
+    ASSERT(f->nfillers < (int)HERD_ARRAY_SIZE(f->fillers));
+    f->fillers[f->nfillers++] = fd;
+  }
+  /* One fd for the client, one for the primary's accept(): none for the
+   * copy the channel takes of it. */
+  close(f->fillers[--f->nfillers]);
+  close(f->fillers[--f->nfillers]);
+  ASSERT_OK(uv_timer_init(&t->loop, &f->check));
+  f->check.data = f;
+  ASSERT_OK(uv_timer_start(&f->check, handoff_check, 5, 5));
+  tc_job_start(&t->loop, handoff_client, handoff_client_done, f);
+}
+
+TEST_IMPL(cluster_rr_handoff_fails) {
+  handoff_t f;
+  memset(&f, 0, sizeof(f));
+  tc_cluster_init(&f.t, HERD_SCHED_RR, NULL, NULL, NULL);
+  ASSERT_OK(herd_cluster_listen(&f.t.cluster, "127.0.0.1", 0, 64, &f.port));
+  f.t.want_listening = 2;
+  f.t.on_ready = handoff_ready;
+  tc_cluster_fork(&f.t, 2);
+  tc_cluster_run(&f.t);
+  ASSERT_EQ(f.t.served[1] + f.t.served[2], 1);
+  return 0;
+}
+
+/* rr: libuv reports an error on the listening socket's poll (POLLERR),
+ * which stops it. Accepting must resume by itself. Under reuseport the
+ * same holds for a socket the primary drains. */
+static void pollerr_client(void* arg) {
+  tc_cluster_t* t = arg;
+  char body[64];
+  ASSERT_EQ(tc_http_get(*(int*)t->data, body, sizeof(body), 3000), 200);
+  ASSERT_EQ(tc_count_body(t, body), 1);
+}
+
+static void pollerr_ready(tc_cluster_t* t) {
+  herd__cluster_handle_t* h = first_handle(t);
+  /* What libuv does on POLLERR: stop the handle, then call back. */
+  uv_poll_stop(&h->poll);
+  h->poll.poll_cb(&h->poll, UV_EBADF, 0);
+  tc_job_start(&t->loop, pollerr_client, backlog_client_done, t);
+}
+
+TEST_IMPL(cluster_rr_poll_error) {
+  tc_cluster_t t;
+  int port;
+  tc_cluster_init(&t, HERD_SCHED_RR, NULL, NULL, NULL);
+  ASSERT_OK(herd_cluster_listen(&t.cluster, "127.0.0.1", 0, 64, &port));
+  t.data = &port;
+  t.want_listening = 1;
+  t.on_ready = pollerr_ready;
   tc_cluster_fork(&t, 1);
   tc_cluster_run(&t);
   ASSERT_EQ(t.served[1], 1);

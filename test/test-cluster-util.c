@@ -244,7 +244,9 @@ static void tc_on_fork(herd_cluster_t* c, herd_worker_t* w) {
 static void tc_on_online(herd_cluster_t* c, herd_worker_t* w) {
   tc_cluster_t* t = tc_of(c);
   int id = tc_id(w);
-  ASSERT_EQ(t->state_seen[id], 1); /* fork came first */
+  if (t->state_seen[id] != 1) /* fork came first */
+    FATAL("online of worker %d (pid %d): events seen %d, forks %d", id,
+          (int)w->pid, t->state_seen[id], t->forks);
   ASSERT_EQ(w->state, HERD_WORKER_ONLINE);
   t->state_seen[id] |= 2;
   t->onlines++;
