@@ -14,6 +14,7 @@
   TEST(cluster_node_rr, 15000)                      \
   TEST(cluster_node_shared, 15000)                  \
   TEST(cluster_node_reuseport, 15000)               \
+  TEST(cluster_node_reuseport_drain, 15000)         \
   TEST(cluster_node_primary_rr, 20000)              \
   TEST(cluster_node_primary_none, 20000)            \
   TEST(cluster_rr_declined, 10000)                  \

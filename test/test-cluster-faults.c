@@ -249,22 +249,37 @@ TEST_IMPL(cluster_worker_primary_gone_at_start) {
 }
 
 /* Out of fds, a listening socket stays readable: the server must report the
- * failure and pause, not spin on it, and accept again once fds are free. */
+ * failure and pause, not spin on it, and accept again once fds are free.
+ * The fds are freed at the second report, which must come a pause after
+ * the first, not on the next loop turn. */
 typedef struct {
   herd_server_t server;
-  uv_timer_t timer;
   uv_tcp_t client;
   int fillers[64];
   int nfillers;
+  struct rlimit old;
   int errors;
+  uint64_t first_error;
   int accepted;
 } emfile_t;
+
+static void fds_exhaust(int* fillers, int* n, int cap, struct rlimit* old,
+                        int spare);
+static void fds_release(int* fillers, int* n, const struct rlimit* old);
 
 static void emfile_on_conn(herd_server_t* server, int status) {
   emfile_t* e = server->data;
   if (status < 0) {
     ASSERT(status == UV_EMFILE || status == UV_ENFILE);
-    e->errors++;
+    ASSERT_EQ(e->accepted, 0);
+    if (++e->errors == 1) {
+      e->first_error = uv_now(server->loop);
+      return;
+    }
+    /* The 100 ms pause, give or take libuv's millisecond rounding. */
+    ASSERT_GE(uv_now(server->loop) - e->first_error, 90);
+    if (e->errors == 2)
+      fds_release(e->fillers, &e->nfillers, &e->old);
     return;
   }
   ASSERT_OK(uv_tcp_init(server->loop, &e->client));
@@ -274,19 +289,7 @@ static void emfile_on_conn(herd_server_t* server, int status) {
   herd_server_close(server, NULL);
 }
 
-static void emfile_release(uv_timer_t* timer) {
-  emfile_t* e = timer->data;
-  /* Some 300 ms out of fds: a few reports, not one per loop turn. */
-  ASSERT(e->errors >= 1);
-  ASSERT(e->errors <= 10);
-  ASSERT_EQ(e->accepted, 0);
-  while (e->nfillers > 0)
-    close(e->fillers[--e->nfillers]);
-  uv_close((uv_handle_t*)timer, NULL);
-}
-
 TEST_IMPL(cluster_server_emfile) {
-  struct rlimit old, low;
   uv_loop_t loop;
   emfile_t e;
   int client;
@@ -299,25 +302,11 @@ TEST_IMPL(cluster_server_emfile) {
       herd_server_listen(&e.server, "127.0.0.1", 0, 16, emfile_on_conn, NULL));
   client = tc_http_send(e.server.port);
   ASSERT(client >= 0);
-  ASSERT_OK(uv_timer_init(&loop, &e.timer));
-  e.timer.data = &e;
-  ASSERT_OK(uv_timer_start(&e.timer, emfile_release, 300, 0));
   /* Every fd below a low limit taken, so accept() fails with EMFILE. */
-  ASSERT_OK(getrlimit(RLIMIT_NOFILE, &old));
-  low = old;
-  low.rlim_cur = 64;
-  ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
-  for (;;) {
-    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      ASSERT_EQ(errno, EMFILE);
-      break;
-    }
-    ASSERT(e.nfillers < (int)HERD_ARRAY_SIZE(e.fillers));
-    e.fillers[e.nfillers++] = fd;
-  }
+  fds_exhaust(e.fillers, &e.nfillers, (int)HERD_ARRAY_SIZE(e.fillers), &e.old,
+              0);
   test_loop_run_close(&loop);
-  ASSERT_OK(setrlimit(RLIMIT_NOFILE, &old));
+  ASSERT_EQ(e.errors, 2);
   ASSERT_EQ(e.accepted, 1);
   close(client);
   return 0;
@@ -427,51 +416,87 @@ TEST_IMPL(cluster_server_emfile_listen) {
 /* rr: the primary runs out of fds while nothing waits for a worker. Once
  * fds are free again it must accept again by itself, not only when some
  * later handoff happens to wake it. */
-static void rr_emfile_client(void* arg) {
-  tc_cluster_t* t = arg;
-  struct rlimit old, low;
+typedef struct {
+  tc_cluster_t t;
+  int port;
   int fillers[64];
-  int nfillers = 0;
-  char body[64];
-  int fd;
+  int nfillers;
+  struct rlimit old;
+  uv_timer_t check;
+} emfile_rr_t;
 
-  ASSERT_OK(getrlimit(RLIMIT_NOFILE, &old));
-  low = old;
+static herd__cluster_handle_t* first_handle(tc_cluster_t* t) {
+  herd__cluster_handle_t* h = t->cluster.priv->handles;
+  ASSERT(h != NULL);
+  return h;
+}
+
+/* Takes every fd below a low limit but `spare`. */
+static void fds_exhaust(int* fillers, int* n, int cap, struct rlimit* old,
+                        int spare) {
+  struct rlimit low;
+  ASSERT_OK(getrlimit(RLIMIT_NOFILE, old));
+  low = *old;
   low.rlim_cur = 64;
   ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
   for (;;) {
-    int f = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (f < 0) {
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
       ASSERT_EQ(errno, EMFILE);
       break;
     }
-    ASSERT(nfillers < (int)HERD_ARRAY_SIZE(fillers));
-    fillers[nfillers++] = f;
+    ASSERT(*n < cap);
+    fillers[(*n)++] = fd;
   }
-  /* The client takes the last free fd: the primary's accept() has none. */
-  close(fillers[--nfillers]);
-  fd = tc_http_send(t->port);
+  while (spare-- > 0)
+    close(fillers[--*n]);
+}
+
+static void fds_release(int* fillers, int* n, const struct rlimit* old) {
+  while (*n > 0)
+    close(fillers[--*n]);
+  ASSERT_OK(setrlimit(RLIMIT_NOFILE, old));
+}
+
+static void rr_emfile_check(uv_timer_t* timer) {
+  emfile_rr_t* e = timer->data;
+  /* The primary tried to accept, found no fd and paused. */
+  if (!first_handle(&e->t)->accept_paused)
+    return;
+  fds_release(e->fillers, &e->nfillers, &e->old);
+  uv_close((uv_handle_t*)timer, NULL);
+}
+
+static void rr_emfile_client(void* arg) {
+  emfile_rr_t* e = arg;
+  char body[64];
+  int fd = tc_http_send(e->port);
   ASSERT(fd >= 0);
-  usleep(300 * 1000);
-  while (nfillers > 0)
-    close(fillers[--nfillers]);
-  ASSERT_OK(setrlimit(RLIMIT_NOFILE, &old));
-  ASSERT_EQ(tc_http_recv(fd, body, sizeof(body), 3000), 200);
-  ASSERT_EQ(tc_count_body(t, body), 1);
+  ASSERT_EQ(tc_http_recv(fd, body, sizeof(body), 5000), 200);
+  ASSERT_EQ(tc_count_body(&e->t, body), 1);
 }
 
 static void rr_emfile_on_ready(tc_cluster_t* t) {
+  emfile_rr_t* e = (emfile_rr_t*)t;
+  /* The client takes the last free fd: the primary's accept() has none. */
+  fds_exhaust(e->fillers, &e->nfillers, (int)HERD_ARRAY_SIZE(e->fillers),
+              &e->old, 1);
+  ASSERT_OK(uv_timer_init(&t->loop, &e->check));
+  e->check.data = e;
+  ASSERT_OK(uv_timer_start(&e->check, rr_emfile_check, 5, 5));
   tc_job_start(&t->loop, rr_emfile_client, backlog_client_done, t);
 }
 
 TEST_IMPL(cluster_rr_emfile) {
-  tc_cluster_t t;
-  tc_cluster_init(&t, HERD_SCHED_RR, NULL, NULL, NULL);
-  t.want_listening = 1;
-  t.on_ready = rr_emfile_on_ready;
-  tc_cluster_fork(&t, 1);
-  tc_cluster_run(&t);
-  ASSERT_EQ(t.served[1], 1);
+  emfile_rr_t e;
+  memset(&e, 0, sizeof(e));
+  tc_cluster_init(&e.t, HERD_SCHED_RR, NULL, NULL, NULL);
+  ASSERT_OK(herd_cluster_listen(&e.t.cluster, "127.0.0.1", 0, 64, &e.port));
+  e.t.want_listening = 1;
+  e.t.on_ready = rr_emfile_on_ready;
+  tc_cluster_fork(&e.t, 1);
+  tc_cluster_run(&e.t);
+  ASSERT_EQ(e.t.served[1], 1);
   return 0;
 }
 
@@ -637,16 +662,8 @@ typedef struct {
   uv_timer_t check;
 } handoff_t;
 
-static herd__cluster_handle_t* first_handle(tc_cluster_t* t) {
-  herd__cluster_handle_t* h = t->cluster.priv->handles;
-  ASSERT(h != NULL);
-  return h;
-}
-
 static void handoff_release(handoff_t* f) {
-  while (f->nfillers > 0)
-    close(f->fillers[--f->nfillers]);
-  ASSERT_OK(setrlimit(RLIMIT_NOFILE, &f->old));
+  fds_release(f->fillers, &f->nfillers, &f->old);
 }
 
 static void handoff_check(uv_timer_t* timer) {
@@ -674,24 +691,10 @@ static void handoff_client_done(void* arg) {
 
 static void handoff_ready(tc_cluster_t* t) {
   handoff_t* f = (handoff_t*)t;
-  struct rlimit low;
-  ASSERT_OK(getrlimit(RLIMIT_NOFILE, &f->old));
-  low = f->old;
-  low.rlim_cur = 64;
-  ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
-  for (;;) {
-    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      ASSERT_EQ(errno, EMFILE);
-      break;
-    }
-    ASSERT(f->nfillers < (int)HERD_ARRAY_SIZE(f->fillers));
-    f->fillers[f->nfillers++] = fd;
-  }
   /* One fd for the client, one for the primary's accept(): none for the
    * copy the channel takes of it. */
-  close(f->fillers[--f->nfillers]);
-  close(f->fillers[--f->nfillers]);
+  fds_exhaust(f->fillers, &f->nfillers, (int)HERD_ARRAY_SIZE(f->fillers),
+              &f->old, 2);
   ASSERT_OK(uv_timer_init(&t->loop, &f->check));
   f->check.data = f;
   ASSERT_OK(uv_timer_start(&f->check, handoff_check, 5, 5));
