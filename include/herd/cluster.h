@@ -34,9 +34,10 @@ typedef enum {
    * socket and accepts by itself. The kernel picks the worker. */
   HERD_SCHED_SHARED,
   /* One SO_REUSEPORT listening socket per worker slot, kept by the primary:
-   * the kernel spreads connections by hash, and a worker that replaces a
-   * dead one in the same slot serves the connections waiting in its
-   * backlog. */
+   * the kernel spreads connections by hash. While no worker listens on a
+   * slot's socket, the primary steers new connections away from it (a BPF
+   * program) and hands those queued there to the other workers; a worker
+   * that takes the slot gets the same socket (docs/cluster.md). */
   HERD_SCHED_REUSEPORT
 } herd_sched_policy_t;
 
