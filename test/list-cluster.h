@@ -25,11 +25,11 @@
   TEST(cluster_server_emfile_listen, 5000)          \
   TEST(cluster_rr_emfile, 10000)                    \
   TEST(cluster_replace_rr_keepalive, 120000)        \
-  TEST(cluster_replace_rr_close, 120000)            \
+  TEST(cluster_replace_rr_close, 240000)            \
   TEST(cluster_replace_shared_keepalive, 120000)    \
-  TEST(cluster_replace_shared_close, 120000)        \
+  TEST(cluster_replace_shared_close, 180000)        \
   TEST(cluster_replace_reuseport_keepalive, 120000) \
-  TEST(cluster_replace_reuseport_close, 120000)     \
+  TEST(cluster_replace_reuseport_close, 180000)     \
   TEST(cluster_scale_down_rr, 20000)                \
   TEST(cluster_scale_down_shared, 20000)            \
   TEST(cluster_scale_down_reuseport, 20000)         \
