@@ -251,10 +251,11 @@ int herd__dispatch_ack(herd__cluster_handle_t* h, herd__cluster_member_t* m,
   if (accepted) {
     close(fd); /* The worker has its own copy now. */
     if (h->accept_paused) {
-      /* An fd is free again: out of fds, that is what accepting waited
-       * for. */
+      /* An fd is free again: out of fds, that is what accepting (and a
+       * handoff that failed) waited for. */
       uv_timer_stop(&h->retry);
       h->accept_paused = 0;
+      wake(h);
       herd__dispatch_resume(h);
     }
   } else {

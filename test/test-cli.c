@@ -209,7 +209,8 @@ static void demo_start(demo_t* d, const char* policy, const char* workers) {
 
 /* The workers of the demo, once `n` are up. */
 static int demo_workers(demo_t* d, int* pids, int n) {
-  for (int i = 0; i < 200; i++) {
+  uint64_t deadline = tc_now_ms() + 10000;
+  while (tc_now_ms() < deadline) {
     if (tc_children(d->child.pid, pids, n) == n)
       return n;
     test_sleep_ms(10);
@@ -400,8 +401,11 @@ TEST_IMPL(cli_demo_worker_respawn) {
   ASSERT_OK(uv_thread_create(&thread, load_thread, &l));
   wait_count(&d, &l.ok, 20);
   l.hold = 1;
-  while (!l.held)
+  deadline = tc_now_ms() + 5000;
+  while (!l.held) {
+    ASSERT(tc_now_ms() < deadline);
     test_sleep_ms(1);
+  }
   ASSERT_EQ(kill(pids[0], SIGKILL), 0);
   /* Gone for good before the client goes on. */
   deadline = tc_now_ms() + 5000;
