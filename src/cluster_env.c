@@ -31,6 +31,9 @@ static int env_put(char*** envp, size_t* n, size_t* cap, const char* kv) {
     char** ne = herd__realloc(*envp, ncap * sizeof(char*));
     if (ne == NULL)
       return UV_ENOMEM;
+    /* Terminated at once: a failure below leaves a list env_free() can
+     * walk. */
+    ne[*n] = NULL;
     *envp = ne;
     *cap = ncap;
   }
