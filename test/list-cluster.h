@@ -36,6 +36,7 @@
   TEST(cluster_reuseport_disconnect_fork, 30000)    \
   TEST(cluster_replace_failures, 30000)             \
   TEST(cluster_close_kill_timeout, 10000)           \
+  TEST(cluster_alloc_failures, 60000)               \
   TEST(cluster_protocol_lies, 10000)                \
   TEST(cluster_rr_handoff_fails, 10000)             \
   TEST(cluster_rr_poll_error, 10000)                \

@@ -457,3 +457,75 @@ TEST_IMPL(cluster_close_kill_timeout) {
   ASSERT_LE(took, 5000);
   return 0;
 }
+
+/* Every allocation of herd_cluster_init(), herd_cluster_listen() and
+ * herd_cluster_fork() fails in turn: each call returns UV_ENOMEM or
+ * succeeds, and the cluster then closes with nothing left behind (the leak
+ * checker and the end-of-test checks see to that). */
+static long alloc_count;
+static long alloc_fail_at = -1;
+
+static int alloc_fails(void) {
+  return alloc_count++ == alloc_fail_at;
+}
+
+static void* failing_malloc(size_t n) {
+  return alloc_fails() ? NULL : malloc(n);
+}
+
+static void* failing_realloc(void* p, size_t n) {
+  return alloc_fails() ? NULL : realloc(p, n);
+}
+
+static void* failing_calloc(size_t n, size_t size) {
+  return alloc_fails() ? NULL : calloc(n, size);
+}
+
+TEST_IMPL(cluster_alloc_failures) {
+  const char* env[] = {"HERD_TEST_EXTRA=1", NULL};
+  int failed = 0;
+  ASSERT_OK(herd_replace_allocator(failing_malloc, failing_realloc,
+                                   failing_calloc, free));
+  for (long k = 0;; k++) {
+    uv_loop_t loop;
+    herd_cluster_t cluster;
+    herd_cluster_settings_t s;
+    herd_worker_t* w = NULL;
+    int port, r;
+
+    ASSERT_OK(uv_loop_init(&loop));
+    alloc_count = 0;
+    alloc_fail_at = k;
+    r = herd_cluster_init(&loop, &cluster, NULL);
+    if (r != 0) {
+      ASSERT_EQ(r, UV_ENOMEM);
+      alloc_fail_at = -1;
+      test_loop_close(&loop);
+      failed++;
+      continue;
+    }
+    memset(&s, 0, sizeof(s));
+    s.exec = test_exe();
+    s.args = test_helper_args("cluster_worker", "0", NULL);
+    s.policy = HERD_SCHED_REUSEPORT;
+    herd_cluster_setup_primary(&cluster, &s);
+    r = herd_cluster_listen(&cluster, "127.0.0.1", 0, 64, &port);
+    ASSERT(r == 0 || r == UV_ENOMEM);
+    r = herd_cluster_fork(&cluster, env, &w);
+    ASSERT(r == 0 || r == UV_ENOMEM);
+    if (alloc_count <= k) {
+      /* Nothing failed: every allocation has had its turn. */
+      alloc_fail_at = -1;
+      herd_cluster_close(&cluster, NULL);
+      test_loop_run_close(&loop);
+      break;
+    }
+    failed++;
+    alloc_fail_at = -1;
+    herd_cluster_close(&cluster, NULL);
+    test_loop_run_close(&loop);
+  }
+  fprintf(stderr, "%d allocations failed in turn\n", failed);
+  ASSERT(failed > 5);
+  return 0;
+}
