@@ -28,5 +28,13 @@
   TEST(ipc_huge_message, 10000)             \
   TEST(ipc_fd_pairing, 5000)                \
   TEST(ipc_fork_child_close, 10000)         \
+  TEST(ipc_ack_before_written, 5000)        \
+  TEST(ipc_nack_before_written, 5000)       \
+  TEST(ipc_stray_internal_replies, 5000)    \
+  TEST(ipc_reply_flood, 20000)              \
+  TEST(ipc_node_parent_big, 30000)          \
+  TEST(ipc_node_parent_over_limit, 30000)   \
+  TEST(ipc_node_parent_socket_list, 15000)  \
+  TEST(ipc_node_child_exits, 15000)         \
   HELPER(ipc_peer)                          \
   /* end */

@@ -22,7 +22,7 @@ extern "C" {
 /* The default limit for one incoming message line (bytes, without '\n').
  * A longer line closes the channel with HERD_ELINETOOLONG; herd never
  * buffers much more than this for one line. */
-#define HERD_IPC_DEFAULT_MAX_LINE (8u * 1024 * 1024)
+#define HERD_IPC_DEFAULT_MAX_LINE (64u * 1024 * 1024)
 /* send() reports "full" once this many bytes wait to be written (Node's
  * 65536 * 2). */
 #define HERD_IPC_HIGH_WATER (128u * 1024)
