@@ -1310,3 +1310,126 @@ TEST_IMPL(ipc_reply_flood) {
   free(rbuf);
   return 0;
 }
+
+/* Two herd ends that both send a lot at once, each respecting send()'s
+ * return value, with handles in flight both ways (each answered with an
+ * ACK, a reply herd makes by itself): neither end's pause on unwritten
+ * replies can stop the other, so both finish. */
+typedef struct {
+  herd_ipc_t ipc;
+  int sent, received, handles_sent, handles_acked, handles_got;
+  int waiting; /* send() said full: wait for drain */
+  int done;
+} duplex_t;
+
+enum { DUPLEX_N = 4000, DUPLEX_EVERY = 40 };
+static duplex_t duplex[2];
+static char duplex_pad[2048];
+
+static void duplex_acked(herd_ipc_t* ipc, int status, void* arg) {
+  duplex_t* d = arg;
+  (void)ipc;
+  ASSERT_OK(status);
+  d->handles_acked++;
+}
+
+static void duplex_pump(duplex_t* d) {
+  char msg[2200];
+  d->waiting = 0;
+  while (d->sent < DUPLEX_N) {
+    int n = snprintf(msg, sizeof(msg), "{\"i\":%d,\"pad\":\"%s\"}", d->sent,
+                     duplex_pad);
+    int r;
+    if (d->sent % DUPLEX_EVERY == 0) {
+      int pv[2];
+      ASSERT_EQ(pipe2(pv, O_CLOEXEC), 0);
+      r = herd_ipc_send_fd(&d->ipc, msg, (size_t)n, pv[0], "net.Native",
+                           duplex_acked, d);
+      close(pv[0]);
+      close(pv[1]);
+      d->handles_sent++;
+    } else {
+      r = herd_ipc_send(&d->ipc, msg, (size_t)n);
+    }
+    ASSERT(r == 0 || r == 1);
+    d->sent++;
+    if (r == 1) {
+      d->waiting = 1;
+      return;
+    }
+  }
+}
+
+static void duplex_maybe_done(void) {
+  for (int k = 0; k < 2; k++)
+    if (duplex[k].received < DUPLEX_N ||
+        duplex[k].handles_acked < duplex[k].handles_sent)
+      return;
+  for (int k = 0; k < 2; k++)
+    if (!duplex[k].done) {
+      duplex[k].done = 1;
+      herd_ipc_disconnect(&duplex[k].ipc);
+    }
+}
+
+static void duplex_message(herd_ipc_t* ipc, const char* json, size_t len,
+                           herd_handle_t* handle) {
+  duplex_t* d = ipc->data;
+  int64_t i;
+  ASSERT_OK(herd_json_get_int(json, len, "i", &i));
+  ASSERT_EQ(i, d->received);
+  ASSERT_EQ(handle != NULL, i % DUPLEX_EVERY == 0);
+  d->handles_got += handle != NULL;
+  d->received++;
+  duplex_maybe_done();
+}
+
+static void duplex_drain(herd_ipc_t* ipc) {
+  duplex_pump(ipc->data);
+  duplex_maybe_done();
+}
+
+static void duplex_error(herd_ipc_t* ipc, int err) {
+  (void)ipc;
+  FATAL("channel error %s", herd_err_name(err));
+}
+
+static void duplex_ack_done(uv_timer_t* t) {
+  (void)t;
+  duplex_maybe_done();
+}
+
+TEST_IMPL(ipc_both_ways_bulk) {
+  uv_loop_t loop;
+  uv_timer_t check;
+  herd_ipc_callbacks_t cbs = {duplex_message, duplex_error, NULL, duplex_drain};
+  int sv[2];
+
+  memset(duplex_pad, 'p', sizeof(duplex_pad) - 1);
+  memset(duplex, 0, sizeof(duplex));
+  memset(&ca, 0, sizeof(ca));
+  ASSERT_OK(uv_loop_init(&loop));
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  for (int k = 0; k < 2; k++) {
+    ASSERT_OK(herd_ipc_open(&loop, &duplex[k].ipc, sv[k]));
+    duplex[k].ipc.data = &duplex[k];
+    ASSERT_OK(herd_ipc_start(&duplex[k].ipc, &cbs));
+  }
+  duplex_pump(&duplex[0]);
+  duplex_pump(&duplex[1]);
+  /* The last ACKs can come after the last message: look again now and
+   * then until both ends are through. */
+  uv_timer_init(&loop, &check);
+  uv_timer_start(&check, duplex_ack_done, 10, 10);
+  for (int i = 0; i < 20000 && !(duplex[0].done && duplex[1].done); i++)
+    uv_run(&loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t*)&check, NULL);
+  test_loop_run_close(&loop);
+  for (int k = 0; k < 2; k++) {
+    ASSERT(duplex[k].done);
+    ASSERT_EQ(duplex[k].received, DUPLEX_N);
+    ASSERT_EQ(duplex[k].handles_got, DUPLEX_N / DUPLEX_EVERY);
+    ASSERT_EQ(duplex[k].handles_acked, DUPLEX_N / DUPLEX_EVERY);
+  }
+  return 0;
+}
