@@ -33,6 +33,7 @@
   TEST(ipc_stray_internal_replies, 5000)    \
   TEST(ipc_reply_flood, 20000)              \
   TEST(ipc_both_ways_bulk, 20000)           \
+  TEST(ipc_alloc_failures, 20000)           \
   TEST(ipc_worker_stray_replies, 10000)     \
   TEST(ipc_worker_many_orphans, 10000)      \
   TEST(ipc_worker_newconn, 10000)           \

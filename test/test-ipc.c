@@ -1433,3 +1433,122 @@ TEST_IMPL(ipc_both_ways_bulk) {
   }
   return 0;
 }
+
+/* Allocation failures anywhere in a busy exchange (messages with and
+ * without callbacks, a handle, messages queued behind it, replies from the
+ * receiving end): whatever fails, a send either fails at once without its
+ * callback, or its callback runs exactly once; nothing leaks and both
+ * channels close. Each run fails one more allocation, until a run goes
+ * through without meeting the failure. */
+static int alloc_count, alloc_fail_at;
+
+static int alloc_should_fail(void) {
+  return ++alloc_count == alloc_fail_at;
+}
+static void* failing_malloc(size_t n) {
+  return alloc_should_fail() ? NULL : malloc(n);
+}
+static void* failing_realloc(void* p, size_t n) {
+  return alloc_should_fail() ? NULL : realloc(p, n);
+}
+static void* failing_calloc(size_t c, size_t n) {
+  return alloc_should_fail() ? NULL : calloc(c, n);
+}
+
+enum { AF_SENDS = 6 };
+static struct {
+  int accepted[AF_SENDS];
+  int calls[AF_SENDS];
+  int replies_accepted, replies_done;
+} af;
+
+static void af_sent(herd_ipc_t* ipc, int status, void* arg) {
+  intptr_t i = (intptr_t)arg;
+  (void)ipc;
+  (void)status;
+  ASSERT(af.accepted[i]);
+  af.calls[i]++;
+}
+
+static void af_reply_sent(herd_ipc_t* ipc, int status, void* arg) {
+  (void)ipc;
+  (void)status;
+  (void)arg;
+  af.replies_done++;
+}
+
+/* The receiving end answers every message, with a callback. */
+static void af_reply(herd_ipc_t* ipc, const char* json, size_t len,
+                     herd_handle_t* handle) {
+  (void)handle;
+  if (herd_ipc_send_ex(ipc, json, len, NULL, 0, NULL, af_reply_sent, NULL) >= 0)
+    af.replies_accepted++;
+}
+
+TEST_IMPL(ipc_alloc_failures) {
+  char big[3000];
+  int runs = 0, fds_before = test_count_fds();
+
+  memset(big, 'b', sizeof(big));
+  big[0] = big[sizeof(big) - 1] = '"';
+  ASSERT_OK(herd_replace_allocator(failing_malloc, failing_realloc,
+                                   failing_calloc, free));
+  for (alloc_fail_at = 1;; alloc_fail_at++) {
+    uv_loop_t loop;
+    herd_ipc_t a, b;
+    herd_ipc_callbacks_t cbs_b = {af_reply, NULL, NULL, NULL};
+    int sv[2], devnull, r;
+
+    memset(&af, 0, sizeof(af));
+    alloc_count = 0;
+    ASSERT_OK(uv_loop_init(&loop));
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    if (herd_ipc_open(&loop, &a, sv[0]) != 0) {
+      close(sv[0]);
+      close(sv[1]);
+      test_loop_close(&loop);
+      continue;
+    }
+    if (herd_ipc_open(&loop, &b, sv[1]) != 0) {
+      close(sv[1]);
+      herd_ipc_disconnect(&a);
+      ASSERT_OK(herd_ipc_start(&a, NULL));
+      test_loop_run_close(&loop);
+      continue;
+    }
+    ASSERT_OK(herd_ipc_start(&a, NULL));
+    ASSERT_OK(herd_ipc_start(&b, &cbs_b));
+    devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    r = herd_ipc_send(&a, "{\"i\":0}", 7);
+    r = herd_ipc_send_ex(&a, "{\"i\":1}", 7, NULL, 0, NULL, af_sent,
+                         (void*)(intptr_t)1);
+    af.accepted[1] = r >= 0;
+    r = herd_ipc_send_fd(&a, "{\"i\":2}", 7, devnull, "net.Native", af_sent,
+                         (void*)(intptr_t)2);
+    af.accepted[2] = r >= 0;
+    r = herd_ipc_send_ex(&a, "{\"i\":3}", 7, NULL, 0, NULL, af_sent,
+                         (void*)(intptr_t)3);
+    af.accepted[3] = r >= 0;
+    r = herd_ipc_send_fd(&a, "{\"i\":4}", 7, devnull, "net.Socket", af_sent,
+                         (void*)(intptr_t)4);
+    af.accepted[4] = r >= 0;
+    r = herd_ipc_send_ex(&a, big, sizeof(big), NULL, 0, NULL, af_sent,
+                         (void*)(intptr_t)5);
+    af.accepted[5] = r >= 0;
+    close(devnull);
+    herd_ipc_disconnect(&a);
+    /* b closes once a's end is gone. */
+    test_loop_run_close(&loop);
+    for (int i = 1; i < AF_SENDS; i++)
+      ASSERT_EQ(af.calls[i], af.accepted[i]);
+    ASSERT_EQ(af.replies_done, af.replies_accepted);
+    ASSERT_EQ(test_count_fds(), fds_before);
+    runs++;
+    if (alloc_count < alloc_fail_at)
+      break; /* this run met no failure: every allocation was tried */
+  }
+  ASSERT_OK(herd_replace_allocator(malloc, realloc, calloc, free));
+  fprintf(stderr, "alloc failures: %d runs, one per allocation\n", runs);
+  ASSERT_GE(runs, 10);
+  return 0;
+}
