@@ -9,12 +9,26 @@
 #include "list-http.h"
 #include "list-cli.h"
 
+/* Tests of optional companions, built when their library is found. */
+#ifdef HERD_TEST_JANSSON
+#include "list-jansson.h"
+#else
+#define HERD_TESTS_JANSSON(TEST, HELPER)
+#endif
+#ifdef HERD_TEST_ZLIB
+#include "list-threadpool.h"
+#else
+#define HERD_TESTS_THREADPOOL(TEST, HELPER)
+#endif
+
 #define HERD_ALL_TESTS(TEST, HELPER) \
   HERD_TESTS_CORE(TEST, HELPER)      \
   HERD_TESTS_PROCESS(TEST, HELPER)   \
   HERD_TESTS_IPC(TEST, HELPER)       \
   HERD_TESTS_CLUSTER(TEST, HELPER)   \
   HERD_TESTS_HTTP(TEST, HELPER)      \
-  HERD_TESTS_CLI(TEST, HELPER)
+  HERD_TESTS_CLI(TEST, HELPER)       \
+  HERD_TESTS_JANSSON(TEST, HELPER)   \
+  HERD_TESTS_THREADPOOL(TEST, HELPER)
 
 #endif
