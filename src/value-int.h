@@ -13,6 +13,9 @@
 #define HERD__V8_VERSION     15
 #define HERD__V8_MIN_VERSION 13
 
+/* The longest BigInt V8 makes: BigInt::kMaxLengthBits (2^30) bits. */
+#define HERD__BIGINT_MAX_BYTES (1u << 27)
+
 /* Array indexes are 0 .. 2^32 - 2, as in JavaScript. */
 #define HERD__MAX_ARRAY_INDEX 4294967294u
 

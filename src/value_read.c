@@ -215,7 +215,7 @@ static int read_bigint(reader_t* r, herd_value_t** out) {
     return err;
   /* Bit 0 is the sign, bits 1..30 the length of the digits in bytes. */
   n = (bitfield >> 1) & 0x3fffffffu;
-  if (n > left(r))
+  if (n > HERD__BIGINT_MAX_BYTES || n > left(r))
     return HERD_EBADVALUE;
   v = herd_value_new_bigint(r->heap, bitfield & 1, r->pos, n);
   if (v == NULL)
@@ -657,6 +657,9 @@ static int read_host_object(reader_t* r, herd_value_t** out) {
   if (tag == 1) {
     if ((err = read_value(r, &v)) != 0)
       return err;
+    /* V8 takes what the host returns for an object. */
+    if (v->type <= HERD_VALUE_STRING)
+      return HERD_EBADVALUE;
     r->ids[id] = v;
     *out = v;
     return 0;

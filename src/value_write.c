@@ -105,7 +105,7 @@ static void put_bigint_body(writer_t* w, const herd_value_t* v) {
    * bitfield. */
   size_t len = (v->u.bigint.len + 7) & ~(size_t)7;
   uint8_t* p;
-  if (len > 0x3fffffffu) {
+  if (len > HERD__BIGINT_MAX_BYTES) {
     w->err = w->err != 0 ? w->err : HERD_EVALUELIMIT;
     return;
   }

@@ -330,8 +330,9 @@ typedef struct herd_value_options_s {
  * allocator's free (free() unless herd_replace_allocator() was used).
  * Every container reached twice is written once and then as a reference,
  * so cycles are fine. options may be NULL. Errors: UV_ENOMEM,
- * HERD_EVALUELIMIT (deeper than max_depth, or longer than 2^32 - 1 bytes,
- * Node's frame limit), UV_EINVAL (value NULL). On error out is untouched. */
+ * HERD_EVALUELIMIT (deeper than max_depth, longer than 2^32 - 1 bytes,
+ * Node's frame limit, or a BigInt over V8's 2^30 bits), UV_EINVAL (value
+ * NULL, or an unknown format). On error out is untouched. */
 int herd_value_serialize(const herd_value_t* value,
                          const herd_value_options_t* options, uv_buf_t* out);
 
