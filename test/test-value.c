@@ -1005,6 +1005,8 @@ TEST_IMPL(value_malformed) {
       {"ff0f42020102564200020100", HERD_EBADVALUE}, /* RAB flag, fixed AB */
       {"ff0f5c000303010203", HERD_EBADVALUE},       /* host: Int16 of 3 bytes */
       {"ff0f5c0001050102", HERD_EBADVALUE}, /* host: bytes past the end */
+      {"ff0f5c014902", HERD_EBADVALUE},     /* host: a copy that is 1 */
+      {"ff0f5a8280808001", HERD_EBADVALUE}, /* BigInt over 2^30 bits */
       {"ff0f5c02", HERD_EVALUETYPE},        /* host: unknown Node tag */
       {"ff0f5c000e0100", HERD_EVALUETYPE},  /* host: unknown view type */
       {"ff0f7501", HERD_EVALUETYPE},        /* SharedArrayBuffer */
