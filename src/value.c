@@ -1057,10 +1057,64 @@ herd_value_t* herd_value_error_cause(const herd_value_t* v) {
   return v->type == HERD_VALUE_ERROR ? v->u.err.cause : NULL;
 }
 
+/* Whether the p digits with decimal exponent e read back as d. */
+static int digits_read_back(const char* digits, int p, int e, double d) {
+  char buf[48];
+  snprintf(buf, sizeof(buf), "%c.%.*se%d", digits[0], p - 1, digits + 1, e);
+  return strtod(buf, NULL) == d;
+}
+
+/* The fewest decimal digits that read back as d > 0 (d = 0.digits * 10^(e
+ * + 1)), as ECMA-262 Number::toString picks them. printf() gives the
+ * closest p-digit decimal; at a power of two the interval that reads back
+ * is lopsided, so when that one misses, the next one up or down may still
+ * hit (2^-24 is 5.960464477539063e-8, not ...062e-8). */
+static void shortest_digits(double d, char* digits, int* k, int* e) {
+  char buf[48];
+  for (int p = 1; p <= 17; p++) {
+    int n = 0;
+    snprintf(buf, sizeof(buf), "%.*e", p - 1, d);
+    for (const char* c = buf; *c != 'e'; c++)
+      if (*c >= '0' && *c <= '9')
+        digits[n++] = *c;
+    *k = p;
+    *e = atoi(strchr(buf, 'e') + 1);
+    if (p == 17 || digits_read_back(digits, p, *e, d))
+      return;
+    for (int delta = 1; delta >= -1; delta -= 2) {
+      char alt[20];
+      int i = p - 1, ae = *e;
+      memcpy(alt, digits, (size_t)p);
+      while (i >= 0) {
+        if (delta > 0 && alt[i] == '9') {
+          alt[i--] = '0';
+        } else if (delta < 0 && alt[i] == '0') {
+          alt[i--] = '9';
+        } else {
+          alt[i] = (char)(alt[i] + delta);
+          break;
+        }
+      }
+      if (i < 0) { /* 99..9 + 1 */
+        memmove(alt + 1, alt, (size_t)p - 1);
+        alt[0] = '1';
+        ae++;
+      }
+      if (alt[0] == '0') /* fewer digits: tried already */
+        continue;
+      if (digits_read_back(alt, p, ae, d)) {
+        memcpy(digits, alt, (size_t)p);
+        *e = ae;
+        return;
+      }
+    }
+  }
+}
+
 /* Numbers as JavaScript prints them (ECMA-262 Number::toString), for
  * number keys that are not array indexes. */
 size_t herd__js_number_to_string(double d, char* out) {
-  char buf[40], digits[20];
+  char digits[20];
   int k = 0, e, n, len = 0;
   if (isnan(d))
     return (size_t)sprintf(out, "NaN");
@@ -1072,19 +1126,9 @@ size_t herd__js_number_to_string(double d, char* out) {
     out[len++] = '-';
     d = -d;
   }
-  /* The shortest digits that read back as d: printf rounds correctly, so
-   * the first precision that round-trips gives JavaScript's digits. */
-  for (int p = 1; p <= 17; p++) {
-    snprintf(buf, sizeof(buf), "%.*e", p - 1, d);
-    if (strtod(buf, NULL) == d)
-      break;
-  }
-  for (const char* c = buf; *c != 'e'; c++)
-    if (*c >= '0' && *c <= '9')
-      digits[k++] = *c;
+  shortest_digits(d, digits, &k, &e);
   while (k > 1 && digits[k - 1] == '0')
     k--;
-  e = atoi(strchr(buf, 'e') + 1);
   n = e + 1; /* d = 0.digits * 10^n */
   if (k <= n && n <= 21) {
     memcpy(out + len, digits, (size_t)k);

@@ -6,6 +6,9 @@
   TEST(value_roundtrip, 10000)         \
   TEST(value_node_channel, 30000)      \
   TEST(value_node_v8, 30000)           \
+  TEST(value_json, 5000)               \
+  TEST(value_number_strings, 30000)    \
+  TEST(value_json_vs_node, 30000)      \
   TEST(value_malformed, 20000)         \
   TEST(value_limits, 10000)            \
   TEST(value_alloc_failure, 30000)     \

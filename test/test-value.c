@@ -953,6 +953,215 @@ TEST_IMPL(value_node_v8) {
   return 0;
 }
 
+/* JSON.stringify() of every case as Node writes it, and JSON.parse() of
+ * Node's text back to the same text. */
+TEST_IMPL(value_json_vs_node) {
+  char dir[] = "/tmp/herd-value-XXXXXX";
+  char path[256], script[1024];
+  const char* argv[] = {"node", peer_script(script, sizeof(script)), "json",
+                        path, NULL};
+  char* text;
+  char* line;
+  char* save = NULL;
+  size_t len;
+  int i = 0;
+  ASSERT(mkdtemp(dir) != NULL);
+  snprintf(path, sizeof(path), "%s/json.txt", dir);
+  ASSERT_EQ(run_node(argv), 0);
+  text = test_read_file(path, &len);
+  ASSERT(text != NULL);
+  for (line = strtok_r(text, "\n", &save); line != NULL;
+       line = strtok_r(NULL, "\n", &save), i++) {
+    char* want = strchr(line, '\t');
+    heap_t h;
+    uv_buf_t b;
+    value_t* v;
+    int err;
+    ASSERT(want != NULL && i < NCASES);
+    *want++ = '\0';
+    ASSERT_STR_EQ(line, value_cases[i].name);
+    herd_value_heap_init(&h);
+    err = herd_value_to_json(value_cases[i].build(&h), NULL, &b);
+    if (strcmp(want, "!") == 0) {
+      if (err != UV_EINVAL && err != HERD_EVALUELIMIT)
+        FATAL("%s: %s where JSON.stringify throws", line, herd_err_name(err));
+    } else {
+      if (err != 0)
+        FATAL("%s: %s", line, herd_err_name(err));
+      if (strcmp(b.base, want) != 0)
+        FATAL("%s: herd %.200s, node %.200s", line, b.base, want);
+      free(b.base);
+      ASSERT_OK(herd_value_from_json(&h, want, strlen(want), NULL, &v));
+      ASSERT_OK(herd_value_to_json(v, NULL, &b));
+      ASSERT_STR_EQ(b.base, want);
+      free(b.base);
+    }
+    herd_value_heap_free(&h);
+  }
+  ASSERT_EQ(i, NCASES);
+  free(text);
+  unlink(path);
+  rmdir(dir);
+  return 0;
+}
+
+/* Number keys print as JavaScript prints numbers: every power of two
+ * (where the shortest form is hardest) and pseudo-random doubles, against
+ * node's String(). */
+TEST_IMPL(value_number_strings) {
+  char dir[] = "/tmp/herd-value-XXXXXX";
+  char in[256], out[256], script[1024];
+  const char* argv[] = {
+      "node", peer_script(script, sizeof(script)), "numbers", in, out, NULL};
+  double* all;
+  int n = 0;
+  uint64_t x = 0x9e3779b97f4a7c15u;
+  FILE* f;
+  char* text;
+  char* line;
+  char* save = NULL;
+  size_t len;
+  all = malloc(sizeof(double) * 6000);
+  ASSERT(all != NULL);
+  for (int e = -1074; e <= 1023; e++) {
+    double d = 1;
+    for (int i = 0; i < (e < 0 ? -e : e); i++)
+      d = e < 0 ? d / 2 : d * 2;
+    all[n++] = d;
+    all[n++] = -d * 3;
+  }
+  while (n < 6000) {
+    uint64_t bits;
+    double d;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    bits = x;
+    memcpy(&d, &bits, 8);
+    if (!isnan(d))
+      all[n++] = d;
+  }
+  ASSERT(mkdtemp(dir) != NULL);
+  snprintf(in, sizeof(in), "%s/in", dir);
+  snprintf(out, sizeof(out), "%s/out", dir);
+  f = fopen(in, "w");
+  ASSERT(f != NULL);
+  for (int i = 0; i < n; i++) {
+    uint64_t bits;
+    memcpy(&bits, &all[i], 8);
+    fprintf(f, "%016" PRIx64 "\n", bits);
+  }
+  fclose(f);
+  ASSERT_EQ(run_node(argv), 0);
+  text = test_read_file(out, &len);
+  ASSERT(text != NULL);
+  line = strtok_r(text, "\n", &save);
+  for (int i = 0; i < n; i++, line = strtok_r(NULL, "\n", &save)) {
+    char mine[40];
+    ASSERT(line != NULL);
+    herd__js_number_to_string(all[i], mine);
+    if (strcmp(mine, line) != 0)
+      FATAL("%.17g: herd %s, node %s", all[i], mine, line);
+  }
+  free(text);
+  free(all);
+  unlink(in);
+  unlink(out);
+  rmdir(dir);
+  return 0;
+}
+
+TEST_IMPL(value_json) {
+  static const struct {
+    const char* json;
+    int err;
+  } bad[] = {
+      {"", HERD_EBADJSON},
+      {"  ", HERD_EBADJSON},
+      {"[1,]", HERD_EBADJSON},
+      {"{\"a\":1,}", HERD_EBADJSON},
+      {"01", HERD_EBADJSON},
+      {"1.", HERD_EBADJSON},
+      {"-", HERD_EBADJSON},
+      {"1e", HERD_EBADJSON},
+      {"nul", HERD_EBADJSON},
+      {"[1] 2", HERD_EBADJSON},
+      {"\"a", HERD_EBADJSON},
+      {"\"\\x\"", HERD_EBADJSON},
+      {"\"\\u12g4\"", HERD_EBADJSON},
+      {"\"\t\"", HERD_EBADJSON},
+      {"{1:2}", HERD_EBADJSON},
+      {"\"\xff\"", HERD_EBADUTF8},
+      {"\"\xed\xa0\x80\"", HERD_EBADUTF8},
+      {"'a'", HERD_EBADJSON},
+      {"NaN", HERD_EBADJSON},
+      {"[[[[[[[[[[[[1]]]]]]]]]]]]", HERD_EVALUELIMIT},
+  };
+  herd_value_options_t shallow = {HERD_VALUE_FORMAT_IPC, 8, 0};
+  heap_t h;
+  value_t* v;
+  uv_buf_t b;
+  size_t len, before;
+  herd_value_heap_init(&h);
+  for (size_t i = 0; i < HERD_ARRAY_SIZE(bad); i++) {
+    int err;
+    before = herd_value_heap_size(&h);
+    err = herd_value_from_json(&h, bad[i].json, strlen(bad[i].json), &shallow,
+                               &v);
+    if (err != bad[i].err)
+      FATAL("%s: %s, expected %s", bad[i].json, herd_err_name(err),
+            herd_err_name(bad[i].err));
+    ASSERT_EQ(herd_value_heap_size(&h), before);
+  }
+  /* Escapes: a pair is one character, a lone half stays one. */
+  {
+    const char* j = " \"\\ud83d\\ude00\\ud800\\/\\n\" ";
+    ASSERT_OK(herd_value_from_json(&h, j, strlen(j), NULL, &v));
+  }
+  ASSERT(memcmp(herd_value_get_string(v, &len),
+                "\xf0\x9f\x98\x80\xed\xa0\x80/\n", 9) == 0 &&
+         len == 9);
+  ASSERT_OK(herd_value_to_json(v, NULL, &b));
+  ASSERT_STR_EQ(b.base, "\"\xf0\x9f\x98\x80\\ud800/\\n\"");
+  free(b.base);
+  /* A key twice: first place, last value; numbers as JavaScript. */
+  {
+    const char* j =
+        "{\"a\":1,\"b\":2,\"a\":3,\"n\":[1e400,-0,0.1e1,"
+        "123456789012345678901234]}";
+    ASSERT_OK(herd_value_from_json(&h, j, strlen(j), NULL, &v));
+  }
+  ASSERT_OK(herd_value_to_json(v, NULL, &b));
+  ASSERT_STR_EQ(b.base,
+                "{\"a\":3,\"b\":2,\"n\":[null,0,1,1.2345678901234569e+23]}");
+  free(b.base);
+  /* JSON.stringify() details: index keys first, undefined members left
+   * out, dates, a value met twice written twice, cycles refused. */
+  v = obj(&h, 4, "b", num(&h, 1), "7", herd_value_undefined(), "2",
+          herd_value_new_date(&h, -62198755200000.0), "x",
+          herd_value_new_date(&h, 253402300800000.0));
+  ASSERT_OK(herd_value_to_json(v, NULL, &b));
+  ASSERT_STR_EQ(b.base,
+                "{\"2\":\"-000001-01-01T00:00:00.000Z\",\"b\":1,"
+                "\"x\":\"+010000-01-01T00:00:00.000Z\"}");
+  free(b.base);
+  ASSERT_EQ(herd_value_to_json(c_cycle(&h), NULL, &b), UV_EINVAL);
+  ASSERT_EQ(herd_value_to_json(herd_value_undefined(), NULL, &b), UV_EINVAL);
+  ASSERT_EQ(herd_value_to_json(c_array_huge_sparse(&h), NULL, &b),
+            HERD_EVALUELIMIT);
+  ASSERT_EQ(herd_value_to_json(c_deep(&h), &shallow, &b), HERD_EVALUELIMIT);
+  {
+    uint16_t half[] = {0x3c00, 0xc000, 0x0001, 0x7c00};
+    v = view(&h, HERD_VIEW_FLOAT16, half, sizeof(half));
+    ASSERT_OK(herd_value_to_json(v, NULL, &b));
+    ASSERT_STR_EQ(b.base,
+                  "{\"0\":1,\"1\":-2,\"2\":5.960464477539063e-8,\"3\":null}");
+    free(b.base);
+  }
+  herd_value_heap_free(&h);
+  return 0;
+}
+
 TEST_IMPL(value_malformed) {
   static const struct {
     const char* hex;

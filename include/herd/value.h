@@ -357,6 +357,41 @@ int herd_value_deserialize(herd_value_heap_t* heap, const void* bytes,
                            size_t len, const herd_value_options_t* options,
                            herd_value_t** out);
 
+/* JSON. A message crosses between Node's `json` and `advanced`
+ * serializations the way Node carries it: these are JSON.parse() and
+ * JSON.stringify() (ECMA-262 25.5) on herd values. */
+
+/* JSON.parse(): one JSON text (RFC 8259, UTF-8, whitespace around it
+ * allowed) into `heap`. Numbers become doubles; escapes are decoded exactly
+ * (\uD83D\uDE00 is one character; a lone surrogate escape stays a lone
+ * surrogate, in WTF-8); a key given twice keeps its first place and its
+ * last value. options may be NULL; only max_depth is used. On error nothing
+ * is added to the heap (the text is not limited by max_bytes: the caller
+ * has it in memory already): HERD_EBADJSON, HERD_EBADUTF8, HERD_EVALUELIMIT
+ * (nesting), UV_ENOMEM, UV_EINVAL (NULL arguments). */
+int herd_value_from_json(herd_value_heap_t* heap, const char* json, size_t len,
+                         const herd_value_options_t* options,
+                         herd_value_t** out);
+
+/* JSON.stringify() without whitespace, into out->base (NUL-terminated,
+ * out->len without the NUL; free it as herd_value_serialize()'s buffer).
+ * As in JavaScript: undefined members of objects are left out and undefined
+ * elements (and holes) are null; NaN and +-Infinity are null; -0 is 0; a
+ * Date is its toISOString() (null when invalid); a Buffer is
+ * {"type":"Buffer","data":[...]} and another typed array an object of its
+ * elements by index; Map, Set, RegExp, ArrayBuffer, DataView and errors are
+ * {} (they have no enumerable own properties); a boxed primitive is its
+ * primitive; a value met twice is written twice; array-index keys come
+ * first in ascending order. Errors where JavaScript throws a TypeError:
+ * UV_EINVAL for a BigInt (or a BigInt typed array with elements), a cycle,
+ * or undefined at the top (JSON.stringify returns undefined);
+ * HERD_EVALUELIMIT for nesting past max_depth or text longer than
+ * options->max_bytes or V8's longest string, 2^29 - 24 (a RangeError in
+ * JavaScript; a value that repeats a shared member at every level doubles
+ * at every level, as in JavaScript); UV_ENOMEM. */
+int herd_value_to_json(const herd_value_t* value,
+                       const herd_value_options_t* options, uv_buf_t* out);
+
 #ifdef __cplusplus
 }
 #endif
