@@ -158,6 +158,12 @@ void herd__utf16_to_wtf8(const uint8_t* s, size_t units, char* out);
 size_t herd__utf8_lossy_len(const uint8_t* s, size_t len);
 void herd__utf8_lossy_to_wtf8(const uint8_t* s, size_t len, char* out);
 
+/* Node's isInternal() (lib/internal/child_process.js) on a value: an
+ * object whose "cmd" is a string longer than 5 that starts with "NODE_".
+ * Gives the cmd (WTF-8, NUL-terminated) when it is. */
+int herd__value_internal_cmd(const herd_value_t* v, const char** cmd,
+                             size_t* len);
+
 /* A map from pointers to pointers (open addressing), for object identity
  * in the serializer and in herd__value_equal(). Not counted in any heap. */
 typedef struct {

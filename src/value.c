@@ -1467,6 +1467,182 @@ int herd__ptrmap_put(herd__ptrmap_t* map, const void* key, void* val) {
   return 0;
 }
 
+/* Copying. */
+
+typedef struct {
+  herd_value_heap_t* heap;
+  herd__ptrmap_t done; /* source object -> its copy */
+  unsigned depth;
+} copy_t;
+
+static herd_value_t* copy(copy_t* c, const herd_value_t* v);
+
+/* The copy of a member, or NULL with c->heap->error_ set. */
+static int copy_members(copy_t* c, const herd_value_t* v, herd_value_t* d) {
+  herd_value_t* m;
+  switch (v->type) {
+    case HERD_VALUE_OBJECT:
+    case HERD_VALUE_ARRAY:
+      for (size_t i = 0; i < v->u.obj.nelems; i++) {
+        if ((m = copy(c, v->u.obj.elems[i].value)) == NULL ||
+            herd__value_elem_append(d, v->u.obj.elems[i].index, m) != 0)
+          return c->heap->error_;
+      }
+      d->u.obj.length = v->u.obj.length;
+      for (size_t i = 0; i < v->u.obj.nprops; i++) {
+        const herd__prop_t* p = &v->u.obj.props[i];
+        if ((m = copy(c, p->value)) == NULL ||
+            herd__value_prop_append(d, p->key, p->key_len, m) != 0)
+          return c->heap->error_;
+      }
+      return 0;
+    case HERD_VALUE_MAP:
+    case HERD_VALUE_SET:
+      for (size_t i = 0; i < v->u.list.n; i++)
+        if ((m = copy(c, v->u.list.items[i])) == NULL ||
+            herd__value_list_append(d, m) != 0)
+          return c->heap->error_;
+      return 0;
+    case HERD_VALUE_ERROR:
+      if (v->u.err.message != NULL &&
+          (d->u.err.message = copy(c, v->u.err.message)) == NULL)
+        return c->heap->error_;
+      if (v->u.err.stack != NULL &&
+          (d->u.err.stack = copy(c, v->u.err.stack)) == NULL)
+        return c->heap->error_;
+      if (v->u.err.cause != NULL &&
+          (d->u.err.cause = copy(c, v->u.err.cause)) == NULL)
+        return c->heap->error_;
+      return 0;
+    default:
+      return 0;
+  }
+}
+
+static herd_value_t* copy(copy_t* c, const herd_value_t* v) {
+  herd_value_heap_t* h = c->heap;
+  herd_value_t* d;
+  char* bytes;
+  if (v->heap == NULL)
+    return (herd_value_t*)v; /* a shared constant */
+  switch (v->type) {
+    case HERD_VALUE_NUMBER:
+      return herd_value_new_number(h, v->u.number);
+    case HERD_VALUE_BIGINT:
+      return herd_value_new_bigint(h, v->u.bigint.negative, v->u.bigint.mag,
+                                   v->u.bigint.len);
+    case HERD_VALUE_STRING:
+      d = herd__value_string_raw(h, v->u.str.len, &bytes);
+      if (d != NULL && v->u.str.len > 0)
+        memcpy(bytes, v->u.str.s, v->u.str.len);
+      return d;
+    default:
+      break;
+  }
+  d = herd__ptrmap_get(&c->done, v);
+  if (d != NULL)
+    return d;
+  if (c->depth >= HERD_VALUE_DEFAULT_MAX_DEPTH) {
+    h->error_ = HERD_EVALUELIMIT;
+    return NULL;
+  }
+  switch (v->type) {
+    case HERD_VALUE_OBJECT:
+      d = herd_value_new_object(h);
+      break;
+    case HERD_VALUE_ARRAY:
+      d = herd_value_new_array(h);
+      break;
+    case HERD_VALUE_DATE:
+      d = herd_value_new_date(h, v->u.number);
+      break;
+    case HERD_VALUE_REGEXP:
+      d = herd__value_regexp_raw(h, v->u.re.s, v->u.re.len, v->u.re.flags);
+      break;
+    case HERD_VALUE_MAP:
+      d = herd_value_new_map(h);
+      break;
+    case HERD_VALUE_SET:
+      d = herd_value_new_set(h);
+      break;
+    case HERD_VALUE_ARRAY_BUFFER:
+      d = v->flag
+              ? herd_value_new_array_buffer_resizable(
+                    h, v->u.buf.bytes, v->u.buf.len, v->u.buf.max_len)
+              : herd_value_new_array_buffer(h, v->u.buf.bytes, v->u.buf.len);
+      break;
+    case HERD_VALUE_VIEW:
+      d = herd_value_new_view(h, (herd_view_kind_t)v->kind, v->u.buf.bytes,
+                              v->u.buf.len);
+      break;
+    case HERD_VALUE_BOXED:
+      d = copy(c, v->u.boxed);
+      d = d != NULL ? herd_value_new_boxed(h, d) : NULL;
+      break;
+    case HERD_VALUE_ERROR:
+      d = herd_value_new_error(h, (herd_js_error_kind_t)v->kind, NULL, NULL);
+      break;
+    default:
+      h->error_ = UV_EINVAL;
+      return NULL;
+  }
+  if (d == NULL)
+    return NULL;
+  /* Known before its members, so they can refer back to it. */
+  if (herd__ptrmap_put(&c->done, v, d) != 0) {
+    h->error_ = UV_ENOMEM;
+    return NULL;
+  }
+  c->depth++;
+  if (copy_members(c, v, d) != 0)
+    d = NULL;
+  c->depth--;
+  return d;
+}
+
+int herd_value_copy(herd_value_heap_t* heap, const herd_value_t* value,
+                    herd_value_t** out) {
+  copy_t c;
+  herd_value_t* mark;
+  herd_value_t* d;
+  int saved_error, err = 0;
+  if (heap == NULL || value == NULL || out == NULL)
+    return UV_EINVAL;
+  memset(&c, 0, sizeof(c));
+  c.heap = heap;
+  herd__ptrmap_init(&c.done);
+  mark = heap->newest_;
+  saved_error = heap->error_;
+  heap->error_ = 0;
+  d = copy(&c, value);
+  if (d == NULL)
+    err = heap->error_ != 0 ? heap->error_ : UV_ENOMEM;
+  heap->error_ = saved_error;
+  herd__ptrmap_free(&c.done);
+  if (err != 0) {
+    herd__value_rollback(heap, mark);
+    return err;
+  }
+  *out = d;
+  return 0;
+}
+
+int herd__value_internal_cmd(const herd_value_t* v, const char** cmd,
+                             size_t* len) {
+  const herd_value_t* c;
+  if (v->type != HERD_VALUE_OBJECT && v->type != HERD_VALUE_ARRAY)
+    return 0;
+  c = herd_value_object_get(v, "cmd");
+  if (c == NULL || c->type != HERD_VALUE_STRING || c->u.str.len <= 5 ||
+      memcmp(c->u.str.s, "NODE_", 5) != 0)
+    return 0;
+  if (cmd != NULL)
+    *cmd = c->u.str.s;
+  if (len != NULL)
+    *len = c->u.str.len;
+  return 1;
+}
+
 /* Equality (see value-int.h). */
 
 typedef struct {

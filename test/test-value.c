@@ -685,6 +685,21 @@ TEST_IMPL(value_api) {
     value_t* y = obj(&h, 1, "s", num(&h, 1));
     ASSERT_EQ(herd__value_equal(arr(&h, 2, x, x), arr(&h, 2, x, y)), 0);
   }
+  /* Node's isInternal(). */
+  {
+    const char* cmd;
+    size_t n;
+    ASSERT(herd__value_internal_cmd(obj(&h, 1, "cmd", str(&h, "NODE_HANDLE")),
+                                    &cmd, &n));
+    ASSERT(n == 11 && strcmp(cmd, "NODE_HANDLE") == 0);
+    ASSERT(!herd__value_internal_cmd(obj(&h, 1, "cmd", str(&h, "NODE_")), NULL,
+                                     NULL));
+    ASSERT(!herd__value_internal_cmd(obj(&h, 1, "cmd", str(&h, "NODEX_A")),
+                                     NULL, NULL));
+    ASSERT(!herd__value_internal_cmd(c_map(&h), NULL, NULL));
+    ASSERT(
+        !herd__value_internal_cmd(obj(&h, 1, "cmd", num(&h, 1)), NULL, NULL));
+  }
   ASSERT(herd_value_heap_size(&h) > 0);
   herd_value_heap_free(&h);
   ASSERT_EQ(herd_value_heap_size(&h), 0);
@@ -740,9 +755,21 @@ TEST_IMPL(value_roundtrip) {
         FATAL("%s: not equal after a round trip", value_cases[i].name);
       b2 = serialize(back, o);
       ASSERT(b1.len == b2.len && memcmp(b1.base, b2.base, b1.len) == 0);
-      free(b1.base);
       free(b2.base);
-      herd_value_heap_free(&h);
+      {
+        /* A copy outlives its source's heap. */
+        heap_t other;
+        value_t* c;
+        herd_value_heap_init(&other);
+        ASSERT_OK(herd_value_copy(&other, v, &c));
+        herd_value_heap_free(&h);
+        b2 = serialize(c, o);
+        ASSERT(b1.len == b2.len && memcmp(b1.base, b2.base, b1.len) == 0);
+        free(b2.base);
+        ASSERT_EQ(herd__value_equal(c, value_cases[i].build(&other)), 1);
+        herd_value_heap_free(&other);
+      }
+      free(b1.base);
     }
   }
   return 0;
@@ -1418,10 +1445,10 @@ static void* fail_calloc(size_t n, size_t m) {
   return alloc_fails() ? NULL : calloc(n, m);
 }
 
-/* Builds, serializes and deserializes every case with the n-th allocation
- * failing, for every n until none fails: each step reports UV_ENOMEM (or
- * succeeds), and nothing leaks (the sanitizer's leak check and the heap's
- * own count). */
+/* Builds, copies, serializes and deserializes every case with the n-th
+ * allocation failing, for every n until none fails: each step reports
+ * UV_ENOMEM (or succeeds), and nothing leaks (the sanitizer's leak check
+ * and the heap's own count). */
 TEST_IMPL(value_alloc_failure) {
   ASSERT_OK(
       herd_replace_allocator(fail_malloc, fail_realloc, fail_calloc, free));
@@ -1440,7 +1467,17 @@ TEST_IMPL(value_alloc_failure) {
         ASSERT_EQ(herd_value_heap_error(&h), UV_ENOMEM);
         err = UV_ENOMEM;
       } else {
-        err = herd_value_serialize(v, NULL, &b);
+        heap_t other;
+        value_t* c;
+        herd_value_heap_init(&other);
+        err = herd_value_copy(&other, v, &c);
+        if (err == 0)
+          ASSERT_EQ(herd__value_equal(v, c) == 1 || alloc_countdown < 0, 1);
+        else
+          ASSERT_EQ(herd_value_heap_size(&other), 0);
+        herd_value_heap_free(&other);
+        if (err == 0)
+          err = herd_value_serialize(v, NULL, &b);
         if (err == 0) {
           size_t before = herd_value_heap_size(&h);
           err = herd_value_deserialize(&h, b.base, b.len, NULL, &back);

@@ -175,6 +175,15 @@ herd_value_t* herd_value_new_error(herd_value_heap_t* heap,
                                    herd_js_error_kind_t kind,
                                    herd_value_t* message, herd_value_t* stack);
 
+/* Copies `value` and everything it reaches into `heap` (another heap, or
+ * the same), keeping identity: what is shared or cyclic in the source is
+ * shared or cyclic in the copy, which no longer depends on the source's
+ * heap. The shared constants are not copied. Errors: UV_ENOMEM,
+ * HERD_EVALUELIMIT (nested deeper than HERD_VALUE_DEFAULT_MAX_DEPTH),
+ * UV_EINVAL (NULL arguments); on error nothing is added to the heap. */
+int herd_value_copy(herd_value_heap_t* heap, const herd_value_t* value,
+                    herd_value_t** out);
+
 /* Building containers. Each returns 0 or an error: UV_ENOMEM (the container
  * is unchanged), UV_EINVAL (wrong container type, or a member from another
  * heap), or the reason a NULL member came from a failed constructor. */
