@@ -1342,23 +1342,37 @@ TEST_IMPL(value_malformed) {
   return 0;
 }
 
-/* An array nested `depth` deep, as bytes. */
-static uint8_t* nested_bytes(int depth, size_t* len) {
-  size_t n = 2 + (size_t)depth * 2 + 1 + (size_t)depth * 3;
+/* Arrays ([[...]]) or objects ({a: {a: ...}}) nested `depth` deep, as
+ * bytes. */
+static uint8_t* nested_bytes(int depth, int objects, size_t* len) {
+  size_t n = 3 + (size_t)depth * 7;
   uint8_t* b = malloc(n);
   size_t k = 0;
   ASSERT(b != NULL);
   b[k++] = 0xff;
   b[k++] = 0x0f;
   for (int i = 0; i < depth; i++) {
-    b[k++] = 'A';
-    b[k++] = 1;
+    if (objects) {
+      memcpy(b + k,
+             "o\"\x01"
+             "a",
+             4);
+      k += 4;
+    } else {
+      b[k++] = 'A';
+      b[k++] = 1;
+    }
   }
   b[k++] = '_';
   for (int i = 0; i < depth; i++) {
-    b[k++] = '$';
-    b[k++] = 0;
-    b[k++] = 1;
+    if (objects) {
+      b[k++] = '{';
+      b[k++] = 1;
+    } else {
+      b[k++] = '$';
+      b[k++] = 0;
+      b[k++] = 1;
+    }
   }
   *len = k;
   return b;
@@ -1375,17 +1389,24 @@ TEST_IMPL(value_limits) {
 
   /* The default depth is reachable (the recursion fits the stack, under
    * the sanitizers too); one more level is refused. */
-  bytes = nested_bytes(HERD_VALUE_DEFAULT_MAX_DEPTH - 1, &len);
-  ASSERT_OK(herd_value_deserialize(&h, bytes, len, NULL, &v));
-  ASSERT_OK(herd_value_serialize(v, NULL, &b));
-  ASSERT(b.len == len && memcmp(b.base, bytes, len) == 0);
-  free(b.base);
-  free(bytes);
-  bytes = nested_bytes(HERD_VALUE_DEFAULT_MAX_DEPTH, &len);
-  before = herd_value_heap_size(&h);
-  ASSERT_EQ(herd_value_deserialize(&h, bytes, len, NULL, &v), HERD_EVALUELIMIT);
-  ASSERT_EQ(herd_value_heap_size(&h), before);
-  free(bytes);
+  for (int objects = 0; objects < 2; objects++) {
+    bytes = nested_bytes(HERD_VALUE_DEFAULT_MAX_DEPTH - 1, objects, &len);
+    ASSERT_OK(herd_value_deserialize(&h, bytes, len, NULL, &v));
+    ASSERT_OK(herd_value_serialize(v, NULL, &b));
+    ASSERT(b.len == len && memcmp(b.base, bytes, len) == 0);
+    free(b.base);
+    ASSERT_OK(herd_value_to_json(v, NULL, &b));
+    ASSERT_OK(herd_value_from_json(&h, b.base, b.len, NULL, &v));
+    free(b.base);
+    ASSERT_OK(herd_value_copy(&h, v, &v));
+    free(bytes);
+    bytes = nested_bytes(HERD_VALUE_DEFAULT_MAX_DEPTH, objects, &len);
+    before = herd_value_heap_size(&h);
+    ASSERT_EQ(herd_value_deserialize(&h, bytes, len, NULL, &v),
+              HERD_EVALUELIMIT);
+    ASSERT_EQ(herd_value_heap_size(&h), before);
+    free(bytes);
+  }
 
   /* A smaller depth for both directions. */
   deep = c_deep(&h);
