@@ -8,6 +8,7 @@
 #include "list-cluster.h"
 #include "list-http.h"
 #include "list-cli.h"
+#include "list-value.h"
 
 /* Tests of optional companions, built when their library is found. */
 #ifdef HERD_TEST_JANSSON
@@ -21,14 +22,15 @@
 #define HERD_TESTS_THREADPOOL(TEST, HELPER)
 #endif
 
-#define HERD_ALL_TESTS(TEST, HELPER) \
-  HERD_TESTS_CORE(TEST, HELPER)      \
-  HERD_TESTS_PROCESS(TEST, HELPER)   \
-  HERD_TESTS_IPC(TEST, HELPER)       \
-  HERD_TESTS_CLUSTER(TEST, HELPER)   \
-  HERD_TESTS_HTTP(TEST, HELPER)      \
-  HERD_TESTS_CLI(TEST, HELPER)       \
-  HERD_TESTS_JANSSON(TEST, HELPER)   \
-  HERD_TESTS_THREADPOOL(TEST, HELPER)
+#define HERD_ALL_TESTS(TEST, HELPER)  \
+  HERD_TESTS_CORE(TEST, HELPER)       \
+  HERD_TESTS_PROCESS(TEST, HELPER)    \
+  HERD_TESTS_IPC(TEST, HELPER)        \
+  HERD_TESTS_CLUSTER(TEST, HELPER)    \
+  HERD_TESTS_HTTP(TEST, HELPER)       \
+  HERD_TESTS_CLI(TEST, HELPER)        \
+  HERD_TESTS_JANSSON(TEST, HELPER)    \
+  HERD_TESTS_THREADPOOL(TEST, HELPER) \
+  HERD_TESTS_VALUE(TEST, HELPER)
 
 #endif
