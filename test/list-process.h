@@ -39,6 +39,10 @@
   TEST(process_sigchld_ignored_inherited, 10000) \
   TEST(process_foreign_wait_all, 5000)           \
   TEST(process_close_range_missing, 5000)        \
+  TEST(process_parent_death_signal, 8000)        \
+  TEST(process_group, 8000)                      \
+  TEST(process_listen_fds, 5000)                 \
+  TEST(process_subreaper_orphans, 15000)         \
   TEST(exec_output, 5000)                        \
   TEST(exec_file_output, 5000)                   \
   TEST(exec_file_no_shell, 5000)                 \
@@ -72,4 +76,8 @@
   HELPER(process_sig_status)                     \
   HELPER(process_sigchld_checks)                 \
   HELPER(process_sigchld_ignored_exec)           \
-  HELPER(process_no_close_range)
+  HELPER(process_no_close_range)                 \
+  HELPER(process_pdeath_parent)                  \
+  HELPER(process_group_ids)                      \
+  HELPER(process_listen_report)                  \
+  HELPER(process_make_orphans)
