@@ -198,11 +198,17 @@ static void* reaper_main(void* arg) {
     int n = epoll_wait(epfd, ev, (int)HERD_ARRAY_SIZE(ev), -1);
     for (int i = 0; i < n; i++) {
       int fd = ev[i].data.fd;
+      siginfo_t info;
       int last;
-      if (herd__reap(fd, NULL, NULL) == UV_EAGAIN)
+      /* Looked at first, reaped last: everything else is released before
+       * the child disappears, so whoever waits for it finds only the
+       * pidfd still open, for the two calls that reap it and close it. */
+      memset(&info, 0, sizeof(info));
+      if (waitid(P_PIDFD, (id_t)fd, &info,
+                 WEXITED | WNOHANG | WNOWAIT | __WALL) == 0 &&
+          info.si_pid == 0)
         continue;
       epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
-      close(fd);
       /* Decided under the lock, so that an adoption from now on starts a
        * new thread. */
       pthread_mutex_lock(&reaper_mutex);
@@ -210,10 +216,12 @@ static void* reaper_main(void* arg) {
       if (last)
         reaper_epfd = -1;
       pthread_mutex_unlock(&reaper_mutex);
-      if (last) {
+      if (last)
         close(epfd);
+      herd__reap(fd, NULL, NULL);
+      close(fd);
+      if (last)
         return NULL;
-      }
     }
   }
 }
