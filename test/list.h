@@ -9,6 +9,7 @@
 #include "list-http.h"
 #include "list-cli.h"
 #include "list-value.h"
+#include "list-alloc.h"
 
 /* Tests of optional companions, built when their library is found. */
 #ifdef HERD_TEST_JANSSON
@@ -31,6 +32,7 @@
   HERD_TESTS_CLI(TEST, HELPER)        \
   HERD_TESTS_JANSSON(TEST, HELPER)    \
   HERD_TESTS_THREADPOOL(TEST, HELPER) \
-  HERD_TESTS_VALUE(TEST, HELPER)
+  HERD_TESTS_VALUE(TEST, HELPER)      \
+  HERD_TESTS_ALLOC(TEST, HELPER)
 
 #endif
