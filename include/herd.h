@@ -39,9 +39,12 @@ extern "C" {
   XX(ECHANNELCLOSED, -30008, "IPC channel is closed")                        \
   XX(EHANDLENACK, -30009, "peer refused the handle (NACK) too many times")   \
   XX(EBADHANDLE, -30010, "handle type cannot be sent over IPC")              \
-  XX(EBADPROTO, -30011, "peer violated the cluster protocol")                \
+  XX(EBADPROTO, -30011, "peer violated the IPC or cluster protocol")         \
   XX(ENOTWORKER, -30012, "not a cluster worker (NODE_UNIQUE_ID is not set)") \
-  XX(EWORKERDIED, -30013, "worker died")
+  XX(EWORKERDIED, -30013, "worker died")                                     \
+  XX(EBADVALUE, -30101, "malformed serialized value")                        \
+  XX(EVALUETYPE, -30102, "serialized value of a type herd cannot represent") \
+  XX(EVALUELIMIT, -30103, "value exceeds a depth or size limit")
 
 typedef enum {
 #define XX(name, value, msg) HERD_##name = (value),
@@ -82,5 +85,6 @@ int herd_replace_allocator(herd_malloc_func malloc_func,
 #include "herd/ipc.h"
 #include "herd/cluster.h"
 #include "herd/http.h"
+#include "herd/value.h"
 
 #endif /* HERD_H */

@@ -132,7 +132,6 @@ void herd__http_server_maybe_done(struct herd_http_private_s* priv);
 http_conn_t* herd__http_conn_new(struct herd_http_private_s* priv);
 void herd__http_conn_register(struct herd_http_private_s* priv,
                               http_conn_t* conn);
-int herd__http_conn_start(struct herd_http_private_s* priv, http_conn_t* conn);
 void herd__http_conn_free(http_conn_t* conn);
 void herd__http_conn_closed(http_conn_t* conn);
 void herd__http_on_close(uv_handle_t* handle);

@@ -175,11 +175,11 @@ static int conn_serve_raw(struct herd_http_private_s* priv, http_conn_t* conn,
   return 0;
 }
 
-/* herd__http_conn_start() for herd_http_server_adopt(): the socket is served as
- * a plain fd first. A request that is there at once (usual under rr, where the
- * primary passes a socket on only after accepting it) is read, answered and,
- * under `Connection: close`, closed with recv(), send() and close() alone: the
- * socket never becomes a libuv handle, which spares the fcntl() for
+/* conn_start() (http_conn.c) for herd_http_server_adopt(): the socket is served
+ * as a plain fd first. A request that is there at once (usual under rr, where
+ * the primary passes a socket on only after accepting it) is read, answered
+ * and, under `Connection: close`, closed with recv(), send() and close() alone:
+ * the socket never becomes a libuv handle, which spares the fcntl() for
  * close-on-exec, the ioctl() of uv_tcp_open() and the epoll_ctl() calls libuv
  * makes even for a socket it barely polled. A connection accepted by the worker
  * itself usually comes before its request; when most recent ones did, the read

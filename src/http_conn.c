@@ -1,5 +1,8 @@
-/* Connection lifecycle of a libuv-handled connection: creation and reuse,
- * reading into the buffer, writing the answers, closing and freeing. */
+/* Connection lifecycle: creation and reuse, herd_http_server_accept() and
+ * the start of a connection libuv reads, reading into the buffer, writing
+ * the answers, closing and freeing. (A connection accepted here and the
+ * code that starts it share this file so that the compiler can inline the
+ * start, which a `Connection: close` exchange pays for every request.) */
 #include "http-int.h"
 
 #include <string.h>
@@ -279,7 +282,7 @@ void herd__http_conn_register(struct herd_http_private_s* priv,
  * `Connection: close` request without the socket ever being added to epoll;
  * only when nothing is there yet does libuv's reading take over, at the
  * cost of one read() that finds nothing. */
-int herd__http_conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
+static int conn_start(struct herd_http_private_s* priv, http_conn_t* conn) {
   uv_stream_t* stream = (uv_stream_t*)&conn->tcp;
   uv_os_fd_t fd;
   ssize_t n;
@@ -329,4 +332,34 @@ http_conn_t* herd__http_conn_new(struct herd_http_private_s* priv) {
   conn->out_cap = HTTP_OUT_INLINE;
   llhttp_init(&conn->parser, HTTP_REQUEST, &priv->settings);
   return conn;
+}
+
+/* A handle that never started serving is closed with this and freed. */
+static void on_close_unstarted(uv_handle_t* handle) {
+  herd__free(handle);
+}
+
+int herd_http_server_accept(herd_http_server_t* server, uv_stream_t* listener) {
+  struct herd_http_private_s* priv;
+  http_conn_t* conn;
+  int err;
+  if (server == NULL || server->priv == NULL || listener == NULL)
+    return UV_EINVAL;
+  priv = server->priv;
+  if (priv->closing)
+    return UV_EINVAL;
+  conn = herd__http_conn_new(priv);
+  if (conn == NULL)
+    return UV_ENOMEM;
+  err = uv_tcp_init(server->loop, &conn->tcp);
+  if (err != 0) {
+    herd__free(conn);
+    return err;
+  }
+  err = uv_accept(listener, (uv_stream_t*)&conn->tcp);
+  if (err != 0) {
+    uv_close((uv_handle_t*)&conn->tcp, on_close_unstarted);
+    return err;
+  }
+  return conn_start(priv, conn);
 }

@@ -1,6 +1,6 @@
-/* The HTTP server object: init, its own listener, accepting, and the
- * graceful close. The connections live in http_conn.c (libuv) and
- * http_adopt.c (raw fds); parsing in http_parse.c; answers in
+/* The HTTP server object: init, its own listener and the graceful close.
+ * The connections live in http_conn.c (accepted through libuv) and
+ * http_adopt.c (adopted fds); parsing in http_parse.c; answers in
  * http_response.c; the idle sweep in http_idle.c. */
 #include "http-int.h"
 
@@ -173,36 +173,6 @@ int herd_http_server_port(const herd_http_server_t* server) {
   if (addr.ss_family == AF_INET6)
     return ntohs(((struct sockaddr_in6*)&addr)->sin6_port);
   return ntohs(((struct sockaddr_in*)&addr)->sin_port);
-}
-
-/* A handle that never started serving is closed with this and freed. */
-static void on_close_unstarted(uv_handle_t* handle) {
-  herd__free(handle);
-}
-
-int herd_http_server_accept(herd_http_server_t* server, uv_stream_t* listener) {
-  struct herd_http_private_s* priv;
-  http_conn_t* conn;
-  int err;
-  if (server == NULL || server->priv == NULL || listener == NULL)
-    return UV_EINVAL;
-  priv = server->priv;
-  if (priv->closing)
-    return UV_EINVAL;
-  conn = herd__http_conn_new(priv);
-  if (conn == NULL)
-    return UV_ENOMEM;
-  err = uv_tcp_init(server->loop, &conn->tcp);
-  if (err != 0) {
-    herd__free(conn);
-    return err;
-  }
-  err = uv_accept(listener, (uv_stream_t*)&conn->tcp);
-  if (err != 0) {
-    uv_close((uv_handle_t*)&conn->tcp, on_close_unstarted);
-    return err;
-  }
-  return herd__http_conn_start(priv, conn);
 }
 
 void herd_http_server_close(herd_http_server_t* server,

@@ -153,10 +153,11 @@ int herd_http_respond_ex(herd_http_req_t* req, int status,
  * connection's next request (the one the handler holds, or the next to
  * arrive: first request of a new connection, rest of a partial one, next
  * of an idle keep-alive one) is answered with `Connection: close`;
- * requests pipelined behind it are dropped. After that answer herd shuts
- * down its sending side and waits for the client's end of stream before it
- * closes (a lingering close, so that what the client still sends cannot
- * reset the answer away). A connection silent for close_grace ms (see
+ * requests pipelined behind it are dropped. When the client may still be
+ * sending (it asked for keep-alive, or pipelined), herd then shuts down its
+ * sending side and waits for the client's end of stream before it closes
+ * (a lingering close: what the client still sends cannot reset the answer
+ * away). A connection silent for close_grace ms (see
  * herd_http_options_t) is closed without an answer. nginx and Node.js
  * close idle keep-alive connections at once, losing a request on its way;
  * herd gives them the grace (see docs/http.md). close_cb (may be NULL) runs
