@@ -269,10 +269,15 @@ static int queue_empty(int fd) {
   return ti.tcpi_unacked == 0; /* a listener's accept queue length */
 }
 
+/* Closes one unwanted socket per tick: between its shutdown(), which moves
+ * the last socket of the group into its place, and the program steer()
+ * attaches next, the kernel picks with indices that are off for a moment.
+ * What it queues then on another unserved socket is drained, and that
+ * socket waits for the next tick, its handshakes done, to be closed. */
 static void linger_cb(uv_timer_t* timer) {
   herd__cluster_handle_t* h = timer->data;
   uint64_t now = uv_now(h->cluster->loop);
-  int closed = 0, waiting = 0;
+  int waiting = 0;
 
   for (int s = 0; s < h->nslots; s++) {
     herd__cluster_slot_t* sl = h->slots[s];
@@ -283,10 +288,9 @@ static void linger_cb(uv_timer_t* timer) {
         !queue_empty(sl->fd))
       continue;
     slot_close(h, s, 1);
-    closed = 1;
-  }
-  if (closed)
     steer(h); /* The indices moved. */
+    break;
+  }
   if (!waiting)
     uv_timer_stop(&h->linger);
 }
