@@ -323,8 +323,11 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
   w->priv->slot_held = 1;
 
   memset(&fo, 0, sizeof(fo));
+  fo.spawn = s->spawn;
   fo.spawn.env = (const char* const*)w->priv->envp;
-  fo.spawn.cwd = s->cwd;
+  fo.spawn.flags &= ~(unsigned)HERD_SPAWN_ENV_EXTEND;
+  if (s->cwd != NULL)
+    fo.spawn.cwd = s->cwd;
   fo.spawn.stdio = s->stdio;
   fo.spawn.stdio_count = s->stdio_count;
   fo.spawn.exit_cb = on_child_exit;

@@ -506,3 +506,39 @@ TEST_IMPL(cluster_silent_output) {
   ASSERT_STR_EQ(silent_out, "hello\n");
   return 0;
 }
+
+/* settings.spawn reaches every worker: here a process group of its own and,
+ * as root, another uid (Node's cluster.settings.uid). */
+static void spawn_opts_on_ready(tc_cluster_t* t) {
+  for (herd_worker_t* w = herd_cluster_first(&t->cluster); w != NULL;
+       w = herd_cluster_next(w)) {
+    char path[64];
+    char* status;
+    ASSERT_EQ(getpgid(w->pid), w->pid);
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)w->pid);
+    status = test_read_file(path, NULL);
+    ASSERT(status != NULL);
+    if (getuid() == 0)
+      ASSERT(strstr(status, "\nUid:\t65534\t") != NULL);
+    free(status);
+  }
+  tc_cluster_finish(t);
+}
+
+TEST_IMPL(cluster_settings_spawn) {
+  tc_cluster_t t;
+  tc_cluster_init(&t, HERD_SCHED_RR, NULL, NULL, NULL);
+  t.settings.spawn.flags = HERD_SPAWN_PROCESS_GROUP;
+  if (getuid() == 0) {
+    t.settings.spawn.flags |= HERD_SPAWN_SETUID;
+    t.settings.spawn.uid = 65534;
+  }
+  t.settings.spawn.parent_death_signal = SIGKILL;
+  herd_cluster_setup_primary(&t.cluster, &t.settings);
+  t.want_listening = 2;
+  t.on_ready = spawn_opts_on_ready;
+  tc_cluster_fork(&t, 2);
+  tc_cluster_run(&t);
+  ASSERT_EQ(t.exits, 2);
+  return 0;
+}

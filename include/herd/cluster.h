@@ -127,6 +127,14 @@ typedef struct herd_cluster_settings_s {
   /* Milliseconds a successor of herd_worker_replace() has to listen on its
    * predecessor's servers. 0: 30000. */
   int listen_timeout;
+  /* Every other spawn option of herd_spawn() for the workers, as Node's
+   * cluster.settings passes uid, gid and the like on to child_process:
+   * flags (HERD_SPAWN_SETUID/SETGID with uid/gid, DETACHED,
+   * PROCESS_GROUP), parent_death_signal, kill_signal, listen_fds, ... The
+   * cluster's own fields above win over spawn.cwd, and herd sets env,
+   * stdio and the callbacks itself (spawn.env, spawn.stdio and the
+   * callbacks are ignored). All-zero: herd_spawn()'s defaults. */
+  herd_spawn_options_t spawn;
 } herd_cluster_settings_t;
 
 /* Public fields are read-only. */
