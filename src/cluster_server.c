@@ -58,6 +58,10 @@ const char* herd__server_key(const herd_server_t* server) {
   return server->priv->state == S_LISTENING ? server->priv->key : NULL;
 }
 
+uv_poll_t* herd__server_poll(herd_server_t* server) {
+  return server->priv->poll_init ? &server->priv->poll : NULL;
+}
+
 int herd_server_init(uv_loop_t* loop, herd_server_t* server) {
   struct herd_server_private_s* p;
   memset(server, 0, sizeof(*server));
@@ -114,11 +118,24 @@ static int accept_error_consumed(int err) {
   }
 }
 
+/* Stops accepting for SERVER_ACCEPT_RETRY_MS. The timer is free for it:
+ * polling starts only once the listen callback has run (timer_cb). */
+static void pause_accepting(herd_server_t* server) {
+  struct herd_server_private_s* p = server->priv;
+  uv_poll_stop(&p->poll);
+  p->accept_paused = 1;
+  uv_timer_start(&p->timer, timer_cb, SERVER_ACCEPT_RETRY_MS, 0);
+}
+
 static void poll_cb(uv_poll_t* poll, int status, int events) {
   herd_server_t* server = poll->data;
   struct herd_server_private_s* p = server->priv;
   (void)events;
   if (status < 0) {
+    /* libuv stopped the poll (POLLERR on the socket): try again after a
+     * pause rather than stop accepting for good, as the primary's
+     * round-robin does. */
+    pause_accepting(server);
     if (p->connection_cb != NULL)
       p->connection_cb(server, status);
     return;
@@ -132,12 +149,8 @@ static void poll_cb(uv_poll_t* poll, int status, int events) {
       if (accept_error_consumed(err))
         continue;
       /* The connection stays in the backlog and the socket readable:
-       * polling on would spin, so every such failure pauses accepting. The
-       * timer is free for it: polling starts only once the listen callback
-       * has run (timer_cb). */
-      uv_poll_stop(&p->poll);
-      p->accept_paused = 1;
-      uv_timer_start(&p->timer, timer_cb, SERVER_ACCEPT_RETRY_MS, 0);
+       * polling on would spin, so every such failure pauses accepting. */
+      pause_accepting(server);
       if (p->connection_cb != NULL)
         p->connection_cb(server, -err);
       break;

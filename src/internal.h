@@ -97,5 +97,7 @@ int64_t herd__server_query_seq(const herd_server_t* server);
 const char* herd__server_key(const herd_server_t* server);
 herd_server_t* herd__server_next(const herd_server_t* server);
 herd_server_t** herd__server_next_ref(herd_server_t* server);
+/* The poll of a server's listening socket, NULL under rr (for tests). */
+uv_poll_t* herd__server_poll(herd_server_t* server);
 
 #endif /* HERD_INTERNAL_H */

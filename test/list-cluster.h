@@ -24,6 +24,7 @@
   TEST(cluster_worker_primary_gone_at_start, 5000)  \
   TEST(cluster_server_emfile, 5000)                 \
   TEST(cluster_server_emfile_listen, 5000)          \
+  TEST(cluster_server_poll_error, 5000)             \
   TEST(cluster_rr_emfile, 10000)                    \
   TEST(cluster_replace_rr_keepalive, 120000)        \
   TEST(cluster_replace_rr_close, 240000)            \
