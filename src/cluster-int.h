@@ -94,6 +94,15 @@ struct herd__cluster_handle_s {
   int nsteer; /* 0: no program attached */
   int steer_failed;
   uv_timer_t linger; /* closes sockets nobody serves any more */
+  /* What the workers asked for, beyond a TCP address (cluster_protocol.c):
+   * a Unix socket path (`address`), an fd of the primary, or UDP. */
+  herd__sock_kind_t sock_kind;
+  int sock_fd; /* FD, and UDP from an fd: the primary's fd (-1: none) */
+  int udp6;
+  int ipv6only;
+  int reuseaddr;
+  char* port_text; /* the port as the key has it ("0", "undefined", ...) */
+  int unlink_path; /* PIPE: the primary bound `address` and removes it */
 };
 
 struct herd_cluster_private_s {
@@ -183,6 +192,9 @@ herd__cluster_handle_t* herd__cluster_handle_new(herd_cluster_t* cluster,
 void herd__cluster_handle_discard(herd__cluster_handle_t* handle);
 /* slot: the socket to open first under reuseport. */
 int herd__cluster_handle_open(herd__cluster_handle_t* handle, int slot);
+/* The socket the handle opens, with `backlog` (0: bound only). */
+void herd__cluster_handle_sock(const herd__cluster_handle_t* handle,
+                               herd__sock_t* sock, int backlog);
 /* Unlinks the handle from the cluster and frees it. */
 void herd__cluster_handle_release(herd__cluster_handle_t* handle);
 /* Frees an unlinked handle: its sockets close now, its memory once the
@@ -200,6 +212,10 @@ void herd__cluster_handles_leave(herd_worker_t* worker, herd__leave_t how);
  * returns N, or a negative error. cb (may be NULL) gets N as its arg. */
 int64_t herd__cluster_send(herd_worker_t* worker, const char* fields, int fd,
                            herd_ipc_send_cb cb);
+/* The same with an fd of handle type `type` ("net.Native",
+ * "dgram.Native"). */
+int64_t herd__cluster_send_typed(herd_worker_t* worker, const char* fields,
+                                 int fd, const char* type, herd_ipc_send_cb cb);
 void herd__cluster_on_internal(herd_ipc_t* ipc, const char* json, size_t len,
                                herd_handle_t* handle);
 

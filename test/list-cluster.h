@@ -42,6 +42,18 @@
   TEST(cluster_protocol_lies, 10000)                \
   TEST(cluster_rr_handoff_fails, 10000)             \
   TEST(cluster_rr_poll_error, 10000)                \
+  TEST(cluster_pipe, 20000)                         \
+  TEST(cluster_node_pipe, 20000)                    \
+  TEST(cluster_udp, 20000)                          \
+  TEST(cluster_node_udp, 20000)                     \
+  TEST(cluster_listen_fd, 20000)                    \
+  TEST(cluster_node_listen_fd, 20000)               \
+  TEST(cluster_listen_fd_refused, 10000)            \
+  TEST(cluster_listen_zero, 20000)                  \
+  TEST(cluster_node_listen_zero, 20000)             \
+  TEST(cluster_node_primary_kinds_rr, 30000)        \
+  TEST(cluster_node_primary_kinds_none, 30000)      \
+  HELPER(cluster_kind_worker)                       \
   HELPER(cluster_worker)                            \
   HELPER(cluster_raw_worker)                        \
   HELPER(cluster_liar)

@@ -256,12 +256,17 @@ static void tc_on_listening(herd_cluster_t* c, herd_worker_t* w,
                             const herd_cluster_address_t* a) {
   tc_cluster_t* t = tc_of(c);
   int id = tc_id(w);
-  ASSERT_EQ(t->state_seen[id], 3);
+  /* After fork and online; a worker may listen on several servers. */
+  ASSERT_EQ(t->state_seen[id] & 11, 3);
   ASSERT_EQ(w->state, HERD_WORKER_LISTENING);
-  ASSERT(a->port > 0);
+  /* A Unix socket has no port; an fd of a Unix socket neither. */
+  ASSERT(a->port > 0 ||
+         (a->port == -1 && (a->address_type == -1 || a->fd >= 0)));
   t->state_seen[id] |= 4;
   t->port = a->port;
   t->listenings++;
+  if (t->on_listening != NULL)
+    t->on_listening(t, w, a);
   if (!t->ready && t->listenings >= t->want_listening) {
     t->ready = 1;
     if (t->on_ready != NULL)

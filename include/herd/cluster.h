@@ -66,11 +66,16 @@ typedef enum {
 typedef struct herd_cluster_s herd_cluster_t;
 typedef struct herd_worker_s herd_worker_t;
 
-/* What a worker listens on, as reported by its `listening` message. */
+/* What a worker listens on, as reported by its `listening` message (Node's
+ * `address` argument of the listening event). */
 typedef struct herd_cluster_address_s {
-  const char* address; /* NULL for "any address" */
-  int port;            /* the actual port */
-  int address_type;    /* 4, 6, or -1 (a pipe path) */
+  const char* address; /* NULL for "any address" (and an fd); the path of a
+                          Unix socket */
+  int port;            /* the actual port; -1 for a Unix socket */
+  int address_type;    /* 4, 6, -1 (a Unix socket path), 0 (an fd: Node's
+                          addressType null); 4 or 6 with `udp` */
+  int udp; /* 1: a UDP socket (Node's addressType "udp4" or "udp6") */
+  int fd;  /* listen({fd}): the primary's fd it names; else -1 */
 } herd_cluster_address_t;
 
 /* Primary side events; every one may be NULL. A worker is valid from
@@ -340,30 +345,79 @@ typedef void (*herd_server_close_cb)(herd_server_t* server);
 struct herd_server_s {
   void* data; /* free for the user */
   uv_loop_t* loop;
-  int port;                   /* the actual port once listening */
-  herd_sched_policy_t policy; /* how connections reach it (0 standalone) */
+  int port; /* the actual port once listening; -1 on a Unix socket */
+  herd_sched_policy_t policy; /* how connections reach it (0: it listens
+                                 by itself, standalone or exclusive) */
   uint64_t connections;       /* connections delivered so far */
   /* private */
   struct herd_server_private_s* priv;
 };
 
+/* herd_server_options_t.flags. */
+typedef enum {
+  /* Node's listen({exclusive: true}): in a worker, bind and listen by
+   * itself instead of sharing the primary's socket. The primary hears
+   * nothing of it (no queryServer, no listening event), so listen(0) gets
+   * a port of its own in each worker, and herd does not close it when the
+   * worker disconnects (Node closes only the servers it got from the
+   * primary): close it in the disconnect callback. */
+  HERD_SERVER_EXCLUSIVE = (1 << 0),
+  /* Listen on `fd` (Node's listen({fd})). In a worker the number names an
+   * fd of the PRIMARY, which shares it as it shares a port, as Node does;
+   * standalone or exclusive, one of this process. */
+  HERD_SERVER_FD = (1 << 1),
+  /* Node's ipv6Only: an IPv6 host accepts no IPv4 connections. */
+  HERD_SERVER_IPV6ONLY = (1 << 2)
+} herd_server_flags_t;
+
+/* What a server listens on, as Node's server.listen(options): a TCP host
+ * and port, a Unix socket `path`, or an `fd` (HERD_SERVER_FD). All-zero:
+ * port 0 on any IPv4 address. */
+typedef struct herd_server_options_s {
+  const char* host; /* numeric IPv4 or IPv6 address; NULL: any (0.0.0.0) */
+  int port;         /* 0: a free port (see herd_server_listen_ex) */
+  /* A Unix socket path: listen there instead of host:port. A relative path
+   * is resolved against the working directory, as Node's worker does. The
+   * socket file is created by whoever binds it (this process standalone or
+   * exclusive; the primary in a worker) and removed when that one closes
+   * it, as libuv does; a path that exists already is UV_EADDRINUSE. */
+  const char* path;
+  int fd;         /* with HERD_SERVER_FD: a listening or bound stream socket */
+  int backlog;    /* 0: 511 */
+  unsigned flags; /* herd_server_flags_t */
+} herd_server_options_t;
+
 /* Initialises a caller-allocated server on `loop`. It holds a handle on the
  * loop until herd_server_close() completes, even if it never listens.
  * Errors: UV_ENOMEM. */
 int herd_server_init(uv_loop_t* loop, herd_server_t* server);
-/* Listens on host:port (host NULL: any address; a numeric IPv4 or IPv6
- * address otherwise). Standalone, the process binds and listens itself and
- * errors (UV_EADDRINUSE, ...) are returned here; in a worker (once
- * herd_cluster_worker_setup() has run; before, it binds by itself), the
- * primary is asked (queryServer) and its answer arrives in listen_cb. listen_cb
- * (may be NULL) runs from the loop, never from inside this call. In a worker
- * the primary learns of it ({"act":"listening"}). Errors: UV_EINVAL (bad host),
- * UV_EALREADY, HERD_ECHANNELCLOSED, socket errors. */
+/* Node's server.listen(options). Standalone (and with HERD_SERVER_EXCLUSIVE)
+ * the process binds and listens itself and errors (UV_EADDRINUSE, ...) are
+ * returned here; an fd is duplicated (the caller keeps its own). In a worker
+ * (once herd_cluster_worker_setup() has run; before, it binds by itself)
+ * the primary is asked (queryServer) and its answer arrives in listen_cb;
+ * once listening the worker tells the primary ({"act":"listening"}).
+ * listen_cb (may be NULL) runs from the loop, never from inside this call.
+ * Node's listen(0) rules hold in a worker: the primary keys a server by
+ * address, port, type, fd and the worker's count of listens on them, so
+ * every worker's first listen(0) gets the same port, its second listen(0)
+ * another port shared by every worker's second, and so on; exclusive
+ * listen(0) gets a port of its own. Errors: UV_EINVAL (bad host, an empty
+ * path, a negative fd, a path and HERD_SERVER_FD), UV_ENAMETOOLONG (the
+ * path), UV_EALREADY, HERD_ECHANNELCLOSED (a worker whose primary is gone),
+ * UV_ENOMEM, socket errors. */
+int herd_server_listen_ex(herd_server_t* server,
+                          const herd_server_options_t* options,
+                          herd_server_connection_cb connection_cb,
+                          herd_server_listen_cb listen_cb);
+/* herd_server_listen_ex() on host:port (host NULL: any IPv4 address). */
 int herd_server_listen(herd_server_t* server, const char* host, int port,
                        int backlog, herd_server_connection_cb connection_cb,
                        herd_server_listen_cb listen_cb);
-/* Takes the pending connection into `client`, an initialised uv_tcp_t.
- * Errors: UV_EAGAIN (no pending connection), what uv_tcp_open returns. */
+/* Takes the pending connection into `client`: an initialised uv_tcp_t, or
+ * a uv_pipe_t for a connection to a Unix socket. Errors: UV_EAGAIN (no
+ * pending connection), UV_EINVAL (the other kind of handle; the connection
+ * stays pending), what uv_tcp_open or uv_pipe_open returns. */
 int herd_server_accept(herd_server_t* server, uv_stream_t* client);
 /* Takes the pending connection as a raw, connected, non-blocking,
  * close-on-exec fd that the caller owns (e.g. for herd_http_server_adopt).
@@ -372,6 +426,69 @@ int herd_server_accept_fd(herd_server_t* server, int* fd);
 /* Stops listening; in a worker the primary is told ({"act":"close"}).
  * close_cb (may be NULL) runs from the loop. Safe to call twice. */
 void herd_server_close(herd_server_t* server, herd_server_close_cb close_cb);
+
+/* A UDP socket that works in any process (Node's dgram socket.bind() as
+ * seen by cluster). Standalone (and exclusive) it binds by itself; in a
+ * worker the primary binds the socket and every worker that asks for the
+ * same address and port gets it, as Node shares UDP sockets under every
+ * scheduling policy (there are no connections to hand out): the kernel
+ * gives each datagram to one of the workers reading. Once bound, `udp` is
+ * an open libuv UDP handle: receive and send with uv_udp_recv_start(),
+ * uv_udp_send() and the other uv_udp_* calls, but close it with
+ * herd_dgram_close(), never uv_close(). */
+typedef struct herd_dgram_s herd_dgram_t;
+typedef void (*herd_dgram_bind_cb)(herd_dgram_t* dgram, int status);
+typedef void (*herd_dgram_close_cb)(herd_dgram_t* dgram);
+
+/* herd_dgram_options_t.flags. */
+typedef enum {
+  /* Node's bind({exclusive: true}): a worker binds by itself. */
+  HERD_DGRAM_EXCLUSIVE = (1 << 0),
+  /* bind({fd}): in a worker an fd of the PRIMARY, as in Node; standalone
+   * or exclusive, one of this process. */
+  HERD_DGRAM_FD = (1 << 1),
+  HERD_DGRAM_REUSEADDR = (1 << 2), /* Node's reuseAddr: SO_REUSEADDR */
+  HERD_DGRAM_IPV6ONLY = (1 << 3)   /* Node's ipv6Only */
+} herd_dgram_flags_t;
+
+/* Node's dgram.createSocket(type) + socket.bind(options). All-zero: udp4,
+ * port 0 on 0.0.0.0. */
+typedef struct herd_dgram_options_s {
+  int ipv6;         /* 0: udp4; 1: udp6 */
+  const char* host; /* numeric address; NULL: 0.0.0.0 or :: */
+  int port;         /* 0: a free port, shared by the workers as listen(0) */
+  int fd;           /* with HERD_DGRAM_FD: a UDP socket */
+  unsigned flags;   /* herd_dgram_flags_t */
+} herd_dgram_options_t;
+
+struct herd_dgram_s {
+  void* data; /* free for the user */
+  uv_loop_t* loop;
+  uv_udp_t udp;               /* bound once bind_cb ran with 0 (see above) */
+  int port;                   /* the actual port once bound */
+  herd_sched_policy_t policy; /* HERD_SCHED_SHARED: the primary's socket;
+                                 0: bound by itself */
+  /* private */
+  struct herd_dgram_private_s* priv;
+};
+
+/* Initialises a caller-allocated datagram socket on `loop` (and `udp`, with
+ * uv_udp_init). It holds handles on the loop until herd_dgram_close()
+ * completes. Errors: UV_ENOMEM, what uv_udp_init returns. */
+int herd_dgram_init(uv_loop_t* loop, herd_dgram_t* dgram);
+/* Node's socket.bind(): binds (standalone, exclusive) or asks the primary
+ * for the shared socket (in a worker; {"act":"listening"} follows, as
+ * Node's worker sends it). bind_cb (may be NULL) runs from the loop, with 0
+ * or an error (UV_EADDRINUSE, ... from the primary; the socket is then
+ * closed). Errors returned: UV_EINVAL (bad host, an address of the other
+ * family, a negative fd), UV_EALREADY, HERD_ECHANNELCLOSED, UV_ENOMEM, and
+ * standalone the bind errors. */
+int herd_dgram_bind(herd_dgram_t* dgram, const herd_dgram_options_t* options,
+                    herd_dgram_bind_cb bind_cb);
+/* Closes the socket; in a worker the primary is told ({"act":"close"}), as
+ * Node's worker does. close_cb (may be NULL) runs from the loop; the memory
+ * may be reused then. Safe to call twice. */
+void herd_dgram_close(herd_dgram_t* dgram, herd_dgram_close_cb close_cb);
 
 #ifdef __cplusplus
 }
