@@ -125,6 +125,9 @@ struct herd_cluster_private_s {
   int closing;
   int closes_pending;
   char self_exe[4096];
+  /* Setup events asked for (setup_primary() and forks) and run so far. */
+  uint64_t setups_asked;
+  uint64_t setups_run;
 };
 
 struct herd_worker_private_s {
@@ -147,6 +150,8 @@ struct herd_worker_private_s {
   int replace_status;
   /* On the predecessor: its successor, not ready yet. */
   herd_worker_t* successor;
+  herd_worker_callbacks_t cb; /* herd_worker_on() */
+  uint64_t setup_seq;         /* the setup events due before its fork's */
 };
 
 /* cluster_primary.c */
@@ -160,6 +165,15 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
 void herd__cluster_fork_event(herd_worker_t* worker);
 /* Whether a worker in the table holds `slot`. */
 int herd__cluster_slot_taken(herd_cluster_t* cluster, int slot);
+/* Runs the setup events owed up to number `upto`. */
+void herd__cluster_setup_events(herd_cluster_t* cluster, uint64_t upto);
+/* A worker's error event: its own callback, then the cluster's. */
+void herd__worker_emit_error(herd_worker_t* worker, int err);
+
+/* cluster_worker.c: the worker process's own herd_worker_t
+ * (herd_cluster_worker_self()), whose cluster is NULL. */
+int herd__worker_self_disconnect(void);
+int herd__worker_self_kill(void);
 
 /* cluster_env.c */
 char** herd__cluster_env_build(herd_cluster_t* cluster, int id,

@@ -78,6 +78,8 @@ void herd__cluster_stop_worker(herd_worker_t* worker) {
 
 int herd_worker_disconnect(herd_worker_t* worker) {
   int64_t r;
+  if (worker->cluster == NULL)
+    return herd__worker_self_disconnect();
   worker->exited_after_disconnect = 1;
   r = herd__cluster_send(worker, "\"act\":\"disconnect\"", -1, NULL);
   /* As Node does: the worker no longer gets connections nor counts as a

@@ -86,12 +86,34 @@ int herd_cluster_init(uv_loop_t* loop, herd_cluster_t* cluster,
   return 0;
 }
 
+/* Node emits 'setup' on the next tick of each setupPrimary(), and fork()
+ * calls setupPrimary() too: the events are counted and run from the idle
+ * handle, each fork's after the setup events asked before it. */
+static void ask_setup_event(herd_cluster_t* cluster) {
+  struct herd_cluster_private_s* p = cluster->priv;
+  p->setups_asked++;
+  if (!p->closing)
+    uv_idle_start(&p->idle, herd__cluster_idle_cb);
+}
+
+void herd__cluster_setup_events(herd_cluster_t* cluster, uint64_t upto) {
+  struct herd_cluster_private_s* p = cluster->priv;
+  while (p->setups_run < upto && p->setups_run < p->setups_asked) {
+    p->setups_run++;
+    if (cluster->cb.setup != NULL)
+      cluster->cb.setup(cluster, &cluster->settings);
+    if (cluster->priv == NULL)
+      return;
+  }
+}
+
 void herd_cluster_setup_primary(herd_cluster_t* cluster,
                                 const herd_cluster_settings_t* settings) {
   herd_sched_policy_t policy = cluster->settings.policy;
   cluster->settings = *settings;
   if (cluster->priv->policy_frozen)
     cluster->settings.policy = policy;
+  ask_setup_event(cluster);
 }
 
 void herd__cluster_freeze_policy(herd_cluster_t* cluster) {
@@ -181,10 +203,27 @@ void herd__cluster_fork_event(herd_worker_t* w) {
   herd_cluster_t* cluster = w->cluster;
   if (!w->priv->fork_pending)
     return;
+  herd__cluster_setup_events(cluster, w->priv->setup_seq);
   w->priv->fork_pending = 0;
   cluster->priv->forks_pending--;
   if (cluster->cb.fork != NULL)
     cluster->cb.fork(cluster, w);
+}
+
+void herd_worker_on(herd_worker_t* worker,
+                    const herd_worker_callbacks_t* callbacks) {
+  if (callbacks != NULL)
+    worker->priv->cb = *callbacks;
+  else
+    memset(&worker->priv->cb, 0, sizeof(worker->priv->cb));
+}
+
+void herd__worker_emit_error(herd_worker_t* w, int err) {
+  herd_cluster_t* cluster = w->cluster;
+  if (w->priv->cb.error != NULL)
+    w->priv->cb.error(w, err);
+  if (cluster != NULL && cluster->cb.error != NULL)
+    cluster->cb.error(cluster, w, err);
 }
 
 static void on_message(herd_ipc_t* ipc, const char* json, size_t len,
@@ -193,6 +232,14 @@ static void on_message(herd_ipc_t* ipc, const char* json, size_t len,
   herd__cluster_fork_event(w);
   if (w->cluster->cb.message != NULL)
     w->cluster->cb.message(w->cluster, w, json, len, handle);
+  if (w->priv->cb.message != NULL)
+    w->priv->cb.message(w, json, len, handle);
+}
+
+static void on_channel_error(herd_ipc_t* ipc, int err) {
+  herd_worker_t* w = ipc->data;
+  herd__cluster_fork_event(w);
+  herd__worker_emit_error(w, err);
 }
 
 static void on_channel_closed(herd_ipc_t* ipc) {
@@ -203,6 +250,8 @@ static void on_channel_closed(herd_ipc_t* ipc) {
   herd__cluster_handles_leave(w, HERD__LEAVE_GONE);
   if (w->state != HERD_WORKER_DEAD)
     w->state = HERD_WORKER_DISCONNECTED;
+  if (w->priv->cb.disconnect != NULL)
+    w->priv->cb.disconnect(w);
   if (cluster->cb.disconnect != NULL)
     cluster->cb.disconnect(cluster, w);
   if (cluster->priv != NULL && cluster->priv->replacing > 0)
@@ -253,6 +302,11 @@ static void on_child_close(herd_child_t* child) {
   herd__cluster_replace_end(
       w, w->start_error != 0 ? w->start_error : HERD_EWORKERDIED);
   herd__cluster_replace_flush(w);
+  /* Node's worker 'error' for a program that could not start. */
+  if (w->start_error != 0)
+    herd__worker_emit_error(w, w->start_error);
+  if (w->priv->cb.exit != NULL)
+    w->priv->cb.exit(w, code, sig);
   if (cluster->cb.exit != NULL)
     cluster->cb.exit(cluster, w, code, sig);
   herd__cluster_replace_forget(w);
@@ -342,6 +396,9 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
     goto fail;
 
   p->next_id++;
+  /* Node's fork() is a setupPrimary() too: its setup event comes first. */
+  ask_setup_event(cluster);
+  w->priv->setup_seq = p->setups_asked;
   w->pid = w->child.pid;
   w->priv->in_table = 1;
   w->priv->fork_pending = 1;
@@ -359,6 +416,7 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
     w->child.channel->data = w;
     memset(&cbs, 0, sizeof(cbs));
     cbs.message = on_message;
+    cbs.error = on_channel_error;
     cbs.disconnect = on_channel_closed;
     herd__ipc_set_internal_cb(w->child.channel, herd__cluster_on_internal);
     herd_ipc_start(w->child.channel, &cbs);
@@ -393,6 +451,9 @@ void herd__cluster_idle_cb(uv_idle_t* idle) {
   uv_idle_stop(idle);
   for (w = p->head; w != NULL && p->forks_pending > 0; w = w->next)
     herd__cluster_fork_event(w);
+  herd__cluster_setup_events(cluster, p->setups_asked);
+  if (cluster->priv == NULL)
+    return;
   /* The ends of replacements, from the loop; no worker is freed here. */
   for (w = p->head; w != NULL; w = w->next)
     herd__cluster_replace_flush(w);
@@ -406,7 +467,49 @@ int herd_worker_send(herd_worker_t* worker, const char* json, size_t len) {
   return herd_ipc_send(worker->child.channel, json, len);
 }
 
+/* What herd_worker_send_ex() needs back: the channel's data is not the
+ * worker's on the worker side. */
+typedef struct {
+  herd_worker_t* worker;
+  herd_worker_send_cb cb;
+  void* arg;
+} send_req_t;
+
+static void on_sent(herd_ipc_t* ipc, int status, void* arg) {
+  send_req_t* req = arg;
+  send_req_t r = *req;
+  (void)ipc;
+  herd__free(req);
+  if (r.cb != NULL)
+    r.cb(r.worker, status, r.arg);
+  else if (status != 0)
+    herd__worker_emit_error(r.worker, status);
+}
+
+int herd_worker_send_ex(herd_worker_t* worker, const char* json, size_t len,
+                        uv_handle_t* handle, unsigned flags,
+                        uv_close_cb handle_close_cb, herd_worker_send_cb cb,
+                        void* arg) {
+  send_req_t* req;
+  int r;
+  if (!herd_worker_is_connected(worker))
+    return HERD_ECHANNELCLOSED;
+  req = herd__malloc(sizeof(*req));
+  if (req == NULL)
+    return UV_ENOMEM;
+  req->worker = worker;
+  req->cb = cb;
+  req->arg = arg;
+  r = herd_ipc_send_ex(worker->child.channel, json, len, handle, flags,
+                       handle_close_cb, on_sent, req);
+  if (r < 0)
+    herd__free(req);
+  return r;
+}
+
 int herd_worker_kill(herd_worker_t* worker, int signum) {
+  if (worker->cluster == NULL)
+    return herd__worker_self_kill();
   if (worker->priv->exited || worker->pid == 0)
     return UV_ESRCH;
   return herd_child_kill(&worker->child, signum ? signum : SIGTERM);

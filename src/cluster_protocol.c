@@ -388,7 +388,10 @@ static void on_listening(herd_worker_t* w, const char* json, size_t len) {
     if (h->kind == HERD_SCHED_REUSEPORT)
       herd__reuseport_update(h);
   }
-  if (!matched)
+  /* A worker the primary let go may still say it listens (its listen
+   * raced with the disconnect): Node reports that too. It counts for
+   * nothing: the worker gets no connection and steers nothing. */
+  if (!matched && !w->exited_after_disconnect)
     return;
   memset(&info, 0, sizeof(info));
   info.port = q.port_int && q.port >= 0 && q.port <= 65535 ? (int)q.port : -1;
@@ -397,6 +400,8 @@ static void on_listening(herd_worker_t* w, const char* json, size_t len) {
   info.udp = q.udp != 0;
   info.fd = q.fd_int && q.fd >= 0 && q.fd <= INT32_MAX ? (int)q.fd : -1;
   w->state = HERD_WORKER_LISTENING;
+  if (w->priv->cb.listening != NULL)
+    w->priv->cb.listening(w, &info);
   if (cluster->cb.listening != NULL)
     cluster->cb.listening(cluster, w, &info);
 }
@@ -448,6 +453,8 @@ static void dispatch(herd_worker_t* w, const char* json, size_t len) {
     if (w->state != HERD_WORKER_NONE)
       return; /* once */
     w->state = HERD_WORKER_ONLINE;
+    if (w->priv->cb.online != NULL)
+      w->priv->cb.online(w);
     if (cluster->cb.online != NULL)
       cluster->cb.online(cluster, w);
   } else if (strcmp(act, "queryServer") == 0) {

@@ -7,7 +7,7 @@
  * reply ({"ack":N}) counts only when N is the seq of a queryServer still
  * unanswered or of the exitedAfterDisconnect sent; anything else is
  * ignored, and an fd that came with it is closed by the channel. */
-#include "internal.h"
+#include "cluster-int.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -48,7 +48,22 @@ static struct {
   herd__listener_t* listeners; /* servers and sockets from the primary */
   index_t* indexes;
   query_t* queries;
+  int destroying; /* herd_worker_kill() on the worker's own worker */
 } W = {.disconnect_seq = -1};
+
+/* Node's cluster.worker: this process's own worker, whose cluster is NULL
+ * and whose channel is the one to the primary. */
+static herd_worker_t self;
+static struct herd_worker_private_s self_priv;
+
+herd_worker_t* herd_cluster_worker_self(void) {
+  return W.setup ? &self : NULL;
+}
+
+static void set_exited_after_disconnect(void) {
+  W.exited_after_disconnect = 1;
+  self.exited_after_disconnect = 1;
+}
 
 int herd_cluster_is_worker(void) {
   return W.id > 0 || getenv("NODE_UNIQUE_ID") != NULL;
@@ -215,6 +230,7 @@ int herd__worker_query(herd__listener_t* l) {
 
 void herd__worker_listening(herd__listener_t* l, const char* port) {
   char fields[512];
+  self.state = HERD_WORKER_LISTENING; /* as Node's child.js sets it */
   int n = listener_fields(l, "listening", port, fields, sizeof(fields));
   if (n > 0)
     herd__worker_send(fields, (size_t)n);
@@ -320,6 +336,12 @@ static void on_channel_closed(herd_ipc_t* ipc) {
     herd__free(e);
   }
   free_queries();
+  self_priv.channel_closed = 1;
+  self.state = HERD_WORKER_DISCONNECTED;
+  if (self_priv.cb.disconnect != NULL)
+    self_priv.cb.disconnect(&self);
+  if (W.destroying)
+    exit(0); /* Node's worker.destroy() */
   if (!W.exited_after_disconnect) {
     /* The primary is gone: serve no more, as Node's workers do. */
     close_servers();
@@ -333,7 +355,7 @@ static void on_channel_closed(herd_ipc_t* ipc) {
 static void on_primary_disconnect(void) {
   if (W.exited_after_disconnect)
     return;
-  W.exited_after_disconnect = 1;
+  set_exited_after_disconnect();
   W.primary_initiated = 1;
   close_servers();
   if (W.opts.disconnect != NULL)
@@ -353,7 +375,7 @@ void herd_cluster_worker_disconnect(void) {
   }
   if (W.disconnect_seq >= 0)
     return; /* Already waiting for the primary's ack. */
-  W.exited_after_disconnect = 1;
+  set_exited_after_disconnect();
   W.disconnect_seq = herd__worker_send("\"act\":\"exitedAfterDisconnect\"", 29);
   if (W.disconnect_seq < 0) {
     W.closing_channel = 1;
@@ -405,14 +427,59 @@ static void on_internal(herd_ipc_t* ipc, const char* json, size_t len,
   }
 }
 
-/* PR_SET_PDEATHSIG asks for SIGTERM when the primary dies. A primary that
- * died before the call leaves us with another parent: check for that. */
+int herd__worker_self_disconnect(void) {
+  if (!W.connected)
+    return HERD_ECHANNELCLOSED;
+  herd_cluster_worker_disconnect();
+  return 0;
+}
+
+/* Node's worker.destroy() in a worker: tell the primary it goes on
+ * purpose (exitedAfterDisconnect), close the channel once it answered,
+ * then exit(0); at once when the channel is closed already. */
+int herd__worker_self_kill(void) {
+  set_exited_after_disconnect();
+  if (!W.connected)
+    exit(0);
+  W.destroying = 1;
+  if (W.disconnect_seq >= 0 || W.closing_channel)
+    return 0; /* the channel is about to close */
+  W.disconnect_seq = herd__worker_send("\"act\":\"exitedAfterDisconnect\"", 29);
+  if (W.disconnect_seq < 0) {
+    W.closing_channel = 1;
+    herd_ipc_disconnect(&W.ipc);
+  }
+  return 0;
+}
+
+static void on_message(herd_ipc_t* ipc, const char* json, size_t len,
+                       herd_handle_t* handle) {
+  /* Node's cluster.worker listens on the process before the program can. */
+  if (self_priv.cb.message != NULL)
+    self_priv.cb.message(&self, json, len, handle);
+  if (W.opts.message != NULL)
+    W.opts.message(ipc, json, len, handle);
+}
+
+static void on_error(herd_ipc_t* ipc, int err) {
+  (void)ipc;
+  herd__worker_emit_error(&self, err);
+}
+
+/* PR_SET_PDEATHSIG asks for a signal when the primary dies: SIGTERM, or
+ * the one the primary's settings.spawn.parent_death_signal set already. A
+ * primary that died before the call leaves us with another parent: check
+ * for that. */
 static void watch_primary(void) {
   const char* ppid = getenv("HERD_PRIMARY_PID");
   pid_t want = ppid != NULL ? (pid_t)atoi(ppid) : 0;
-  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  int sig = 0;
+  if (prctl(PR_GET_PDEATHSIG, &sig) != 0 || sig == 0) {
+    sig = SIGTERM;
+    prctl(PR_SET_PDEATHSIG, sig);
+  }
   if (want > 0 && getppid() != want)
-    kill(getpid(), SIGTERM);
+    kill(getpid(), sig);
   unsetenv("HERD_PRIMARY_PID");
 }
 
@@ -438,8 +505,19 @@ int herd_cluster_worker_setup(uv_loop_t* loop,
   W.connected = 1;
   if (options != NULL)
     W.opts = *options;
+  memset(&self, 0, sizeof(self));
+  memset(&self_priv, 0, sizeof(self_priv));
+  self.id = W.id;
+  self.slot = -1;
+  self.pid = getpid();
+  self.state = HERD_WORKER_ONLINE;
+  self.child.loop = loop;
+  self.child.pid = self.pid;
+  self.child.channel = &W.ipc;
+  self.priv = &self_priv;
   memset(&cbs, 0, sizeof(cbs));
-  cbs.message = W.opts.message;
+  cbs.message = on_message;
+  cbs.error = on_error;
   cbs.disconnect = on_channel_closed;
   herd__ipc_set_internal_cb(&W.ipc, on_internal);
   herd_ipc_start(&W.ipc, &cbs);

@@ -53,6 +53,11 @@
   TEST(cluster_node_listen_zero, 20000)             \
   TEST(cluster_node_primary_kinds_rr, 30000)        \
   TEST(cluster_node_primary_kinds_none, 30000)      \
+  TEST(cluster_worker_events, 20000)                \
+  TEST(cluster_worker_self, 20000)                  \
+  TEST(cluster_node_worker_object, 20000)           \
+  TEST(cluster_node_primary_worker_self, 20000)     \
+  HELPER(cluster_self_worker)                       \
   HELPER(cluster_kind_worker)                       \
   HELPER(cluster_worker)                            \
   HELPER(cluster_raw_worker)                        \

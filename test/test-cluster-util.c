@@ -291,6 +291,13 @@ static void tc_on_disconnect(herd_cluster_t* c, herd_worker_t* w) {
   tc_of(c)->disconnects++;
 }
 
+static void tc_on_error(herd_cluster_t* c, herd_worker_t* w, int err) {
+  tc_cluster_t* t = tc_of(c);
+  ASSERT_EQ(t->exited[tc_id(w)], 0);
+  t->errors++;
+  t->last_error = err;
+}
+
 static void tc_on_exit(herd_cluster_t* c, herd_worker_t* w, int64_t code,
                        int sig) {
   tc_cluster_t* t = tc_of(c);
@@ -321,6 +328,7 @@ void tc_cluster_init(tc_cluster_t* t, herd_sched_policy_t policy,
   cbs.message = tc_on_message;
   cbs.disconnect = tc_on_disconnect;
   cbs.exit = tc_on_exit;
+  cbs.error = tc_on_error;
   ASSERT_OK(herd_cluster_init(&t->loop, &t->cluster, &cbs));
   t->cluster.data = t;
   t->settings.exec_path = exec_path;

@@ -461,6 +461,9 @@ TEST_IMPL(cluster_fork_enoent) {
   ASSERT_EQ(t.exit_code[1], -1);
   ASSERT_EQ(t.exit_signal[1], 0);
   ASSERT_EQ(start_error, UV_ENOENT);
+  /* Node's worker 'error' for a program that cannot start, before exit. */
+  ASSERT_EQ(t.errors, 1);
+  ASSERT_EQ(t.last_error, UV_ENOENT);
   return 0;
 }
 

@@ -68,7 +68,8 @@ struct tc_cluster_s {
                        const herd_cluster_address_t* a);
   int ready;
   int forks, onlines, listenings, disconnects, exits, closed;
-  int port; /* from the last listening event */
+  int errors, last_error; /* error events */
+  int port;               /* from the last listening event */
   int pid[TC_MAX_IDS];
   int state_seen[TC_MAX_IDS]; /* bit 0 fork, 1 online, 2 listening, 3 exit */
   int exited[TC_MAX_IDS];

@@ -78,8 +78,14 @@ typedef struct herd_cluster_address_s {
   int fd;  /* listen({fd}): the primary's fd it names; else -1 */
 } herd_cluster_address_t;
 
-/* Primary side events; every one may be NULL. A worker is valid from
- * herd_cluster_fork() until the exit callback has returned. */
+struct herd_cluster_settings_s;
+
+/* Primary side events (Node's cluster.on(...)); every one may be NULL. A
+ * worker is valid from herd_cluster_fork() until the exit callback has
+ * returned. herd_worker_on() adds the events of one worker (Node's
+ * worker.on(...)); a worker's own callback runs first, then the cluster's,
+ * as Node emits them, except for `message`, where the cluster's runs first
+ * (Node's cluster listens on the worker before the program can). */
 typedef struct herd_cluster_callbacks_s {
   void (*fork)(herd_cluster_t* cluster, herd_worker_t* worker);
   /* The worker sent {"act":"online"}. */
@@ -102,6 +108,20 @@ typedef struct herd_cluster_callbacks_s {
    * this callback that output is discarded. */
   void (*output)(herd_cluster_t* cluster, herd_worker_t* worker, int fd,
                  const char* buf, size_t len);
+  /* Node's 'setup' event: after each herd_cluster_setup_primary() and each
+   * fork (Node's fork() calls setupPrimary() too), from the loop, in call
+   * order (a fork's setup event comes before its fork event). `settings`
+   * are those in force when the event runs. */
+  void (*setup)(herd_cluster_t* cluster,
+                const struct herd_cluster_settings_s* settings);
+  /* Node's worker 'error', here for every worker (Node emits it on the
+   * worker only): the program could not be started (`err` is start_error,
+   * before the exit event), the worker's channel reported an error
+   * (HERD_EBADJSON, HERD_ELINETOOLONG, HERD_EBADPROTO: the channel goes
+   * on; a read or write error: it closes, the disconnect event follows),
+   * or a herd_worker_send_ex() without a callback failed. Failures of a
+   * call are returned by the call, not reported here. */
+  void (*error)(herd_cluster_t* cluster, herd_worker_t* worker, int err);
 } herd_cluster_callbacks_t;
 
 /* Node's cluster.settings. Strings and arrays are referenced, not copied:
@@ -280,6 +300,57 @@ typedef void (*herd_worker_replace_cb)(herd_worker_t* successor, int status);
 int herd_worker_replace(herd_worker_t* worker, herd_worker_replace_cb cb,
                         herd_worker_t** successor);
 
+/* Node's worker.on(event): callbacks for one worker, in addition to the
+ * cluster-wide ones (see herd_cluster_callbacks_t for the order). Every
+ * one may be NULL. In a worker process, herd_cluster_worker_self() has
+ * message, disconnect and error (Node's cluster.worker emits no other). */
+typedef struct herd_worker_callbacks_s {
+  void (*online)(herd_worker_t* worker);
+  void (*listening)(herd_worker_t* worker,
+                    const herd_cluster_address_t* address);
+  /* `json` valid during the call; `handle` as in herd_ipc_message_cb (the
+   * cluster-wide message callback may have taken it already). */
+  void (*message)(herd_worker_t* worker, const char* json, size_t len,
+                  herd_handle_t* handle);
+  /* The channel closed (in a worker: to the primary). */
+  void (*disconnect)(herd_worker_t* worker);
+  void (*exit)(herd_worker_t* worker, int64_t exit_code, int term_signal);
+  /* As the cluster's error callback (in a worker: the channel to the
+   * primary, and herd_worker_send_ex() without a callback). */
+  void (*error)(herd_worker_t* worker, int err);
+} herd_worker_callbacks_t;
+
+/* Sets the worker's callbacks (copied; NULL clears them). To miss no event,
+ * call it right after herd_cluster_fork() or in the fork callback: events
+ * come from the loop. */
+void herd_worker_on(herd_worker_t* worker,
+                    const herd_worker_callbacks_t* callbacks);
+
+/* The end of herd_worker_send_ex(): 0 once the message is written (and a
+ * handle acknowledged by the peer), or HERD_ECHANNELCLOSED (the channel
+ * closed first), HERD_EHANDLENACK (the peer refused the handle four
+ * times), a write error. Runs from the loop, before the worker's
+ * disconnect event. */
+typedef void (*herd_worker_send_cb)(herd_worker_t* worker, int status,
+                                    void* arg);
+
+/* Node's worker.send(message, sendHandle, options, callback): sends one
+ * JSON text (copied) with a libuv handle (uv_tcp_t server or socket,
+ * uv_pipe_t, uv_udp_t; NULL for none), as herd_ipc_send_ex() does: the fd
+ * is duplicated now; a connected socket sent without HERD_SEND_KEEP_OPEN
+ * (Node's keepOpen) is closed by herd once the peer acknowledged it
+ * (uv_close(handle, handle_close_cb)). cb (may be NULL) runs once, from
+ * the loop; without it a failure is reported to the error callbacks, as
+ * Node emits 'error' when send() has no callback. Works on
+ * herd_cluster_worker_self() too (Node's process.send() from a worker).
+ * Returns as herd_ipc_send_ex(): 0, 1 (queued above the high-water mark),
+ * HERD_ECHANNELCLOSED, HERD_EBADJSON, HERD_EBADHANDLE, UV_ENOMEM; with an
+ * error no callback runs. */
+int herd_worker_send_ex(herd_worker_t* worker, const char* json, size_t len,
+                        uv_handle_t* handle, unsigned flags,
+                        uv_close_cb handle_close_cb, herd_worker_send_cb cb,
+                        void* arg);
+
 /* Node's worker.isDead(): the process has exited. */
 int herd_worker_is_dead(const herd_worker_t* worker);
 /* Node's worker.isConnected(): its channel is open. */
@@ -313,6 +384,22 @@ int herd_cluster_worker_setup(uv_loop_t* loop,
                               const herd_cluster_worker_options_t* options);
 /* This worker's id (NODE_UNIQUE_ID), 0 if not a worker. */
 int herd_cluster_worker_id(void);
+/* Node's cluster.worker: this worker process's own herd_worker_t, NULL
+ * before herd_cluster_worker_setup(); valid for the life of the process.
+ * `id`, `pid`, `state` (online, listening once a server got its socket
+ * from the primary, disconnected once the channel closed) and
+ * `exited_after_disconnect` are kept up to date; `cluster` is NULL, `slot`
+ * -1, child.channel the channel to the primary. The worker functions work
+ * on it as Node's do in a worker: herd_worker_send() and
+ * herd_worker_send_ex() (process.send()), herd_worker_is_connected(),
+ * herd_worker_is_dead() (0: it runs), herd_worker_disconnect() (as
+ * herd_cluster_worker_disconnect(); HERD_ECHANNELCLOSED once closed),
+ * herd_worker_kill() (Node's worker.destroy(): says exitedAfterDisconnect,
+ * closes the channel and exit(0)s; the signal is ignored, as in Node),
+ * herd_worker_on() (message, disconnect, error; the worker's message
+ * callback runs before options->message, as Node's cluster.worker listens
+ * on the process first). herd_worker_replace() returns UV_EINVAL. */
+herd_worker_t* herd_cluster_worker_self(void);
 /* The channel to the primary, NULL before setup or once it closed. */
 herd_ipc_t* herd_cluster_worker_channel(void);
 /* process.send(): sends a user message to the primary. Many sends in one
