@@ -125,6 +125,10 @@ struct herd_cluster_private_s {
   int closing;
   int closes_pending;
   char self_exe[4096];
+  /* The primary's own arguments (argv[1..] from /proc/self/cmdline), the
+   * default args of workers running this program again; read once. */
+  char* self_cmdline;
+  char** self_args;
   /* Setup events asked for (setup_primary() and forks) and run so far. */
   uint64_t setups_asked;
   uint64_t setups_run;

@@ -151,6 +151,8 @@ void herd__cluster_maybe_finish(herd_cluster_t* cluster) {
     herd_cluster_cb cb = p->close_cb;
     p->closing = 3;
     herd__free(p->slots);
+    herd__free(p->self_cmdline);
+    herd__free(p->self_args);
     herd__free(p);
     cluster->priv = NULL;
     if (cb != NULL)

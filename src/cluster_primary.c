@@ -5,6 +5,7 @@
  * server handles) and cluster_close.c (disconnect and close). */
 #include "cluster-int.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,6 +330,61 @@ static void on_child_close(herd_child_t* child) {
   herd__cluster_maybe_finish(cluster);
 }
 
+/* Node's settings.args defaults to process.argv.slice(2), the arguments of
+ * the script that `exec` defaults to. A C primary's equivalent is its own
+ * argv[1..], read from /proc/self/cmdline once; none when it cannot be
+ * read. */
+static int self_args(struct herd_cluster_private_s* p,
+                     const char* const** args) {
+  size_t len = 0, cap = 0, n = 0;
+  char* buf = NULL;
+  ssize_t r;
+  int fd;
+
+  if (p->self_args != NULL) {
+    *args = (const char* const*)p->self_args;
+    return 0;
+  }
+  fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  for (;;) {
+    if (len + 1 >= cap) {
+      char* nb = herd__realloc(buf, cap ? cap * 2 : 1024);
+      if (nb == NULL) {
+        herd__free(buf);
+        if (fd >= 0)
+          close(fd);
+        return UV_ENOMEM;
+      }
+      buf = nb;
+      cap = cap ? cap * 2 : 1024;
+    }
+    r = fd >= 0 ? read(fd, buf + len, cap - len - 1) : 0;
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    len += (size_t)r;
+  }
+  if (fd >= 0)
+    close(fd);
+  buf[len] = '\0';
+  for (size_t i = 0; i < len; i++)
+    if (buf[i] == '\0')
+      n++;
+  p->self_args = herd__calloc(n + 1, sizeof(char*));
+  if (p->self_args == NULL) {
+    herd__free(buf);
+    return UV_ENOMEM;
+  }
+  p->self_cmdline = buf;
+  /* argv[0] is the program itself; the rest are its arguments. */
+  n = 0;
+  for (size_t i = strlen(buf) + 1; i < len; i += strlen(buf + i) + 1)
+    p->self_args[n++] = buf + i;
+  *args = (const char* const*)p->self_args;
+  return 0;
+}
+
 int herd_cluster_fork(herd_cluster_t* cluster, const char* const* env,
                       herd_worker_t** worker) {
   return herd__cluster_fork(cluster, env, -1, worker);
@@ -342,6 +398,7 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
   herd_ipc_callbacks_t cbs;
   herd_worker_t* w;
   const char* program;
+  const char* const* args;
   int r;
 
   if (p->closing)
@@ -352,6 +409,12 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
   program = s->exec != NULL ? s->exec : p->self_exe;
   if (program[0] == '\0')
     return UV_EINVAL;
+  args = s->args;
+  if (args == NULL && s->exec == NULL) {
+    r = self_args(p, &args);
+    if (r != 0)
+      return r;
+  }
 
   w = herd__calloc(1, sizeof(*w));
   if (w == NULL)
@@ -382,8 +445,10 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
   fo.spawn.flags &= ~(unsigned)HERD_SPAWN_ENV_EXTEND;
   if (s->cwd != NULL)
     fo.spawn.cwd = s->cwd;
-  fo.spawn.stdio = s->stdio;
-  fo.spawn.stdio_count = s->stdio_count;
+  if (s->stdio_count > 0 || s->spawn.stdio_count == 0) {
+    fo.spawn.stdio = s->stdio;
+    fo.spawn.stdio_count = s->stdio_count;
+  }
   fo.spawn.exit_cb = on_child_exit;
   fo.spawn.error_cb = on_child_error;
   fo.spawn.close_cb = on_child_close;
@@ -391,7 +456,7 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
   fo.exec_path = s->exec_path;
   fo.exec_argv = s->exec_argv;
   w->child.data = w;
-  r = herd_fork(cluster->loop, &w->child, program, s->args, &fo);
+  r = herd_fork(cluster->loop, &w->child, program, args, &fo);
   if (r != 0)
     goto fail;
 

@@ -2,6 +2,8 @@
 #define HERD_TESTS_CLUSTER(TEST, HELPER)            \
   TEST(cluster_events, 10000)                       \
   TEST(cluster_settings_spawn, 10000)               \
+  TEST(cluster_settings_spawn_env, 10000)           \
+  TEST(cluster_default_args, 10000)                 \
   TEST(cluster_disconnect_all, 10000)               \
   TEST(cluster_policy_rr, 10000)                    \
   TEST(cluster_policy_shared, 10000)                \
