@@ -39,6 +39,7 @@
   TEST(cluster_scale_down_reuseport, 20000)         \
   TEST(cluster_reuseport_disconnect_fork, 30000)    \
   TEST(cluster_replace_failures, 30000)             \
+  TEST(cluster_node_replace, 60000)                 \
   TEST(cluster_close_kill_timeout, 10000)           \
   TEST(cluster_alloc_failures, 60000)               \
   TEST(cluster_protocol_lies, 10000)                \
