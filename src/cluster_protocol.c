@@ -198,6 +198,17 @@ static const char* short_path(const char* path, char* cwd, size_t cap) {
   return path;
 }
 
+/* An answer the worker waits for could not be queued (out of memory): it
+ * would wait for ever. Its error event says why, and it is let go (a
+ * disconnect, SIGKILL after kill_timeout). Returns 1 then. */
+static int answer_failed(herd_worker_t* w, int64_t r) {
+  if (r >= 0 || r == HERD_ECHANNELCLOSED)
+    return 0;
+  herd__worker_emit_error(w, (int)r);
+  herd__cluster_stop_worker(w);
+  return 1;
+}
+
 static void reply_errno(herd_worker_t* w, const char* key, int64_t ack,
                         int err) {
   char fields[600], qkey[400];
@@ -205,7 +216,7 @@ static void reply_errno(herd_worker_t* w, const char* key, int64_t ack,
   snprintf(fields, sizeof(fields),
            "\"errno\":%d,\"key\":%s,\"ack\":%lld,\"data\":null", err, qkey,
            (long long)ack);
-  herd__cluster_send(w, fields, -1, NULL);
+  answer_failed(w, herd__cluster_send(w, fields, -1, NULL));
 }
 
 /* A handle found or opened for a worker's queryServer that it could not
@@ -328,7 +339,8 @@ static void query_server(herd_worker_t* w, const char* json, size_t len) {
       snprintf(fields, sizeof(fields),
                "\"errno\":null,\"key\":%s,\"ack\":%lld,\"data\":null", qkey,
                (long long)seq);
-    herd__cluster_send(w, fields, -1, NULL);
+    if (answer_failed(w, herd__cluster_send(w, fields, -1, NULL)))
+      return; /* it left the handle */
     herd__dispatch_join(h, w);
     return;
   }
@@ -348,9 +360,14 @@ static void query_server(herd_worker_t* w, const char* json, size_t len) {
   snprintf(fields, sizeof(fields),
            "\"errno\":null,\"key\":%s,\"ack\":%lld,\"data\":null", qkey,
            (long long)seq);
-  herd__cluster_send_typed(
+  r = (int)herd__cluster_send_typed(
       w, fields, fd,
       h->sock_kind == HERD__SOCK_UDP ? "dgram.Native" : "net.Native", NULL);
+  if (r < 0 && r != HERD_ECHANNELCLOSED) {
+    m->holds_socket = 0; /* it never got it */
+    answer_failed(w, r);
+    return;
+  }
   if (h->kind == HERD_SCHED_REUSEPORT) {
     /* One more worker to hand drained connections to. */
     herd__dispatch_join(h, w);
@@ -469,7 +486,7 @@ static void dispatch(herd_worker_t* w, const char* json, size_t len) {
       return;
     w->exited_after_disconnect = 1;
     snprintf(fields, sizeof(fields), "\"ack\":%lld", (long long)seq);
-    herd__cluster_send(w, fields, -1, NULL);
+    answer_failed(w, herd__cluster_send(w, fields, -1, NULL));
   }
 }
 
