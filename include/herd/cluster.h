@@ -130,9 +130,18 @@ typedef struct herd_cluster_settings_s {
   /* The worker program: a script for exec_path, or an executable. NULL: this
    * program again (/proc/self/exe). */
   const char* exec;
-  const char* const* args;      /* NULL-terminated, without argv[0] */
-  const char* exec_path;        /* e.g. "node"; NULL: run `exec` itself */
-  const char* const* exec_argv; /* options for exec_path */
+  /* NULL-terminated, without argv[0]. NULL: with exec NULL (this program
+   * again) the primary's own argv[1..], read from /proc/self/cmdline, as
+   * Node's default is the primary script's process.argv.slice(2); with
+   * another exec, none (Node passes the primary's arguments to any exec,
+   * but a C program's arguments are its own: pass argv + 1 to get Node's
+   * behaviour). An empty list ({NULL}) gives none in every case. */
+  const char* const* args;
+  const char* exec_path; /* e.g. "node"; NULL: run `exec` itself */
+  /* Options for exec_path. NULL: none. Node's default is process.execArgv,
+   * the options of the node binary running the primary; a C primary has
+   * no interpreter options to pass on. */
+  const char* const* exec_argv;
   int silent; /* workers' stdout/stderr are pipes (see `output`) */
   /* Explicit stdio for the workers (must contain one HERD_STDIO_IPC
    * entry); 0 entries: inherit x3 + ipc, or pipes with `silent`. */
@@ -153,12 +162,18 @@ typedef struct herd_cluster_settings_s {
    * predecessor's servers. 0: 30000. */
   int listen_timeout;
   /* Every other spawn option of herd_spawn() for the workers, as Node's
-   * cluster.settings passes uid, gid and the like on to child_process:
-   * flags (HERD_SPAWN_SETUID/SETGID with uid/gid, DETACHED,
-   * PROCESS_GROUP), parent_death_signal, kill_signal, listen_fds, ... The
-   * cluster's own fields above win over spawn.cwd, and herd sets env,
-   * stdio and the callbacks itself (spawn.env, spawn.stdio and the
-   * callbacks are ignored). All-zero: herd_spawn()'s defaults. */
+   * cluster.settings passes uid and gid on to child_process: flags
+   * (HERD_SPAWN_SETUID/SETGID with uid/gid, which also drop the
+   * supplementary groups as libuv does; DETACHED, PROCESS_GROUP, SHELL
+   * with shell, ENV_EXTEND), argv0, timeout, kill_signal, kill_grace,
+   * abort, parent_death_signal (kept by the worker's setup, which asks for
+   * SIGTERM only when none is set). spawn.env is the base environment in
+   * place of the primary's (or added to it with HERD_SPAWN_ENV_EXTEND);
+   * `env` above and the cluster's variables go on top. spawn.cwd and
+   * spawn.stdio serve when `cwd` and `stdio` above are unset. Exceptions:
+   * listen_fds cannot be used (a worker's fd 3 is its channel:
+   * herd_cluster_fork() returns UV_EINVAL), and the callbacks are the
+   * cluster's own (ignored). All-zero: herd_spawn()'s defaults. */
   herd_spawn_options_t spawn;
 } herd_cluster_settings_t;
 
@@ -203,13 +218,14 @@ int herd_cluster_init(uv_loop_t* loop, herd_cluster_t* cluster,
                       const herd_cluster_callbacks_t* callbacks);
 /* Node's setupPrimary(): replaces the settings for later forks (the
  * scheduling policy only until the first fork or herd_cluster_listen(),
- * which fix it in cluster->policy). */
+ * which fix it in cluster->policy). The setup event follows, from the
+ * loop. */
 void herd_cluster_setup_primary(herd_cluster_t* cluster,
                                 const herd_cluster_settings_t* settings);
 
 /* Forks a new worker with `env` ("K=V", NULL-terminated, may be NULL) added
- * to its environment, and returns it in *worker (may be NULL). The fork
- * callback runs from the loop. Failures to start the program are reported
+ * to its environment, and returns it in *worker (may be NULL). The setup
+ * and then the fork callback run from the loop, as Node emits them. Failures to start the program are reported
  * through exit (with start_error), as in Node. Errors: UV_ENOMEM,
  * UV_EINVAL (bad settings), UV_ECANCELED (the cluster is closing). */
 int herd_cluster_fork(herd_cluster_t* cluster, const char* const* env,
@@ -252,9 +268,12 @@ int herd_cluster_kill(herd_cluster_t* cluster, int signum);
  * close_cb. */
 void herd_cluster_close(herd_cluster_t* cluster, herd_cluster_cb close_cb);
 
-/* Sends a message (one JSON text, copied) to the worker. Returns as
- * herd_ipc_send(): 0, 1 (queued above the high-water mark),
- * HERD_ECHANNELCLOSED, HERD_EBADJSON, ... */
+/* Sends a message (one JSON text, copied) to the worker: Node's
+ * worker.send(message). Returns as herd_ipc_send(): 0, 1 (queued above the
+ * high-water mark), HERD_ECHANNELCLOSED, HERD_EBADJSON, ... A message the
+ * channel later cannot write is not reported one by one: the channel
+ * closes (disconnect event) after a write error (error event). With a
+ * handle or a completion callback: herd_worker_send_ex(). */
 int herd_worker_send(herd_worker_t* worker, const char* json, size_t len);
 
 /* Node's worker.kill(): sends `signum` (0: SIGTERM) to the worker.
@@ -364,7 +383,9 @@ typedef struct herd_cluster_worker_options_s {
   /* User messages from the primary (process.on('message')). */
   herd_ipc_message_cb message;
   /* The primary asked this worker to disconnect. herd has already closed
-   * every herd_server_t (no new connection arrives). The worker finishes
+   * every herd_server_t and herd_dgram_t it got from the primary (no new
+   * connection arrives; exclusive ones are the worker's to close, as in
+   * Node). The worker finishes
    * its in-flight work (e.g. herd_http_server_close()) and then calls
    * herd_cluster_worker_disconnect(), which flushes and closes the channel.
    * NULL: herd closes the channel at once. */
