@@ -225,9 +225,10 @@ void herd_cluster_setup_primary(herd_cluster_t* cluster,
 
 /* Forks a new worker with `env` ("K=V", NULL-terminated, may be NULL) added
  * to its environment, and returns it in *worker (may be NULL). The setup
- * and then the fork callback run from the loop, as Node emits them. Failures to start the program are reported
- * through exit (with start_error), as in Node. Errors: UV_ENOMEM,
- * UV_EINVAL (bad settings), UV_ECANCELED (the cluster is closing). */
+ * and then the fork callback run from the loop, as Node emits them. Failures to
+ * start the program are reported through exit (with start_error), as in Node.
+ * Errors: UV_ENOMEM, UV_EINVAL (bad settings), UV_ECANCELED (the cluster is
+ * closing). */
 int herd_cluster_fork(herd_cluster_t* cluster, const char* const* env,
                       herd_worker_t** worker);
 
