@@ -146,7 +146,7 @@ static void handles_cb(herd_ipc_t* ipc, const char* json, size_t len,
 static int child_main(const char* mode, long n, int cpu) {
   uv_loop_t loop;
   herd_ipc_t ipc;
-  herd_ipc_callbacks_t cbs = {NULL, NULL, NULL, NULL};
+  herd_ipc_callbacks_t cbs = {.message = NULL};
   child_t c = {n, 0};
   pin_to(cpu);
   uv_loop_init(&loop);
@@ -241,7 +241,7 @@ static double run_herd(const char* mode, long n) {
   uv_loop_t loop;
   run_t r;
   herd_fork_options_t opts;
-  herd_ipc_callbacks_t cbs = {NULL, NULL, NULL, NULL};
+  herd_ipc_callbacks_t cbs = {.message = NULL};
   char nbuf[32], cbuf[16];
   const char* args[] = {"child", mode, nbuf, NULL, NULL};
 

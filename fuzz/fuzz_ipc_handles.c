@@ -408,7 +408,7 @@ static void step(int op) {
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static int init;
-  herd_ipc_callbacks_t cbs = {on_message, NULL, NULL, NULL};
+  herd_ipc_callbacks_t cbs = {.message = on_message};
   int sv[2], fds_before, small = 4096, op;
 
   if (!init) {

@@ -161,7 +161,10 @@ static int spawn_exec_build(const herd_spawn_options_t* o, const char* file,
   if (ipc_index != -1) {
     snprintf(s, 32, "NODE_CHANNEL_FD=%d", ipc_index);
     env_set(env, &n, s);
-    env_set(env, &n, "NODE_CHANNEL_SERIALIZATION_MODE=json");
+    env_set(env, &n,
+            o->serialization == HERD_SERIALIZATION_ADVANCED
+                ? "NODE_CHANNEL_SERIALIZATION_MODE=advanced"
+                : "NODE_CHANNEL_SERIALIZATION_MODE=json");
     s += 32;
   }
   if (nlisten > 0) {
@@ -466,6 +469,9 @@ static int spawn_validate(const herd_spawn_options_t* o,
   }
   if (o->parent_death_signal < 0 || o->parent_death_signal >= NSIG)
     return UV_EINVAL;
+  if (o->serialization != HERD_SERIALIZATION_JSON &&
+      o->serialization != HERD_SERIALIZATION_ADVANCED)
+    return UV_EINVAL;
   return 0;
 }
 
@@ -578,7 +584,7 @@ int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
   /* The channel takes its end before the process exists, because that can
    * run out of memory too (ipc.c closes the fd itself when it fails). */
   if (err == 0 && ipc_index != -1 && x.block != NULL) {
-    int r = herd__ipc_attach(child, parent_end[ipc_index]);
+    int r = herd__ipc_attach(child, parent_end[ipc_index], o->serialization);
     parent_end[ipc_index] = -1;
     if (r != 0) {
       for (int i = 0; i < n; i++) {

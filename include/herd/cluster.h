@@ -113,6 +113,10 @@ typedef struct herd_cluster_settings_s {
   const herd_stdio_t* stdio;
   int stdio_count;
   const char* cwd;
+  /* The workers' IPC serialization, Node's cluster.settings.serialization
+   * ('advanced' lets workers send Buffers, Maps, BigInts, ...); the cluster
+   * protocol works in both. */
+  herd_serialization_t serialization;
   /* "K=V" entries added to every worker's environment (which is otherwise
    * the primary's); NULL-terminated, may be NULL. */
   const char* const* env;

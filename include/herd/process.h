@@ -42,6 +42,18 @@ typedef struct {
   int fd; /* with HERD_STDIO_FD */
 } herd_stdio_t;
 
+/* How messages are written on an IPC channel: Node's `serialization`
+ * option of spawn() and fork(). JSON: one JSON text and '\n' a message
+ * (JSON.stringify() of what is sent). ADVANCED: a 4-byte big-endian length,
+ * then V8's serializer bytes (what v8.serialize() writes, with Node's own
+ * tag before typed arrays), so Buffers, Maps, Sets, Dates, BigInts,
+ * undefined, NaN and cycles cross intact. docs/ipc.md and
+ * docs/serialization.md. */
+typedef enum {
+  HERD_SERIALIZATION_JSON = 0,
+  HERD_SERIALIZATION_ADVANCED
+} herd_serialization_t;
+
 #define HERD_STDIO_MAX 16
 /* The most fds herd_spawn_options_t.listen_fds may hold. */
 #define HERD_LISTEN_FDS_MAX 64
@@ -90,7 +102,12 @@ typedef struct herd_spawn_options_s {
                                 fd of the parent is closed in the child */
   int stdio_count;           /* 0: three pipes, like Node's 'pipe'; at most
                                 HERD_STDIO_MAX */
-  unsigned flags;            /* herd_spawn_flags_t */
+  /* The IPC channel's serialization (with a HERD_STDIO_IPC entry; ignored
+   * otherwise): the child's environment gets
+   * NODE_CHANNEL_SERIALIZATION_MODE=json or =advanced, and child->channel
+   * speaks it. Node's `serialization` option. */
+  herd_serialization_t serialization;
+  unsigned flags; /* herd_spawn_flags_t */
   uid_t uid;
   gid_t gid;
   const char* shell;   /* with HERD_SPAWN_SHELL; NULL: /bin/sh */
@@ -150,7 +167,8 @@ struct herd_child_s {
  * fills child->pid, or a negative error for misuse (UV_EINVAL: NULL
  * loop/child/file, stdio_count out of range, two IPC entries, a negative
  * HERD_STDIO_FD fd, an unknown stdio kind, listen_fds with stdio_count
- * above 3, a bad fd name, a parent_death_signal that is no signal) and
+ * above 3, a bad fd name, a parent_death_signal that is no signal, an
+ * unknown serialization) and
  * out-of-memory (UV_ENOMEM). With an error no callback runs, no process,
  * fd or memory is left, and herd does not touch `child` again: it may be
  * freed at once. Failures to start the program (UV_ENOENT, UV_EACCES,
