@@ -255,7 +255,8 @@ typedef struct herd_cluster_worker_options_s {
  * the kernel to send SIGTERM when the primary dies (PR_SET_PDEATHSIG, with a
  * check for a primary that died before), and sends {"act":"online"}. Once
  * per process. Errors: HERD_ENOTWORKER, UV_EALREADY, the channel's errors
- * (HERD_ENOCHANNEL, HERD_EADVANCED, UV_EBADF). */
+ * (HERD_ENOCHANNEL, HERD_EBADPROTO, UV_EBADF), in either serialization
+ * the primary chose. */
 int herd_cluster_worker_setup(uv_loop_t* loop,
                               const herd_cluster_worker_options_t* options);
 /* This worker's id (NODE_UNIQUE_ID), 0 if not a worker. */

@@ -36,8 +36,8 @@ extern "C" {
 #define HERD_IPC_HIGH_WATER (128u * 1024)
 
 /* A handle that arrived with a message (NODE_HANDLE). `fd` belongs to herd
- * and is closed after the message callback returns unless the callback took
- * it with herd_handle_take() or herd_handle_open(). */
+ * and is closed after the message (or value) callback returns unless the
+ * callback took it with herd_handle_take() or herd_handle_open(). */
 typedef struct herd_handle_s {
   const char* type; /* "net.Server", "net.Socket", "net.Native",
                        "dgram.Socket" or "dgram.Native" */
@@ -216,14 +216,14 @@ typedef enum {
  * message is written and, for a handle, acknowledged (0); with
  * HERD_EHANDLENACK when the peer refused the handle four times (three
  * resends, as Node); with HERD_ECHANNELCLOSED when the channel closed
- * first. An ACK or NACK counts only once the handle's line and fd have been
- * written (the peer cannot have seen it before); one that comes earlier, or
- * with no handle in flight, is reported as HERD_EBADPROTO and ignored, so
- * herd's copy of the fd is never closed or sent again before it went out.
- * The type on the wire
- * is "net.Server" (listening TCP/pipe), "net.Socket" (connected TCP/pipe)
- * or "dgram.Socket" (UDP, with "dgramType"). Returns as herd_ipc_send(),
- * plus HERD_EBADHANDLE for an unsupported or closing handle. */
+ * first. An ACK or NACK counts only once the handle's line (or frame) and
+ * fd have been written (the peer cannot have seen it before); one that comes
+ * earlier, or with no handle in flight, is reported as HERD_EBADPROTO and
+ * ignored, so herd's copy of the fd is never closed or sent again before it
+ * went out. The type on the wire is "net.Server" (listening TCP/pipe),
+ * "net.Socket" (connected TCP/pipe) or "dgram.Socket" (UDP, with "dgramType").
+ * Returns as herd_ipc_send(), plus HERD_EBADHANDLE for an unsupported or
+ * closing handle. */
 int herd_ipc_send_ex(herd_ipc_t* ipc, const char* json, size_t len,
                      uv_handle_t* handle, unsigned flags,
                      uv_close_cb handle_close_cb, herd_ipc_send_cb cb,
