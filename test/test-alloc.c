@@ -395,6 +395,12 @@ TEST_IMPL(alloc_fork) {
     fc.opts.silent = 1;
     ASSERT_GE(alloc_sweep("fork with exec_path", fork_case, &fc), 4);
   }
+  memset(&fc, 0, sizeof(fc));
+  fc.program = test_exe();
+  fc.args = test_helper_args("hello", NULL, NULL);
+  fc.opts.silent = 1;
+  fc.opts.spawn.serialization = HERD_SERIALIZATION_ADVANCED;
+  ASSERT_GE(alloc_sweep("fork in advanced mode", fork_case, &fc), 3);
   return 0;
 }
 

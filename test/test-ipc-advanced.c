@@ -1209,10 +1209,11 @@ TEST_IMPL(ipc_advanced_spawn_options) {
   return 0;
 }
 
-/* Allocation failures through a whole advanced exchange between two herd
- * ends: values and JSON through the bridge both ways, handles, an internal
- * question and its answer; every allocation fails in turn. Each send the
- * channel accepted gets its callback once, nothing leaks. */
+/* Allocation failures through a whole exchange between two herd ends, in
+ * each mode: values and JSON through the bridge both ways, handles (a raw
+ * fd and a uv_pipe_t with values, a raw fd with JSON), an internal question
+ * and its answer; every allocation fails in turn. Each send the channel
+ * accepted gets its callback once, nothing leaks. */
 static int alloc_calls_cb[8];
 static int alloc_accepted[8];
 
@@ -1238,32 +1239,35 @@ static void alloc_text(herd_ipc_t* ipc, const char* json, size_t len,
 static void alloc_case(void* arg) {
   static const char question[] =
       "{\"cmd\":\"NODE_SOCKET_GET_COUNT\",\"key\":\"k\"}";
+  herd_serialization_t mode = *(herd_serialization_t*)arg;
   uv_loop_t loop;
   herd_ipc_t* a = malloc(sizeof(*a));
   herd_ipc_t* b = malloc(sizeof(*b));
+  uv_pipe_t* pipe = malloc(sizeof(*pipe));
   herd_ipc_callbacks_t cba = {.message = alloc_text};
   herd_ipc_callbacks_t cbb = {.value = alloc_echo};
   herd_value_heap_t h;
   herd_value_t* v;
-  int sv[2], devnull, r;
-  (void)arg;
+  int sv[2], pv[2], devnull, r;
 
   memset(alloc_calls_cb, 0, sizeof(alloc_calls_cb));
   memset(alloc_accepted, 0, sizeof(alloc_accepted));
   herd_value_heap_init(&h);
   ASSERT_OK(uv_loop_init(&loop));
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-  if (herd_ipc_open_ex(&loop, a, sv[0], HERD_SERIALIZATION_ADVANCED) != 0) {
+  if (herd_ipc_open_ex(&loop, a, sv[0], mode) != 0) {
     free(a);
     close(sv[0]);
     free(b);
     close(sv[1]);
+    free(pipe);
     test_loop_close(&loop);
     return;
   }
-  if (herd_ipc_open_ex(&loop, b, sv[1], HERD_SERIALIZATION_ADVANCED) != 0) {
+  if (herd_ipc_open_ex(&loop, b, sv[1], mode) != 0) {
     free(b);
     close(sv[1]);
+    free(pipe);
     herd_ipc_disconnect(a);
     ASSERT_OK(herd_ipc_start(a, NULL));
     test_loop_run_close(&loop);
@@ -1282,6 +1286,14 @@ static void alloc_case(void* arg) {
                                (void*)2);
     alloc_accepted[2] = r >= 0;
   }
+  /* A connected pipe, kept open (the peer's copy is closed by b). */
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pv), 0);
+  ASSERT_OK(uv_pipe_init(&loop, pipe, 0));
+  ASSERT_OK(uv_pipe_open(pipe, pv[0]));
+  close(pv[1]);
+  r = herd_ipc_send_value_ex(a, herd_value_boolean(1), (uv_handle_t*)pipe,
+                             HERD_SEND_KEEP_OPEN, NULL, alloc_sent, (void*)5);
+  alloc_accepted[5] = r >= 0;
   r = herd_ipc_send_ex(a, "{\"j\":[1,2]}", 11, NULL, 0, NULL, alloc_sent,
                        (void*)3);
   alloc_accepted[3] = r >= 0;
@@ -1293,14 +1305,19 @@ static void alloc_case(void* arg) {
   close(devnull);
   herd_value_heap_free(&h);
   herd_ipc_disconnect(a);
+  uv_close((uv_handle_t*)pipe, NULL);
   test_loop_run_close(&loop);
-  for (int i = 1; i <= 4; i++)
+  for (int i = 1; i <= 5; i++)
     ASSERT_EQ(alloc_calls_cb[i], alloc_accepted[i]);
   free(a);
   free(b);
+  free(pipe);
 }
 
 TEST_IMPL(ipc_advanced_alloc) {
-  ASSERT_GE(alloc_sweep("advanced channel", alloc_case, NULL), 10);
+  herd_serialization_t mode = HERD_SERIALIZATION_ADVANCED;
+  ASSERT_GE(alloc_sweep("advanced channel", alloc_case, &mode), 10);
+  mode = HERD_SERIALIZATION_JSON;
+  ASSERT_GE(alloc_sweep("json channel with values", alloc_case, &mode), 10);
   return 0;
 }
