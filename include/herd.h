@@ -39,7 +39,7 @@ extern "C" {
   XX(ECHANNELCLOSED, -30008, "IPC channel is closed")                        \
   XX(EHANDLENACK, -30009, "peer refused the handle (NACK) too many times")   \
   XX(EBADHANDLE, -30010, "handle type cannot be sent over IPC")              \
-  XX(EBADPROTO, -30011, "peer violated the cluster protocol")                \
+  XX(EBADPROTO, -30011, "peer violated the IPC or cluster protocol")         \
   XX(ENOTWORKER, -30012, "not a cluster worker (NODE_UNIQUE_ID is not set)") \
   XX(EWORKERDIED, -30013, "worker died")                                     \
   XX(EBADVALUE, -30101, "malformed serialized value")                        \

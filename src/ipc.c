@@ -11,7 +11,19 @@
  * that writes it in this loop iteration. An idle handle rather than a
  * prepare handle, because an active idle handle keeps the loop from
  * blocking: a send made from any callback, a prepare callback included, is
- * written before the loop sleeps. */
+ * written before the loop sleeps.
+ *
+ * Where things are:
+ * - framing (input): read_some() reads, parse_lines() splits and validates,
+ *   skip_line() drops a line over the limit without buffering it;
+ * - output: out_*(), flush_io(), write_out();
+ * - handle passing: send_handle(), start_handle() (one handle in flight),
+ *   on_ack() (ACK/NACK, trusted only once the handle went out),
+ *   on_handle_message() (receiving);
+ * - flow control: update_poll() and note_reply() (reading pauses while
+ *   herd's own replies pile up unread), need_drain (send() returning 1);
+ * - the peer's protocol state: every internal message is checked against
+ *   what this end sent (on_ack(), on_socket_list()). */
 #include "internal.h"
 
 #include <assert.h>
@@ -28,6 +40,11 @@
 #define SHRINK_ABOVE   (4 * 1024 * 1024)
 #define MAX_NACKS      3
 #define MAX_RECV_FDS   16
+/* Reading pauses while more than this many bytes of replies herd made by
+ * itself (ACK/NACK, answers from the internal hooks) wait to be written:
+ * a peer that keeps asking and never reads cannot grow the output queue. A
+ * well-behaved peer has a handful of such requests outstanding at most. */
+#define REPLY_LIMIT (64 * 1024)
 
 /* An outgoing message that needs more than bytes in the output buffer: it
  * has a callback, carries an fd, or waits behind a handle in flight. */
@@ -35,6 +52,7 @@ typedef struct ipc_req_s ipc_req_t;
 struct ipc_req_s {
   ipc_req_t* next;
   uint64_t end; /* stream offset just past its bytes, once buffered */
+  int reply;    /* made by herd in answer to the peer (see note_reply()) */
   herd_ipc_send_cb cb;
   void* arg;
   int fd; /* our duplicate of the fd it carries, or -1 */
@@ -73,8 +91,12 @@ typedef struct herd_ipc_private_s {
   unsigned parse_pending : 1;
   unsigned need_drain : 1;
   unsigned want_write : 1;
-  unsigned in_read : 1;   /* message callbacks of one read are running */
-  unsigned flush_due : 1; /* they sent: write at the end of that read */
+  unsigned in_read : 1;     /* message callbacks of one read are running */
+  unsigned flush_due : 1;   /* they sent: write at the end of that read */
+  unsigned in_internal : 1; /* the internal hook runs: its sends are replies */
+  unsigned throttled : 1;   /* too many replies unwritten: reading paused */
+  unsigned hangup : 1;      /* the peer hung up: read what is left, then EOF */
+  unsigned skipping : 1;    /* dropping the rest of a line over the limit */
   int werr; /* a write error met inside send(), handled from the loop */
 
   /* The message being delivered to the message callback: it has been
@@ -84,10 +106,9 @@ typedef struct herd_ipc_private_s {
   size_t deliv_len;
 
   /* Input: rbuf[rstart, rlen) is unparsed; rbase is the stream offset of
-   * rbuf[0]; memchr resumes at `scan`; `tail` is where the last incomplete
-   * line starts while nothing is parsed (before herd_ipc_start()). */
+   * rbuf[0]; memchr resumes at `scan`. */
   char* rbuf;
-  size_t rcap, rstart, rlen, scan, tail;
+  size_t rcap, rstart, rlen, scan;
   uint64_t rbase;
   recv_fd_t rfds[MAX_RECV_FDS * 4];
   size_t nrfds;
@@ -104,6 +125,12 @@ typedef struct herd_ipc_private_s {
   ipc_req_t* inflight;                    /* a handle waiting for ACK/NACK */
   ipc_req_t *wait_head, *wait_tail;       /* queued behind `inflight` */
   size_t wait_bytes;
+
+  /* Replies herd made by itself: reply_bytes were put into obuf, the last
+   * of them ending at stream offset reply_end (the count restarts once
+   * that offset is written); reply_wait more wait behind a handle. */
+  size_t reply_bytes, reply_wait;
+  uint64_t reply_end;
 } ipc_priv_t;
 
 static const char ack_line[] = "{\"cmd\":\"NODE_HANDLE_ACK\"}\n";
@@ -115,15 +142,25 @@ static const char* const handle_types[] = {
 static void ipc_close(ipc_priv_t* p, int err);
 static void flush_and_notify(ipc_priv_t* p);
 static void parse_lines(ipc_priv_t* p);
+static void on_hangup(ipc_priv_t* p);
 
 static int set_poll(ipc_priv_t* p, int events);
 
+/* What the poll handle waits for. Reading stops before herd_ipc_start()
+ * once enough is buffered (`paused`) and while herd's own replies wait
+ * unwritten (`throttled`); then only the peer hanging up is watched for, so
+ * a peer that goes away is still noticed. After a hang-up the rest is read
+ * whatever the throttle says: nothing more can come. */
 static void update_poll(ipc_priv_t* p) {
   int events = 0;
   if (p->closing)
     return;
-  if (!p->eof && !p->paused)
-    events |= UV_READABLE;
+  if (!p->eof) {
+    if (!p->paused && (!p->throttled || p->hangup))
+      events |= UV_READABLE;
+    else if (!p->hangup)
+      events |= UV_DISCONNECT;
+  }
   if (p->want_write)
     events |= UV_WRITABLE;
   if (events != p->poll_events)
@@ -131,6 +168,42 @@ static void update_poll(ipc_priv_t* p) {
 }
 
 static void on_flush(uv_idle_t* handle);
+
+static void report(ipc_priv_t* p, int err) {
+  if (p->cb.error != NULL)
+    p->cb.error(p->ipc, err);
+}
+
+/* Lines already read wait to be parsed: parse them from the idle callback. */
+static void arm_parse(ipc_priv_t* p) {
+  p->parse_pending = 1;
+  if (!p->closing && !uv_is_active((uv_handle_t*)&p->flusher))
+    uv_idle_start(&p->flusher, on_flush);
+}
+
+/* Pauses reading while more than REPLY_LIMIT bytes of herd's own replies
+ * are unwritten, and resumes once they are written (the bytes in front of
+ * them included): the output queue cannot grow because a peer keeps asking
+ * without reading the answers. A peer that reads never sees a pause. */
+static void check_throttle(ipc_priv_t* p) {
+  unsigned over;
+  if (p->reply_bytes > 0 && p->obase + p->ohead >= p->reply_end)
+    p->reply_bytes = 0;
+  over = p->reply_bytes + p->reply_wait > REPLY_LIMIT;
+  if (over == p->throttled)
+    return;
+  p->throttled = over;
+  if (!over)
+    arm_parse(p);
+  update_poll(p);
+}
+
+/* `len` bytes just put at the end of obuf are a reply herd made itself. */
+static void note_reply(ipc_priv_t* p, size_t len) {
+  p->reply_bytes += len;
+  p->reply_end = p->obase + p->olen;
+  check_throttle(p);
+}
 
 /* Makes sure what was just queued gets written before the loop sleeps. While
  * the messages of one read are being delivered that is the end of the read;
@@ -261,7 +334,9 @@ static void req_free(ipc_req_t* req) {
 }
 
 /* Puts a handle message into the output buffer and makes it the one in
- * flight. */
+ * flight. Its fd rides on the sendmsg() that starts with the line; `end`
+ * tells when the whole line (so the fd too) has been written. ofd only
+ * borrows req->fd, which the request keeps until it is answered. */
 static int start_handle(ipc_priv_t* p, ipc_req_t* req) {
   uint64_t at;
   int r;
@@ -274,8 +349,16 @@ static int start_handle(ipc_priv_t* p, ipc_req_t* req) {
   p->olen += req->len;
   p->ofd = req->fd;
   p->ofd_at = at;
+  req->end = at + req->len;
   p->inflight = req;
   return 0;
+}
+
+/* Whether the handle in flight has gone out, fd and all: only then can the
+ * peer have seen it, and only then may an ACK or NACK be about it. */
+static int inflight_written(const ipc_priv_t* p) {
+  return p->inflight != NULL && p->ofd < 0 &&
+         p->obase + p->ohead >= p->inflight->end;
 }
 
 static void push_written(ipc_priv_t* p, ipc_req_t* req) {
@@ -288,30 +371,32 @@ static void push_written(ipc_priv_t* p, ipc_req_t* req) {
   p->written_tail = req;
 }
 
-/* Moves queued messages into the output buffer until the next handle. */
+/* Moves queued messages into the output buffer until the next handle. One
+ * that cannot be moved (no memory) stays queued: the channel closes on the
+ * error and fails it there, so its callback still runs exactly once. */
 static void release_waiting(ipc_priv_t* p) {
-  while (p->wait_head != NULL && p->inflight == NULL) {
+  while (p->wait_head != NULL && p->inflight == NULL && p->werr == 0) {
     ipc_req_t* req = p->wait_head;
+    int r = req->fd >= 0 ? start_handle(p, req)
+                         : out_append(p, req->line, req->len);
+    if (r != 0) {
+      p->werr = r;
+      break;
+    }
     p->wait_head = req->next;
     if (p->wait_head == NULL)
       p->wait_tail = NULL;
     p->wait_bytes -= req->len;
-    if (req->fd >= 0) {
-      if (start_handle(p, req) != 0) {
-        p->werr = UV_ENOMEM;
-        req_free(req);
-      }
-      continue;
+    if (req->reply) {
+      p->reply_wait -= req->len;
+      note_reply(p, req->len);
     }
-    if (out_append(p, req->line, req->len) != 0) {
-      p->werr = UV_ENOMEM;
-      req_free(req);
-      continue;
+    if (req->fd < 0) {
+      if (req->cb != NULL)
+        push_written(p, req);
+      else
+        herd__free(req);
     }
-    if (req->cb != NULL)
-      push_written(p, req);
-    else
-      herd__free(req);
   }
   arm(p);
 }
@@ -324,6 +409,23 @@ static void push_waiting(ipc_priv_t* p, ipc_req_t* req) {
     p->wait_head = req;
   p->wait_tail = req;
   p->wait_bytes += req->len;
+  if (req->reply) {
+    p->reply_wait += req->len;
+    check_throttle(p);
+  }
+}
+
+/* A request that could not be put into the output buffer (no memory) goes
+ * back to the front of the queue; the channel closes on the error. */
+static void requeue_front(ipc_priv_t* p, ipc_req_t* req, int err) {
+  req->next = p->wait_head;
+  p->wait_head = req;
+  if (p->wait_tail == NULL)
+    p->wait_tail = req;
+  p->wait_bytes += req->len;
+  if (req->reply)
+    p->reply_wait += req->len;
+  p->werr = err;
 }
 
 /* Runs the callbacks of messages whose bytes have all been written. */
@@ -345,6 +447,18 @@ static int nothing_pending(const ipc_priv_t* p) {
   return p->olen == p->ohead && p->inflight == NULL && p->wait_head == NULL;
 }
 
+/* A write failed. EPIPE and ECONNRESET mean the peer closed its end: a
+ * disconnect, after what it wrote before going has been read. */
+static void on_write_error(ipc_priv_t* p, int err) {
+  if (err != UV_EPIPE && err != UV_ECONNRESET) {
+    ipc_close(p, err);
+    return;
+  }
+  if (!p->hangup)
+    on_hangup(p);
+  ipc_close(p, 0);
+}
+
 static void flush_and_notify(ipc_priv_t* p) {
   int r;
   if (p->closing)
@@ -352,18 +466,20 @@ static void flush_and_notify(ipc_priv_t* p) {
   if (p->werr != 0) {
     r = p->werr;
     p->werr = 0;
-    ipc_close(p, r == UV_EPIPE || r == UV_ECONNRESET ? 0 : r);
+    on_write_error(p, r);
     return;
   }
   r = flush_io(p);
   if (r < 0) {
-    ipc_close(p, r == UV_EPIPE || r == UV_ECONNRESET ? 0 : r);
+    on_write_error(p, r);
     return;
   }
   if ((r == 1) != p->want_write) {
     p->want_write = (r == 1);
     update_poll(p);
   }
+  if (p->reply_bytes != 0 || p->throttled)
+    check_throttle(p);
   complete_written(p);
   if (p->closing)
     return;
@@ -499,8 +615,8 @@ static void ipc_close(ipc_priv_t* p, int err) {
   /* uv_close() took the fd out of epoll already. */
   close(p->fd);
   p->fd = -1;
-  if (p->ofd >= 0 && (p->inflight == NULL || p->inflight->fd != p->ofd))
-    close(p->ofd);
+  /* ofd borrowed the fd of the handle in flight; failing that request in
+   * on_close() closes it. */
   p->ofd = -1;
 }
 
@@ -514,10 +630,29 @@ static const char* handle_type(const char* raw, size_t len) {
   return NULL;
 }
 
+static int cmd_is(const herd__json_info_t* info, const char* s, size_t n) {
+  return info->cmd_len == n && memcmp(info->cmd, s, n) == 0;
+}
+
+/* Queues a reply herd makes by itself (ACK, NACK, socket-list answers). */
 static void reply(ipc_priv_t* p, const char* line, size_t len) {
-  if (out_append(p, line, len) != 0)
+  if (out_append(p, line, len) != 0) {
     p->werr = UV_ENOMEM;
+  } else {
+    note_reply(p, len);
+  }
   arm(p);
+}
+
+/* The internal hook (the cluster module) runs; what it sends from here are
+ * answers to the peer and count as herd's own replies. */
+static void call_internal(ipc_priv_t* p, const char* json, size_t len,
+                          herd_handle_t* handle) {
+  if (p->internal_cb == NULL)
+    return;
+  p->in_internal = 1;
+  p->internal_cb(p->ipc, json, len, handle);
+  p->in_internal = 0;
 }
 
 static void describe_fd(herd_handle_t* h) {
@@ -536,19 +671,26 @@ static void describe_fd(herd_handle_t* h) {
     h->listening = v != 0;
 }
 
+/* The fd that came with the chunk in which the line at stream offset `at`
+ * starts, or -1. Fds of earlier chunks had no line to go with: closed. */
+static int take_recv_fd(ipc_priv_t* p, uint64_t at) {
+  int fd;
+  drop_stray_fds(p, at);
+  if (p->nrfds == 0 || p->rfds[0].from > at)
+    return -1;
+  fd = p->rfds[0].fd;
+  pop_recv_fd(p);
+  return fd;
+}
+
 static void on_handle_message(ipc_priv_t* p, char* line, size_t len,
                               uint64_t at) {
   herd_handle_t h;
   herd__json_info_t inner;
   const char *type_raw, *msg;
   size_t type_len, msg_len;
-  int fd = -1;
+  int fd = take_recv_fd(p, at);
 
-  drop_stray_fds(p, at);
-  if (p->nrfds > 0 && p->rfds[0].from <= at) {
-    fd = p->rfds[0].fd;
-    pop_recv_fd(p);
-  }
   if (fd < 0) {
     reply(p, nack_line, sizeof(nack_line) - 1);
     return;
@@ -571,8 +713,7 @@ static void on_handle_message(ipc_priv_t* p, char* line, size_t len,
   describe_fd(&h);
   herd__json_scan(msg, msg_len, &inner);
   if (herd__json_is_internal(&inner)) {
-    if (p->internal_cb != NULL)
-      p->internal_cb(p->ipc, msg, msg_len, &h);
+    call_internal(p, msg, msg_len, &h);
   } else if (!p->disconnecting && p->cb.message != NULL) {
     p->deliv = msg;
     p->deliv_len = msg_len;
@@ -583,21 +724,26 @@ static void on_handle_message(ipc_priv_t* p, char* line, size_t len,
     close(h.fd);
 }
 
+/* NODE_HANDLE_ACK / NODE_HANDLE_NACK answer the handle in flight, and can
+ * only do so once it went out with its fd. Any other one (no handle in
+ * flight, or one still in the output buffer) claims what did not happen:
+ * it is reported as HERD_EBADPROTO and ignored, so no fd is released or
+ * sent again because of it. */
 static void on_ack(ipc_priv_t* p, int ok) {
   ipc_req_t* req = p->inflight;
-  if (req == NULL)
-    return;
-  if (!ok && ++req->nacks <= MAX_NACKS) {
-    /* The peer could not take the fd; send the same message and fd again. */
-    p->inflight = NULL;
-    if (start_handle(p, req) != 0) {
-      p->werr = UV_ENOMEM;
-      req_free(req);
-    }
-    arm(p);
+  if (!inflight_written(p)) {
+    report(p, HERD_EBADPROTO);
     return;
   }
   p->inflight = NULL;
+  if (!ok && ++req->nacks <= MAX_NACKS) {
+    /* The peer could not take the fd; send the same message and fd again. */
+    int r = start_handle(p, req);
+    if (r != 0)
+      requeue_front(p, req, r);
+    arm(p);
+    return;
+  }
   if (ok && req->close_on_ack && req->handle != NULL &&
       !uv_is_closing(req->handle))
     uv_close(req->handle, req->close_cb);
@@ -607,16 +753,52 @@ static void on_ack(ipc_priv_t* p, int ok) {
   req_free(req);
 }
 
-static int cmd_is(const herd__json_info_t* info, const char* s, size_t n) {
-  return info->cmd_len == n && memcmp(info->cmd, s, n) == 0;
+/* Node's net.Server keeps count of the sockets it sent to a child (those
+ * carry a "key") and, on close() or getConnections(), asks that child with
+ * NODE_SOCKET_NOTIFY_CLOSE or NODE_SOCKET_GET_COUNT; its close() waits for
+ * the answer. herd hands a received socket to its user and keeps no count,
+ * so it answers as a receiver holding none: NODE_SOCKET_ALL_CLOSED at once,
+ * NODE_SOCKET_COUNT 0. herd never asks, so NODE_SOCKET_ALL_CLOSED and
+ * NODE_SOCKET_COUNT arriving here answer nothing: reported and ignored. */
+static void on_socket_list(ipc_priv_t* p, const herd__json_info_t* info,
+                           const char* line, size_t len) {
+  static const char pre_closed[] =
+      "{\"cmd\":\"NODE_SOCKET_ALL_CLOSED\",\"key\":";
+  static const char pre_count[] = "{\"cmd\":\"NODE_SOCKET_COUNT\",\"key\":";
+  static const char post_count[] = ",\"count\":0}\n";
+  char out[1024];
+  const char *key, *pre, *post;
+  size_t key_len, pre_len, post_len, n;
+  int count = cmd_is(info, "NODE_SOCKET_GET_COUNT", 21);
+
+  if (!count && !cmd_is(info, "NODE_SOCKET_NOTIFY_CLOSE", 24)) {
+    report(p, HERD_EBADPROTO);
+    return;
+  }
+  pre = count ? pre_count : pre_closed;
+  pre_len = count ? sizeof(pre_count) - 1 : sizeof(pre_closed) - 1;
+  post = count ? post_count : "}\n";
+  post_len = count ? sizeof(post_count) - 1 : 2;
+  /* Node's keys are short ("4:127.0.0.1:8000", or a pipe's path). */
+  if (herd_json_get(line, len, "key", &key, &key_len) != 0 || key[0] != '"' ||
+      pre_len + key_len + post_len > sizeof(out)) {
+    report(p, HERD_EBADPROTO);
+    return;
+  }
+  memcpy(out, pre, pre_len);
+  n = pre_len;
+  memcpy(out + n, key, key_len);
+  n += key_len;
+  memcpy(out + n, post, post_len);
+  n += post_len;
+  reply(p, out, n);
 }
 
 static void process_line(ipc_priv_t* p, char* line, size_t len, uint64_t at) {
   herd__json_info_t info;
   int r = herd__json_scan(line, len, &info);
   if (r != 0) {
-    if (p->cb.error != NULL)
-      p->cb.error(p->ipc, r);
+    report(p, r);
     return;
   }
   if (!herd__json_is_internal(&info)) {
@@ -634,45 +816,75 @@ static void process_line(ipc_priv_t* p, char* line, size_t len, uint64_t at) {
     on_ack(p, 1);
   else if (cmd_is(&info, "NODE_HANDLE_NACK", 16))
     on_ack(p, 0);
-  else if (p->internal_cb != NULL)
-    p->internal_cb(p->ipc, line, len, NULL);
+  else if (info.cmd_len > 12 && memcmp(info.cmd, "NODE_SOCKET_", 12) == 0)
+    on_socket_list(p, &info, line, len);
+  else
+    call_internal(p, line, len, NULL);
+}
+
+/* A line longer than max_line: reported (HERD_ELINETOOLONG) and dropped
+ * without being buffered, and the channel goes on. `line` holds its first
+ * `avail` bytes. A NODE_HANDLE among them gets the NACK its sender waits
+ * for, and the fd that came with it is closed. */
+static void skip_line(ipc_priv_t* p, const char* line, size_t avail,
+                      uint64_t at) {
+  static const char handle_prefix[] = "{\"cmd\":\"NODE_HANDLE\",";
+  report(p, HERD_ELINETOOLONG);
+  if (p->closing)
+    return;
+  if (avail >= sizeof(handle_prefix) - 1 &&
+      memcmp(line, handle_prefix, sizeof(handle_prefix) - 1) == 0) {
+    int fd = take_recv_fd(p, at);
+    if (fd >= 0)
+      close(fd);
+    reply(p, nack_line, sizeof(nack_line) - 1);
+  }
 }
 
 static void parse_lines(ipc_priv_t* p) {
   if (p->rbuf == NULL)
     return;
-  while (!p->closing && p->started) {
+  while (!p->closing && p->started && (!p->throttled || p->hangup)) {
     char* nl = memchr(p->rbuf + p->scan, '\n', p->rlen - p->scan);
     size_t start, len;
     if (nl == NULL) {
       p->scan = p->rlen;
+      if (p->skipping) {
+        p->rstart = p->rlen; /* still inside the line being dropped */
+      } else if (p->rlen - p->rstart > p->max_line) {
+        p->skipping = 1;
+        skip_line(p, p->rbuf + p->rstart, p->rlen - p->rstart,
+                  p->rbase + p->rstart);
+        p->rstart = p->rlen;
+      }
       break;
     }
     start = p->rstart;
     len = (size_t)(nl - (p->rbuf + start));
     p->rstart = p->scan = (size_t)(nl - p->rbuf) + 1;
+    if (p->skipping) {
+      p->skipping = 0; /* the end of the line being dropped */
+      continue;
+    }
     if (len > p->max_line) {
-      ipc_close(p, HERD_ELINETOOLONG);
-      return;
+      skip_line(p, p->rbuf + start, len, p->rbase + start);
+      continue;
     }
     *nl = '\0';
     process_line(p, p->rbuf + start, len, p->rbase + start);
   }
   if (p->closing || !p->started)
     return;
-  p->tail = p->rstart;
   drop_stray_fds(p, p->rbase + p->rstart);
   if (p->rstart == p->rlen) {
     p->rbase += p->rlen;
-    p->rstart = p->rlen = p->scan = p->tail = 0;
+    p->rstart = p->rlen = p->scan = 0;
     /* One huge message must not pin its buffer for the channel's life. */
     if (p->rcap > SHRINK_ABOVE) {
       herd__free(p->rbuf);
       p->rbuf = NULL;
       p->rcap = 0;
     }
-  } else if (p->rlen - p->rstart > p->max_line) {
-    ipc_close(p, HERD_ELINETOOLONG);
   }
 }
 
@@ -689,7 +901,6 @@ static int read_reserve(ipc_priv_t* p) {
     p->rbase += p->rstart;
     p->rlen -= p->rstart;
     p->scan -= p->rstart;
-    p->tail -= p->rstart;
     p->rstart = 0;
     if (p->rcap - p->rlen >= READ_MIN)
       return 0;
@@ -713,7 +924,7 @@ static int read_reserve(ipc_priv_t* p) {
 }
 
 static void read_some(ipc_priv_t* p) {
-  for (int i = 0; i < 32 && !p->closing; i++) {
+  for (int i = 0; i < 32 && !p->closing && (!p->throttled || p->hangup); i++) {
     union {
       char buf[CMSG_SPACE(MAX_RECV_FDS * sizeof(int))];
       struct cmsghdr align;
@@ -784,17 +995,10 @@ static void read_some(ipc_priv_t* p) {
       return;
     }
     p->rlen += (size_t)n;
-    if (p->started) {
+    /* Before herd_ipc_start() nothing is parsed; reading pauses once
+     * READ_INITIAL bytes wait (read_reserve()). */
+    if (p->started)
       parse_lines(p);
-    } else {
-      char* nl = memrchr(p->rbuf + p->rlen - n, '\n', (size_t)n);
-      if (nl != NULL)
-        p->tail = (size_t)(nl - p->rbuf) + 1;
-      if (p->rlen - p->tail > p->max_line) {
-        ipc_close(p, HERD_ELINETOOLONG);
-        return;
-      }
-    }
     if ((size_t)n < space)
       return;
   }
@@ -815,10 +1019,40 @@ static void on_readable(ipc_priv_t* p) {
   }
 }
 
+/* The peer hung up (POLLERR, or a write that met EPIPE/ECONNRESET, or the
+ * hang-up watched for while reading was paused). That is a disconnect, never
+ * an error: what the peer wrote before going is read and delivered, then
+ * the channel closes. Before herd_ipc_start() what was read stays buffered
+ * for it. */
+static void on_hangup(ipc_priv_t* p) {
+  p->hangup = 1;
+  /* Nothing written from now on can arrive. */
+  p->want_write = 0;
+  if (!p->eof)
+    on_readable(p);
+  if (p->closing)
+    return;
+  if (p->started || p->child != NULL)
+    ipc_close(p, 0);
+  else
+    update_poll(p);
+}
+
 static void on_poll(uv_poll_t* handle, int status, int events) {
   ipc_priv_t* p = handle->data;
   if (status < 0) {
-    ipc_close(p, status);
+    /* libuv reports POLLERR as UV_EBADF and stops the handle. On this
+     * socket POLLERR means the peer closed its end with our bytes unread. */
+    p->poll_events = 0;
+    on_hangup(p);
+    return;
+  }
+  if ((events & UV_DISCONNECT) && !(p->poll_events & UV_READABLE)) {
+    /* Reading was paused; see update_poll(). */
+    p->hangup = 1;
+    update_poll(p);
+    if (p->poll_events & UV_READABLE)
+      on_readable(p);
     return;
   }
   if (events & UV_WRITABLE)
@@ -1009,6 +1243,8 @@ static int send_plain(ipc_priv_t* p, const char* json, size_t len,
     p->obuf[p->olen++] = '\n';
     if (cb != NULL)
       push_written(p, req);
+    if (p->in_internal)
+      note_reply(p, len + 1);
     return after_queue(p);
   }
   req = herd__malloc(sizeof(*req) + len + 1);
@@ -1018,6 +1254,7 @@ static int send_plain(ipc_priv_t* p, const char* json, size_t len,
   req->fd = -1;
   req->cb = cb;
   req->arg = arg;
+  req->reply = p->in_internal;
   req->len = len + 1;
   copy_json(req->line, json, len, info.newline);
   req->line[len] = '\n';
@@ -1076,12 +1313,15 @@ static int send_handle(ipc_priv_t* p, const char* json, size_t len, int fd,
   req->close_on_ack = close_on_ack;
   req->cb = cb;
   req->arg = arg;
+  req->reply = p->in_internal;
   if (p->inflight == NULL && p->wait_head == NULL) {
     r = start_handle(p, req);
     if (r != 0) {
       req_free(req);
       return r;
     }
+    if (req->reply)
+      note_reply(p, req->len);
   } else {
     push_waiting(p, req);
   }

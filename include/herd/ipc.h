@@ -20,9 +20,12 @@ extern "C" {
 #endif
 
 /* The default limit for one incoming message line (bytes, without '\n').
- * A longer line closes the channel with HERD_ELINETOOLONG; herd never
- * buffers much more than this for one line. */
-#define HERD_IPC_DEFAULT_MAX_LINE (8u * 1024 * 1024)
+ * A longer line is reported (HERD_ELINETOOLONG) and skipped as it streams
+ * in, and the channel goes on; herd never buffers much more than the limit
+ * for one line. 64 MiB holds what Node programs send in practice (a 10 MiB
+ * message goes Node to Node), while one channel's read buffer stays
+ * bounded. */
+#define HERD_IPC_DEFAULT_MAX_LINE (64u * 1024 * 1024)
 /* send() reports "full" once this many bytes wait to be written (Node's
  * 65536 * 2). */
 #define HERD_IPC_HIGH_WATER (128u * 1024)
@@ -69,17 +72,28 @@ typedef struct herd_ipc_s herd_ipc_t;
  * (then `json` is the inner `msg` of Node's NODE_HANDLE envelope, and the
  * peer has already been sent NODE_HANDLE_ACK). Internal messages (an object
  * whose "cmd" is a string starting with "NODE_" and longer than 5) never
- * arrive here. The callback may send, disconnect, or take the handle. */
+ * arrive here: herd answers NODE_HANDLE* and NODE_SOCKET_NOTIFY_CLOSE /
+ * NODE_SOCKET_GET_COUNT itself (the latter as a receiver that keeps no
+ * count of the sockets it handed over: all closed, count 0), and drops the
+ * others unless the cluster module takes them. The callback may send,
+ * disconnect, or take the handle. */
 typedef void (*herd_ipc_message_cb)(herd_ipc_t* ipc, const char* json,
                                     size_t len, herd_handle_t* handle);
-/* A recoverable problem: HERD_EBADJSON / HERD_EBADUTF8 (that line was
- * dropped, the channel goes on), or a fatal one (HERD_ELINETOOLONG,
- * a read error), after which the channel closes and disconnect_cb follows. */
+/* A problem with what the peer sent. Recoverable (the channel goes on):
+ * HERD_EBADJSON / HERD_EBADUTF8 (that line was dropped), HERD_ELINETOOLONG
+ * (a line over the limit was skipped; a NODE_HANDLE among them was refused
+ * with a NACK), HERD_EBADPROTO (an internal message that answers nothing
+ * this end sent, e.g. a NODE_HANDLE_ACK with no handle written and
+ * unanswered: ignored). Fatal: a read or write error other than the peer
+ * going away (or UV_ENOMEM), after which the channel closes and
+ * disconnect_cb follows. The peer exiting or closing its end is never an
+ * error, only a disconnect (as in Node). */
 typedef void (*herd_ipc_error_cb)(herd_ipc_t* ipc, int err);
 /* The channel closed: herd_ipc_disconnect() was called, the peer closed its
- * end (exited), or a fatal error. Last callback of a channel: a herd_ipc_t
- * the caller owns may be reused or freed from here on; a child's channel is
- * freed by herd right after this returns. */
+ * end (exited; what it wrote before is delivered first), or a fatal error.
+ * Last callback of a channel: a herd_ipc_t the caller owns may be reused or
+ * freed from here on; a child's channel is freed by herd right after this
+ * returns. */
 typedef void (*herd_ipc_disconnect_cb)(herd_ipc_t* ipc);
 /* The write queue went back under the high-water mark after a send()
  * returned 1. */
@@ -128,7 +142,8 @@ int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd);
  * Errors: HERD_ECHANNELCLOSED. */
 int herd_ipc_start(herd_ipc_t* ipc, const herd_ipc_callbacks_t* callbacks);
 /* Limit for one incoming line in bytes; 0 restores the default
- * (HERD_IPC_DEFAULT_MAX_LINE). */
+ * (HERD_IPC_DEFAULT_MAX_LINE). A longer line is skipped without being
+ * buffered and reported as HERD_ELINETOOLONG; the channel goes on. */
 void herd_ipc_set_max_line(herd_ipc_t* ipc, size_t max_line);
 
 /* Sends one JSON text (copied; newlines between tokens are turned into
@@ -142,7 +157,18 @@ void herd_ipc_set_max_line(herd_ipc_t* ipc, size_t max_line);
  * waits for events. While a handle is in
  * flight (sent, not yet acknowledged) later messages wait behind it, as in
  * Node. A message whose top-level "cmd" starts with "NODE_" is internal to
- * the peer (a Node peer will not emit it as 'message'). */
+ * the peer (a Node peer will not emit it as 'message').
+ *
+ * Flow control: what the caller sends is bounded by the caller, who sees
+ * the queue above HERD_IPC_HIGH_WATER as a return of 1 and waits for
+ * drain. What herd sends by itself in answer to the peer (NODE_HANDLE_ACK
+ * and NACK, NODE_SOCKET_* answers, the cluster module's replies) is bounded
+ * by herd: while more than 64 KiB of those wait unwritten, the channel
+ * stops reading, and it reads again once they are written. A peer that
+ * reads never sees this; one that keeps asking without reading is held
+ * back by its own socket instead of growing herd's memory. Reading never
+ * pauses because of the caller's own sends, so two ends that both send a
+ * lot (each respecting the return value) cannot stop each other. */
 int herd_ipc_send(herd_ipc_t* ipc, const char* json, size_t len);
 
 typedef enum {
@@ -153,10 +179,15 @@ typedef enum {
  * uv_udp_t); `handle` may be NULL. The fd is duplicated at call time. A
  * connected TCP socket or pipe sent without HERD_SEND_KEEP_OPEN is closed by
  * herd (uv_close(handle, handle_close_cb)) once the peer acknowledged it, as
- * Node does; servers stay open. cb (may be NULL) runs once the message is
- * written and, for a handle, acknowledged (0); with HERD_EHANDLENACK when
- * the peer refused the handle four times (three resends, as Node); with
- * HERD_ECHANNELCLOSED when the channel closed first. The type on the wire
+ * Node does; servers stay open. cb (may be NULL) runs exactly once: when the
+ * message is written and, for a handle, acknowledged (0); with
+ * HERD_EHANDLENACK when the peer refused the handle four times (three
+ * resends, as Node); with HERD_ECHANNELCLOSED when the channel closed
+ * first. An ACK or NACK counts only once the handle's line and fd have been
+ * written (the peer cannot have seen it before); one that comes earlier, or
+ * with no handle in flight, is reported as HERD_EBADPROTO and ignored, so
+ * herd's copy of the fd is never closed or sent again before it went out.
+ * The type on the wire
  * is "net.Server" (listening TCP/pipe), "net.Socket" (connected TCP/pipe)
  * or "dgram.Socket" (UDP, with "dgramType"). Returns as herd_ipc_send(),
  * plus HERD_EBADHANDLE for an unsupported or closing handle. */
@@ -166,9 +197,10 @@ int herd_ipc_send_ex(herd_ipc_t* ipc, const char* json, size_t len,
                      void* arg);
 /* Sends a message with a raw fd (duplicated at call time; the caller keeps
  * its own) announced as `type` ("net.Native", "net.Socket", ...), in the
- * NODE_HANDLE envelope. cb runs once the peer acknowledged it (0) or refused
- * it four times (HERD_EHANDLENACK), or with HERD_ECHANNELCLOSED. Errors as
- * herd_ipc_send(), plus UV_EINVAL (no type or fd < 0) and dup errors. */
+ * NODE_HANDLE envelope. cb runs once: the peer acknowledged it (0) or
+ * refused it four times (HERD_EHANDLENACK), or HERD_ECHANNELCLOSED; answers
+ * are trusted as for herd_ipc_send_ex(). Errors as herd_ipc_send(), plus
+ * UV_EINVAL (no type or fd < 0) and dup errors. */
 int herd_ipc_send_fd(herd_ipc_t* ipc, const char* json, size_t len, int fd,
                      const char* type, herd_ipc_send_cb cb, void* arg);
 
