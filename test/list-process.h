@@ -77,7 +77,7 @@
   TEST(process_spawn_event_order, 5000)          \
   TEST(process_spawnargs_node, 10000)            \
   TEST(process_stdio_node_defaults, 5000)        \
-  TEST(process_stdio_node, 20000)                \
+  TEST(process_stdio_node, 30000)                \
   TEST(process_stdio_parse, 5000)                \
   TEST(process_stdio_many, 8000)                 \
   TEST(spawn_sync_output_node, 10000)            \

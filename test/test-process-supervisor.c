@@ -454,6 +454,7 @@ TEST_IMPL(process_subreaper_orphans) {
 typedef struct {
   sup_run_t r; /* first: the callbacks cast back */
   int sleeper_fd;
+  int expect_kill;    /* how long exit_cb waits: 2 s if a kill is due */
   int sleeper_killed; /* what exit_cb found: 1 SIGKILLed, 0 still alive */
 } group_run_t;
 
@@ -492,7 +493,8 @@ static void group_exit(herd_child_t* child, int64_t status, int sig) {
   group_run_t* g = (group_run_t*)child;
   sup_exit(child, status, sig);
   /* The group was killed before the reap, so before this callback. */
-  g->sleeper_killed = sleeper_killed(g->sleeper_fd, 2000);
+  g->sleeper_killed =
+      sleeper_killed(g->sleeper_fd, g->expect_kill ? 2000 : 200);
   if (!g->sleeper_killed)
     ASSERT_EQ(kill(-child->pid, SIGKILL), 0); /* The zombie still holds it. */
 }
@@ -504,6 +506,7 @@ static void group_start(uv_loop_t* loop, group_run_t* g, unsigned flags) {
   o.flags = flags;
   memset(g, 0, sizeof(*g));
   g->sleeper_fd = -1;
+  g->expect_kill = (flags & HERD_SPAWN_KILL_GROUP_ON_EXIT) != 0;
   ASSERT_OK(herd_spawn(loop, &g->r.child, "/bin/sh", group_args, &o));
   ASSERT_OK(herd_child_read_start(&g->r.child, 1, group_pid_read));
 }
