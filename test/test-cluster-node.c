@@ -72,7 +72,7 @@ static void run_node_mode(herd_sched_policy_t policy,
   node_args[0] = "0";
   node_args[1] = NULL;
   tc_cluster_init(&t, policy, "node", script, node_args);
-  t.settings.serialization = serialization;
+  t.settings.spawn.serialization = serialization;
   herd_cluster_setup_primary(&t.cluster, &t.settings);
   t.data = &phase;
   t.want_listening = 2;
@@ -109,6 +109,53 @@ TEST_IMPL(cluster_node_shared) {
 /* Node's worker takes a listening SO_REUSEPORT socket as a shared handle. */
 TEST_IMPL(cluster_node_reuseport) {
   run_node(HERD_SCHED_REUSEPORT);
+  return 0;
+}
+
+/* Node's workers take a newconn for a shared handle too (child.js looks the
+ * key up among all its handles): under reuseport the connections waiting
+ * in a dead Node worker's slot are drained by the primary to the other. */
+#define NODE_DRAIN_CLIENTS 8
+
+static void node_drain_client(void* arg) {
+  tc_cluster_t* t = arg;
+  int fds[NODE_DRAIN_CLIENTS];
+  char body[64];
+  ASSERT_EQ(kill(t->pid[1], SIGSTOP), 0);
+  ASSERT(tc_wait_state(t->pid[1], 'T', 2000));
+  for (int i = 0; i < NODE_DRAIN_CLIENTS; i++) {
+    fds[i] = tc_http_send(t->port);
+    ASSERT(fds[i] >= 0);
+  }
+  ASSERT_EQ(kill(t->pid[1], SIGKILL), 0);
+  for (int i = 0; i < NODE_DRAIN_CLIENTS; i++) {
+    ASSERT_EQ(tc_http_recv(fds[i], body, sizeof(body), 8000), 200);
+    ASSERT_EQ(tc_count_body(t, body), 2);
+  }
+}
+
+static void node_drain_done(void* arg) {
+  tc_cluster_finish(arg);
+}
+
+static void node_drain_ready(tc_cluster_t* t) {
+  tc_job_start(&t->loop, node_drain_client, node_drain_done, t);
+}
+
+TEST_IMPL(cluster_node_reuseport_drain) {
+  tc_cluster_t t;
+  snprintf(script, sizeof(script), "%s/test/fixtures/cluster-worker.js",
+           test_source_dir());
+  node_args[0] = "0";
+  node_args[1] = NULL;
+  tc_cluster_init(&t, HERD_SCHED_REUSEPORT, "node", script, node_args);
+  t.want_listening = 2;
+  t.on_ready = node_drain_ready;
+  tc_cluster_fork(&t, 2);
+  tc_cluster_run(&t);
+  ASSERT_EQ(t.served[2], NODE_DRAIN_CLIENTS);
+  ASSERT_EQ(t.exit_signal[1], SIGKILL);
+  ASSERT_EQ(t.exit_code[2], 0);
   return 0;
 }
 
