@@ -13,8 +13,14 @@
  * - every fd the peer receives came with a NODE_HANDLE line and is the fd
  *   herd was asked to send with that message (each is a memfd of its own
  *   inode), and no such line comes without its fd;
- * - once both ends are closed, no fd is left open and the loop closes. */
+ * - once both ends are closed, no fd is left open and the loop closes.
+ *
+ * Built with FUZZ_ADVANCED (fuzz_ipc_advanced.c), the same game runs in
+ * Node's advanced serialization: the peer writes frames (V8 bytes after a
+ * 4-byte length) instead of lines, herd's end sends values as well as JSON
+ * text, and what herd writes is read back as frames. */
 #include "internal.h"
+#include "value-int.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -25,6 +31,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#ifdef FUZZ_ADVANCED
+#define MODE HERD_SERIALIZATION_ADVANCED
+#else
+#define MODE HERD_SERIALIZATION_JSON
+#endif
 
 #define MAX_SENDS   256
 #define MAX_PEER_IN (1 << 18)
@@ -146,8 +158,22 @@ static void herd_send(int kind) {
     int fd = memfd_create("fuzz", MFD_CLOEXEC);
     CHECK(fd >= 0);
     F.sends[id].ino = inode_of(fd);
-    r = herd_ipc_send_fd(&F.ipc, json, (size_t)n, fd, "net.Native", on_sent,
-                         (void*)(intptr_t)id);
+    if (MODE == HERD_SERIALIZATION_ADVANCED && (id & 1)) {
+      /* The same message as a value (which the allocations may fail to
+       * build: then nothing is sent). */
+      herd_value_heap_t h;
+      herd_value_t* v;
+      herd_value_heap_init(&h);
+      v = herd_value_new_object(&h);
+      r = herd_value_object_set(v, "id", herd_value_new_number(&h, id));
+      if (r == 0)
+        r = herd_ipc_send_value_fd(&F.ipc, v, fd, "net.Native", on_sent,
+                                   (void*)(intptr_t)id);
+      herd_value_heap_free(&h);
+    } else {
+      r = herd_ipc_send_fd(&F.ipc, json, (size_t)n, fd, "net.Native", on_sent,
+                           (void*)(intptr_t)id);
+    }
     close(fd);
   } else {
     r = herd_ipc_send_ex(&F.ipc, json, (size_t)n, NULL, 0, NULL, on_sent,
@@ -172,6 +198,23 @@ static void on_message(herd_ipc_t* ipc, const char* json, size_t len,
     herd_ipc_disconnect(&F.ipc);
   else
     herd_send((int)(m % 3));
+}
+
+/* A message as a value (advanced runs deliver half of them so). */
+static void on_value(herd_ipc_t* ipc, herd_value_t* v, herd_handle_t* handle) {
+  herd_value_t* m = herd_value_object_get(v, "m");
+  (void)ipc;
+  if (handle != NULL && herd_value_type(v) == HERD_VALUE_NUMBER) {
+    int fd = herd_handle_take(handle);
+    CHECK(fd >= 0);
+    close(fd);
+  }
+  if (m == NULL || herd_value_type(m) != HERD_VALUE_NUMBER)
+    return;
+  if ((int)herd_value_get_number(m) == 15)
+    herd_ipc_disconnect(&F.ipc);
+  else
+    herd_send((int)herd_value_get_number(m) % 3);
 }
 
 /* The cluster hook's place: whatever it sends counts as herd's reply. */
@@ -209,10 +252,103 @@ static void peer_write(const char* s, size_t n, int fd) {
   (void)sendmsg(F.raw, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
-static void peer_write_str(const char* s) {
-  peer_write(s, strlen(s), -1);
+#ifdef FUZZ_ADVANCED
+/* The peer's own use of the value module must not meet the allocation
+ * failures meant for herd's end. */
+static int allocs_off(void) {
+  int saved = F.fail_allocs;
+  F.fail_allocs = 0;
+  return saved;
 }
 
+/* A message: `line` is JSON text with its '\n'; advanced runs send it as
+ * a frame of the value it stands for. */
+static void peer_msg(const char* line, int fd) {
+  herd_value_heap_t h;
+  herd_value_t* v;
+  uv_buf_t b;
+  size_t n = strlen(line) - 1;
+  int saved = allocs_off();
+  herd_value_heap_init(&h);
+  CHECK(herd_value_from_json(&h, line, n, NULL, &v) == 0);
+  CHECK(herd__value_write(v, NULL, 4, &b) == 0);
+  herd_value_heap_free(&h);
+  F.fail_allocs = saved;
+  n = b.len - 4;
+  b.base[0] = (char)(n >> 24);
+  b.base[1] = (char)(n >> 16);
+  b.base[2] = (char)(n >> 8);
+  b.base[3] = (char)n;
+  peer_write(b.base, b.len, fd);
+  free(b.base);
+}
+#else
+static void peer_msg(const char* line, int fd) {
+  peer_write(line, strlen(line), fd);
+}
+#endif
+
+static void peer_write_str(const char* s) {
+  peer_msg(s, -1);
+}
+
+/* herd's fd rides on the sendmsg() that starts with its message, so it
+ * came with the chunk in which the message starts: the NODE_HANDLE for
+ * send `id` took it, and it is the fd herd was asked to send. */
+static void peer_took_fd(uint64_t at, int64_t id) {
+  int k;
+  for (k = 0; k < F.nrfds; k++)
+    if (F.rfds[k].from <= at && at < F.rfds[k].to)
+      break;
+  CHECK(k < F.nrfds);
+  CHECK(id >= 0 && id < F.nsends && F.sends[id].ino != 0);
+  CHECK(inode_of(F.rfds[k].fd) == F.sends[id].ino);
+  F.sends[id].received = 1;
+  close(F.rfds[k].fd);
+  F.rfds[k] = F.rfds[--F.nrfds];
+}
+
+static void peer_plain(int64_t id) {
+  CHECK(id >= 0 && id < F.nsends && F.sends[id].ino == 0);
+  F.sends[id].received = 1;
+}
+
+#ifdef FUZZ_ADVANCED
+/* The id of a message herd sent ({"id":N}), or -1. */
+static int64_t value_id(const herd_value_t* v) {
+  const herd_value_t* id = v ? herd_value_object_get(v, "id") : NULL;
+  return id != NULL && herd_value_type(id) == HERD_VALUE_NUMBER
+             ? (int64_t)herd_value_get_number(id)
+             : -1;
+}
+
+/* Checks the frames the peer has read completely: each one decodes. */
+static void peer_parse(void) {
+  size_t start = 0;
+  int saved = allocs_off();
+  while (F.in_len - start >= 4) {
+    const uint8_t* b = (const uint8_t*)F.in + start;
+    size_t len =
+        (size_t)b[0] << 24 | (size_t)b[1] << 16 | (size_t)b[2] << 8 | b[3];
+    uint64_t at = F.in_base + start;
+    herd_value_heap_t h;
+    herd_value_t* v;
+    const char* cmd;
+    size_t cmd_len;
+    if (F.in_len - start < 4 + len)
+      break;
+    herd_value_heap_init(&h);
+    CHECK(herd_value_deserialize(&h, b + 4, len, NULL, &v) == 0);
+    if (herd__value_internal_cmd(v, &cmd, &cmd_len) && cmd_len == 11 &&
+        memcmp(cmd, "NODE_HANDLE", 11) == 0)
+      peer_took_fd(at, value_id(herd_value_object_get(v, "msg")));
+    else if (value_id(v) >= 0)
+      peer_plain(value_id(v));
+    herd_value_heap_free(&h);
+    start += 4 + len;
+  }
+  F.fail_allocs = saved;
+#else
 /* Checks the lines the peer has read completely. */
 static void peer_parse(void) {
   static const char handle_prefix[] = "{\"cmd\":\"NODE_HANDLE\",";
@@ -227,31 +363,20 @@ static void peer_parse(void) {
     size_t msg_len;
     if (len >= sizeof(handle_prefix) - 1 &&
         memcmp(line, handle_prefix, sizeof(handle_prefix) - 1) == 0) {
-      /* herd's fd rides on the sendmsg() that starts with this line, so it
-       * came with the chunk in which the line starts. */
-      int k;
-      for (k = 0; k < F.nrfds; k++)
-        if (F.rfds[k].from <= at && at < F.rfds[k].to)
-          break;
-      CHECK(k < F.nrfds);
       CHECK(herd_json_get(line, len, "msg", &msg, &msg_len) == 0);
       CHECK(herd_json_get_int(msg, msg_len, "id", &id) == 0);
-      CHECK(id >= 0 && id < F.nsends && F.sends[id].ino != 0);
-      CHECK(inode_of(F.rfds[k].fd) == F.sends[id].ino);
-      F.sends[id].received = 1;
-      close(F.rfds[k].fd);
-      F.rfds[k] = F.rfds[--F.nrfds];
+      peer_took_fd(at, id);
     } else if (herd_json_get_int(line, len, "id", &id) == 0) {
-      CHECK(id >= 0 && id < F.nsends && F.sends[id].ino == 0);
-      F.sends[id].received = 1;
+      peer_plain(id);
     }
     start += len + 1;
   }
+#endif
   F.in_base += start;
   F.in_len -= start;
   memmove(F.in, F.in + start, F.in_len);
-  /* An fd whose chunk is parsed and that no NODE_HANDLE line took: herd
-   * sent an fd without its message. */
+  /* An fd whose chunk is parsed and that no NODE_HANDLE took: herd sent an
+   * fd without its message. */
   for (int k = 0; k < F.nrfds; k++)
     CHECK(F.rfds[k].to > F.in_base);
 }
@@ -321,7 +446,7 @@ static void step(int op) {
                "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{"
                "\"m\":%d}}\n",
                arg % 16);
-      peer_write(buf, strlen(buf), fd);
+      peer_msg(buf, fd);
       close(fd);
       break;
     case 4: /* a handle without its fd */
@@ -332,7 +457,7 @@ static void step(int op) {
     case 5: /* an fd with a plain message */
       fd = memfd_create("stray", MFD_CLOEXEC);
       CHECK(fd >= 0);
-      peer_write("[1]\n", 4, fd);
+      peer_msg("[1]\n", fd);
       close(fd);
       break;
     case 6:
@@ -348,6 +473,14 @@ static void step(int op) {
       size_t n = (size_t)arg % 64;
       if (n > F.size - F.pos)
         n = F.size - F.pos;
+#ifdef FUZZ_ADVANCED
+      /* Mostly as the payload of a frame, which keeps the stream in step;
+       * now and then bare, which does not. */
+      if (!(arg & 64)) {
+        char head[4] = {0, 0, 0, (char)n};
+        peer_write(head, 4, -1);
+      }
+#endif
       peer_write((const char*)F.data + F.pos, n, -1);
       F.pos += n;
       break;
@@ -375,6 +508,28 @@ static void step(int op) {
       }
       break;
     case 11: /* over the line limit, sometimes a NODE_HANDLE, with an fd */
+#ifdef FUZZ_ADVANCED
+      /* A frame that announces its 6000 bytes, which may start as an
+       * envelope does. */
+      memset(buf, 'a', sizeof(buf));
+      buf[0] = 0;
+      buf[1] = 0;
+      buf[2] = (char)((sizeof(buf) - 4) >> 8);
+      buf[3] = (char)(sizeof(buf) - 4);
+      if (arg & 1) {
+        memcpy(buf + 4,
+               "\xff\x0fo\"\x03"
+               "cmd\"\x0b"
+               "NODE_HANDLE",
+               21);
+        fd = memfd_create("long", MFD_CLOEXEC);
+        CHECK(fd >= 0);
+        peer_write(buf, sizeof(buf), fd);
+        close(fd);
+      } else {
+        peer_write(buf, sizeof(buf), -1);
+      }
+#else
       memset(buf, 'a', sizeof(buf));
       if (arg & 1) {
         memcpy(buf, "{\"cmd\":\"NODE_HANDLE\",\"msg\":\"", 28);
@@ -386,6 +541,7 @@ static void step(int op) {
         peer_write(buf, sizeof(buf), -1);
       }
       peer_write_str("\"}\n");
+#endif
       break;
     case 12:
       F.fail_allocs = arg % 4;
@@ -408,7 +564,7 @@ static void step(int op) {
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static int init;
-  herd_ipc_callbacks_t cbs = {on_message, NULL, NULL, NULL};
+  herd_ipc_callbacks_t cbs = {.message = on_message};
   int sv[2], fds_before, small = 4096, op;
 
   if (!init) {
@@ -424,13 +580,16 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fds_before = count_fds();
   CHECK(uv_loop_init(&F.loop) == 0);
   CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-  CHECK(herd_ipc_open(&F.loop, &F.ipc, sv[0]) == 0);
+  CHECK(herd_ipc_open_ex(&F.loop, &F.ipc, sv[0], MODE) == 0);
   /* Small buffers: herd's writes stop part way, often. */
   setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
   setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
   F.raw = sv[1];
   herd_ipc_set_max_line(&F.ipc, 4096);
   herd__ipc_set_internal_cb(&F.ipc, on_internal);
+  /* Advanced runs take half the inputs as values. */
+  if (MODE == HERD_SERIALIZATION_ADVANCED && (size & 1))
+    cbs.value = on_value;
   CHECK(herd_ipc_start(&F.ipc, &cbs) == 0);
 
   while ((op = next()) >= 0)

@@ -449,6 +449,7 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
     fo.spawn.stdio = s->stdio;
     fo.spawn.stdio_count = s->stdio_count;
   }
+  fo.spawn.spawn_cb = NULL;
   fo.spawn.exit_cb = on_child_exit;
   fo.spawn.error_cb = on_child_error;
   fo.spawn.close_cb = on_child_close;

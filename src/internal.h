@@ -27,16 +27,17 @@ void herd__free(void* p);
  *
  * spawn.c, for a HERD_STDIO_IPC entry: creates a socketpair (CLOEXEC), gives
  * one end to the child as that fd, adds NODE_CHANNEL_FD=<n> and
- * NODE_CHANNEL_SERIALIZATION_MODE=json to the child's environment, and after
- * a successful spawn calls herd__ipc_attach() with its own end. On a failed
- * spawn it closes its end itself.
+ * NODE_CHANNEL_SERIALIZATION_MODE=json (or advanced) to the child's
+ * environment, and calls herd__ipc_attach() with its own end and that mode
+ * before the process is started. On a failed spawn it closes its end
+ * itself.
  *
  * ipc.c: herd__ipc_attach() sets child->channel to a herd-allocated channel
  * that starts reading at once (buffering until herd_ipc_start()). When that
  * channel has fully closed (after the disconnect callback), ipc.c calls
  * herd__child_channel_closed(child) and frees the channel; close_cb of the
  * child waits for that. herd_child_close() calls herd__ipc_detach(). */
-int herd__ipc_attach(herd_child_t* child, int fd);
+int herd__ipc_attach(herd_child_t* child, int fd, herd_serialization_t mode);
 void herd__ipc_detach(herd_ipc_t* ipc);
 void herd__child_channel_closed(herd_child_t* child);
 

@@ -1,5 +1,6 @@
 /* The IPC channel: Node's `json` serialization over an AF_UNIX stream
- * socket, with fds passed as SCM_RIGHTS.
+ * socket, with fds passed as SCM_RIGHTS; ipc_advanced.c adds Node's
+ * `advanced` framing on the same machinery.
  *
  * The channel does its own I/O on a uv_poll_t instead of a uv_pipe_t so it
  * controls every syscall: reads go into one growable buffer with recvmsg()
@@ -15,7 +16,8 @@
  *
  * Where things are:
  * - framing (input): read_some() reads, parse_lines() splits and validates,
- *   skip_line() drops a line over the limit without buffering it;
+ *   skip_line() drops a line over the limit without buffering it (frames:
+ *   herd__ipc_parse_frames() in ipc_advanced.c);
  * - output: out_*(), flush_io(), write_out();
  * - handle passing: send_handle(), start_handle() (one handle in flight),
  *   on_ack() (ACK/NACK, trusted only once the handle went out),
@@ -24,7 +26,7 @@
  *   herd's own replies pile up unread), need_drain (send() returning 1);
  * - the peer's protocol state: every internal message is checked against
  *   what this end sent (on_ack(), on_socket_list()). */
-#include "internal.h"
+#include "ipc-int.h"
 
 #include <assert.h>
 #include <fcntl.h>
@@ -39,99 +41,11 @@
 #define SOCKET_BUFSIZE (2 * 1024 * 1024)
 #define SHRINK_ABOVE   (4 * 1024 * 1024)
 #define MAX_NACKS      3
-#define MAX_RECV_FDS   16
 /* Reading pauses while more than this many bytes of replies herd made by
  * itself (ACK/NACK, answers from the internal hooks) wait to be written:
  * a peer that keeps asking and never reads cannot grow the output queue. A
  * well-behaved peer has a handful of such requests outstanding at most. */
 #define REPLY_LIMIT (64 * 1024)
-
-/* An outgoing message that needs more than bytes in the output buffer: it
- * has a callback, carries an fd, or waits behind a handle in flight. */
-typedef struct ipc_req_s ipc_req_t;
-struct ipc_req_s {
-  ipc_req_t* next;
-  uint64_t end; /* stream offset just past its bytes, once buffered */
-  int reply;    /* made by herd in answer to the peer (see note_reply()) */
-  herd_ipc_send_cb cb;
-  void* arg;
-  int fd; /* our duplicate of the fd it carries, or -1 */
-  uv_handle_t* handle;
-  uv_close_cb close_cb;
-  int close_on_ack;
-  int nacks;
-  size_t len; /* bytes in line[], with the '\n'; 0 when not kept */
-  char line[];
-};
-
-/* An fd that arrived with the bytes [from, to) of the input stream; it
- * belongs to the NODE_HANDLE message that starts in that range. */
-typedef struct {
-  int fd;
-  uint64_t from;
-  uint64_t to;
-} recv_fd_t;
-
-typedef struct herd_ipc_private_s {
-  herd_ipc_t* ipc;
-  int fd;
-  uv_poll_t poll;
-  uv_idle_t flusher;
-  int poll_events;
-  int closes_pending;
-  herd_ipc_callbacks_t cb;
-  herd__ipc_internal_cb internal_cb;
-  herd_child_t* child; /* set when the channel belongs to a spawned child */
-  size_t max_line;
-  unsigned started : 1;
-  unsigned closing : 1;
-  unsigned disconnecting : 1;
-  unsigned eof : 1;
-  unsigned paused : 1;
-  unsigned parse_pending : 1;
-  unsigned need_drain : 1;
-  unsigned want_write : 1;
-  unsigned in_read : 1;     /* message callbacks of one read are running */
-  unsigned flush_due : 1;   /* they sent: write at the end of that read */
-  unsigned in_internal : 1; /* the internal hook runs: its sends are replies */
-  unsigned throttled : 1;   /* too many replies unwritten: reading paused */
-  unsigned hangup : 1;      /* the peer hung up: read what is left, then EOF */
-  unsigned skipping : 1;    /* dropping the rest of a line over the limit */
-  int werr; /* a write error met inside send(), handled from the loop */
-
-  /* The message being delivered to the message callback: it has been
-   * validated and holds no raw newline, so sending it on as it is needs no
-   * second scan. */
-  const char* deliv;
-  size_t deliv_len;
-
-  /* Input: rbuf[rstart, rlen) is unparsed; rbase is the stream offset of
-   * rbuf[0]; memchr resumes at `scan`. */
-  char* rbuf;
-  size_t rcap, rstart, rlen, scan;
-  uint64_t rbase;
-  recv_fd_t rfds[MAX_RECV_FDS * 4];
-  size_t nrfds;
-
-  /* Output: obuf[ohead, olen) waits to be written; obase is the stream offset
-   * of obuf[0]. ofd, when >= 0, must ride on the sendmsg() that starts at
-   * stream offset ofd_at. */
-  char* obuf;
-  size_t ocap, ohead, olen;
-  uint64_t obase;
-  int ofd;
-  uint64_t ofd_at;
-  ipc_req_t *written_head, *written_tail; /* waiting for their bytes to go */
-  ipc_req_t* inflight;                    /* a handle waiting for ACK/NACK */
-  ipc_req_t *wait_head, *wait_tail;       /* queued behind `inflight` */
-  size_t wait_bytes;
-
-  /* Replies herd made by itself: reply_bytes were put into obuf, the last
-   * of them ending at stream offset reply_end (the count restarts once
-   * that offset is written); reply_wait more wait behind a handle. */
-  size_t reply_bytes, reply_wait;
-  uint64_t reply_end;
-} ipc_priv_t;
 
 static const char ack_line[] = "{\"cmd\":\"NODE_HANDLE_ACK\"}\n";
 static const char nack_line[] = "{\"cmd\":\"NODE_HANDLE_NACK\"}\n";
@@ -143,6 +57,14 @@ static void ipc_close(ipc_priv_t* p, int err);
 static void flush_and_notify(ipc_priv_t* p);
 static void parse_lines(ipc_priv_t* p);
 static void on_hangup(ipc_priv_t* p);
+
+/* Splits what was read into messages: lines or frames. */
+static void parse_input(ipc_priv_t* p) {
+  if (p->advanced)
+    herd__ipc_parse_frames(p);
+  else
+    parse_lines(p);
+}
 
 static int set_poll(ipc_priv_t* p, int events);
 
@@ -174,6 +96,10 @@ static void report(ipc_priv_t* p, int err) {
     p->cb.error(p->ipc, err);
 }
 
+void herd__ipc_report(ipc_priv_t* p, int err) {
+  report(p, err);
+}
+
 /* Lines already read wait to be parsed: parse them from the idle callback. */
 static void arm_parse(ipc_priv_t* p) {
   p->parse_pending = 1;
@@ -203,6 +129,10 @@ static void note_reply(ipc_priv_t* p, size_t len) {
   p->reply_bytes += len;
   p->reply_end = p->obase + p->olen;
   check_throttle(p);
+}
+
+void herd__ipc_note_reply(ipc_priv_t* p, size_t len) {
+  note_reply(p, len);
 }
 
 /* Makes sure what was just queued gets written before the loop sleeps. While
@@ -246,6 +176,10 @@ static int out_reserve(ipc_priv_t* p, size_t need) {
   p->obuf = nb;
   p->ocap = cap;
   return 0;
+}
+
+int herd__ipc_out_reserve(ipc_priv_t* p, size_t need) {
+  return out_reserve(p, need);
 }
 
 /* Copies a validated JSON text, turning raw newlines (whitespace between
@@ -371,6 +305,10 @@ static void push_written(ipc_priv_t* p, ipc_req_t* req) {
   p->written_tail = req;
 }
 
+void herd__ipc_push_written(ipc_priv_t* p, ipc_req_t* req) {
+  push_written(p, req);
+}
+
 /* Moves queued messages into the output buffer until the next handle. One
  * that cannot be moved (no memory) stays queued: the channel closes on the
  * error and fails it there, so its callback still runs exactly once. */
@@ -413,6 +351,10 @@ static void push_waiting(ipc_priv_t* p, ipc_req_t* req) {
     p->reply_wait += req->len;
     check_throttle(p);
   }
+}
+
+void herd__ipc_push_waiting(ipc_priv_t* p, ipc_req_t* req) {
+  push_waiting(p, req);
 }
 
 /* A request that could not be put into the output buffer (no memory) goes
@@ -523,7 +465,7 @@ static void on_flush(uv_idle_t* handle) {
   uv_idle_stop(handle);
   if (p->parse_pending) {
     p->parse_pending = 0;
-    parse_lines(p);
+    parse_input(p);
     if (p->closing)
       return;
     if (p->eof) {
@@ -588,6 +530,8 @@ static void on_close(uv_handle_t* handle) {
   p->wait_head = p->wait_tail = NULL;
   fail_reqs(p, inflight);
   close_recv_fds(p);
+  herd_value_heap_free(&p->rheap);
+  herd_value_heap_free(&p->sheap);
   herd__free(p->rbuf);
   herd__free(p->obuf);
   herd__free(p);
@@ -620,14 +564,23 @@ static void ipc_close(ipc_priv_t* p, int err) {
   p->ofd = -1;
 }
 
+void herd__ipc_close(ipc_priv_t* p, int err) {
+  ipc_close(p, err);
+}
+
+const char* herd__ipc_handle_type(const char* name, size_t len) {
+  for (size_t i = 0; i < HERD_ARRAY_SIZE(handle_types); i++)
+    if (strlen(handle_types[i]) == len &&
+        memcmp(handle_types[i], name, len) == 0)
+      return handle_types[i];
+  return NULL;
+}
+
+/* The type of a NODE_HANDLE line: its raw JSON string value. */
 static const char* handle_type(const char* raw, size_t len) {
   if (len < 2 || raw[0] != '"')
     return NULL;
-  for (size_t i = 0; i < HERD_ARRAY_SIZE(handle_types); i++)
-    if (strlen(handle_types[i]) == len - 2 &&
-        memcmp(handle_types[i], raw + 1, len - 2) == 0)
-      return handle_types[i];
-  return NULL;
+  return herd__ipc_handle_type(raw + 1, len - 2);
 }
 
 static int cmd_is(const herd__json_info_t* info, const char* s, size_t n) {
@@ -644,6 +597,10 @@ static void reply(ipc_priv_t* p, const char* line, size_t len) {
   arm(p);
 }
 
+void herd__ipc_reply(ipc_priv_t* p, const char* bytes, size_t len) {
+  reply(p, bytes, len);
+}
+
 /* The internal hook (the cluster module) runs; what it sends from here are
  * answers to the peer and count as herd's own replies. */
 static void call_internal(ipc_priv_t* p, const char* json, size_t len,
@@ -655,7 +612,12 @@ static void call_internal(ipc_priv_t* p, const char* json, size_t len,
   p->in_internal = 0;
 }
 
-static void describe_fd(herd_handle_t* h) {
+void herd__ipc_call_internal(ipc_priv_t* p, const char* json, size_t len,
+                             herd_handle_t* handle) {
+  call_internal(p, json, len, handle);
+}
+
+void herd__ipc_describe_fd(herd_handle_t* h) {
   int v;
   socklen_t sl = sizeof(v);
   h->family = 0;
@@ -681,6 +643,26 @@ static int take_recv_fd(ipc_priv_t* p, uint64_t at) {
   fd = p->rfds[0].fd;
   pop_recv_fd(p);
   return fd;
+}
+
+int herd__ipc_take_recv_fd(ipc_priv_t* p, uint64_t at) {
+  return take_recv_fd(p, at);
+}
+
+/* Hands a user message (validated JSON text, NUL-terminated) to the value
+ * callback, or else to the message callback. */
+static void deliver_line(ipc_priv_t* p, const char* json, size_t len,
+                         herd_handle_t* handle) {
+  if (p->disconnecting)
+    return;
+  if (p->cb.value != NULL) {
+    herd__ipc_deliver_json(p, json, len, handle);
+  } else if (p->cb.message != NULL) {
+    p->deliv = json;
+    p->deliv_len = len;
+    p->cb.message(p->ipc, json, len, handle);
+    p->deliv = NULL;
+  }
 }
 
 static void on_handle_message(ipc_priv_t* p, char* line, size_t len,
@@ -710,16 +692,12 @@ static void on_handle_message(ipc_priv_t* p, char* line, size_t len,
     ((char*)msg)[msg_len] = '\0';
   }
   h.fd = fd;
-  describe_fd(&h);
+  herd__ipc_describe_fd(&h);
   herd__json_scan(msg, msg_len, &inner);
-  if (herd__json_is_internal(&inner)) {
+  if (herd__json_is_internal(&inner))
     call_internal(p, msg, msg_len, &h);
-  } else if (!p->disconnecting && p->cb.message != NULL) {
-    p->deliv = msg;
-    p->deliv_len = msg_len;
-    p->cb.message(p->ipc, msg, msg_len, &h);
-    p->deliv = NULL;
-  }
+  else
+    deliver_line(p, msg, msg_len, &h);
   if (h.fd >= 0)
     close(h.fd);
 }
@@ -791,7 +769,31 @@ static void on_socket_list(ipc_priv_t* p, const herd__json_info_t* info,
   n += key_len;
   memcpy(out + n, post, post_len);
   n += post_len;
-  reply(p, out, n);
+  if (p->advanced)
+    herd__ipc_reply_json(p, out, n - 1);
+  else
+    reply(p, out, n);
+}
+
+/* An internal message other than NODE_HANDLE. */
+static void on_internal(ipc_priv_t* p, const herd__json_info_t* info,
+                        const char* json, size_t len) {
+  if (cmd_is(info, "NODE_HANDLE_ACK", 15))
+    on_ack(p, 1);
+  else if (cmd_is(info, "NODE_HANDLE_NACK", 16))
+    on_ack(p, 0);
+  else if (info->cmd_len > 12 && memcmp(info->cmd, "NODE_SOCKET_", 12) == 0)
+    on_socket_list(p, info, json, len);
+  else
+    call_internal(p, json, len, NULL);
+}
+
+void herd__ipc_internal_json(ipc_priv_t* p, const char* json, size_t len) {
+  herd__json_info_t info;
+  /* herd wrote the text itself: it is valid. */
+  if (herd__json_scan(json, len, &info) != 0)
+    return;
+  on_internal(p, &info, json, len);
 }
 
 static void process_line(ipc_priv_t* p, char* line, size_t len, uint64_t at) {
@@ -802,24 +804,13 @@ static void process_line(ipc_priv_t* p, char* line, size_t len, uint64_t at) {
     return;
   }
   if (!herd__json_is_internal(&info)) {
-    if (!p->disconnecting && p->cb.message != NULL) {
-      p->deliv = line;
-      p->deliv_len = len;
-      p->cb.message(p->ipc, line, len, NULL);
-      p->deliv = NULL;
-    }
+    deliver_line(p, line, len, NULL);
     return;
   }
   if (cmd_is(&info, "NODE_HANDLE", 11))
     on_handle_message(p, line, len, at);
-  else if (cmd_is(&info, "NODE_HANDLE_ACK", 15))
-    on_ack(p, 1);
-  else if (cmd_is(&info, "NODE_HANDLE_NACK", 16))
-    on_ack(p, 0);
-  else if (info.cmd_len > 12 && memcmp(info.cmd, "NODE_SOCKET_", 12) == 0)
-    on_socket_list(p, &info, line, len);
   else
-    call_internal(p, line, len, NULL);
+    on_internal(p, &info, line, len);
 }
 
 /* A line longer than max_line: reported (HERD_ELINETOOLONG) and dropped
@@ -873,6 +864,10 @@ static void parse_lines(ipc_priv_t* p) {
     *nl = '\0';
     process_line(p, p->rbuf + start, len, p->rbase + start);
   }
+  herd__ipc_parse_done(p);
+}
+
+void herd__ipc_parse_done(ipc_priv_t* p) {
   if (p->closing || !p->started)
     return;
   drop_stray_fds(p, p->rbase + p->rstart);
@@ -998,7 +993,7 @@ static void read_some(ipc_priv_t* p) {
     /* Before herd_ipc_start() nothing is parsed; reading pauses once
      * READ_INITIAL bytes wait (read_reserve()). */
     if (p->started)
-      parse_lines(p);
+      parse_input(p);
     if ((size_t)n < space)
       return;
   }
@@ -1075,11 +1070,14 @@ static void free_on_close(uv_handle_t* handle) {
     herd__free(p);
 }
 
-int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd) {
+int herd_ipc_open_ex(uv_loop_t* loop, herd_ipc_t* ipc, int fd,
+                     herd_serialization_t mode) {
   ipc_priv_t* p;
   int v, r;
   socklen_t sl = sizeof(v);
 
+  if (mode != HERD_SERIALIZATION_JSON && mode != HERD_SERIALIZATION_ADVANCED)
+    return UV_EINVAL;
   if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &sl) != 0)
     return -errno;
   if (v != SOCK_STREAM)
@@ -1111,6 +1109,9 @@ int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd) {
   p->fd = fd;
   p->ofd = -1;
   p->max_line = HERD_IPC_DEFAULT_MAX_LINE;
+  p->advanced = mode == HERD_SERIALIZATION_ADVANCED;
+  herd_value_heap_init(&p->rheap);
+  herd_value_heap_init(&p->sheap);
   p->poll.data = p;
   p->flusher.data = p;
   r = set_poll(p, UV_READABLE);
@@ -1122,6 +1123,7 @@ int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd) {
   }
   ipc->loop = loop;
   ipc->connected = 1;
+  ipc->serialization = mode;
   ipc->priv = p;
   return 0;
 
@@ -1130,32 +1132,43 @@ fail:
   return r;
 }
 
+int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd) {
+  return herd_ipc_open_ex(loop, ipc, fd, HERD_SERIALIZATION_JSON);
+}
+
 int herd_ipc_open_parent(uv_loop_t* loop, herd_ipc_t* ipc) {
   const char* s = getenv("NODE_CHANNEL_FD");
   const char* mode = getenv("NODE_CHANNEL_SERIALIZATION_MODE");
   char* end;
   long fd;
-  int advanced;
+  int known = 1;
+  herd_serialization_t ser = HERD_SERIALIZATION_JSON;
 
   if (s == NULL)
     return HERD_ENOCHANNEL;
   errno = 0;
   fd = strtol(s, &end, 10);
-  advanced = mode != NULL && strcmp(mode, "json") != 0;
+  /* Node reads the mode as `env.NODE_CHANNEL_SERIALIZATION_MODE || 'json'`
+   * (lib/internal/process/pre_execution.js). */
+  if (mode != NULL && strcmp(mode, "advanced") == 0)
+    ser = HERD_SERIALIZATION_ADVANCED;
+  else if (mode != NULL && mode[0] != '\0' && strcmp(mode, "json") != 0)
+    known = 0;
   /* Grandchildren must not inherit the channel, as in Node. */
   unsetenv("NODE_CHANNEL_FD");
   unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
   if (end == s || *end != '\0' || errno != 0 || fd < 0 || fd > INT32_MAX)
     return HERD_ENOCHANNEL;
-  if (advanced) {
-    /* The parent would wait forever for a peer speaking its format; closing
-     * the fd tells it at once that this child will not talk. */
+  if (!known) {
+    /* The parent would wait forever for a peer speaking a format that does
+     * not exist; closing the fd tells it at once that this child will not
+     * talk. */
     close((int)fd);
-    return HERD_EADVANCED;
+    return HERD_EBADPROTO;
   }
   if (fcntl((int)fd, F_GETFD) == -1)
     return UV_EBADF;
-  return herd_ipc_open(loop, ipc, (int)fd);
+  return herd_ipc_open_ex(loop, ipc, (int)fd, ser);
 }
 
 int herd_ipc_start(herd_ipc_t* ipc, const herd_ipc_callbacks_t* callbacks) {
@@ -1208,6 +1221,10 @@ static int after_queue(ipc_priv_t* p) {
   return 0;
 }
 
+int herd__ipc_after_queue(ipc_priv_t* p) {
+  return after_queue(p);
+}
+
 /* Validates an outgoing text; one the channel is delivering right now has
  * been validated already (a message forwarded as received). */
 static int scan_outgoing(const ipc_priv_t* p, const char* json, size_t len,
@@ -1219,13 +1236,13 @@ static int scan_outgoing(const ipc_priv_t* p, const char* json, size_t len,
   return herd__json_scan(json, len, info);
 }
 
-static int send_plain(ipc_priv_t* p, const char* json, size_t len,
+/* Puts one JSON text and its '\n' into the output buffer, or behind the
+ * handle in flight. `newline`: the text holds raw newlines to turn into
+ * spaces. */
+static int queue_line(ipc_priv_t* p, const char* json, size_t len, int newline,
                       herd_ipc_send_cb cb, void* arg) {
-  herd__json_info_t info;
   ipc_req_t* req = NULL;
-  int r = scan_outgoing(p, json, len, &info);
-  if (r != 0)
-    return r;
+  int r;
   if (p->inflight == NULL && p->wait_head == NULL) {
     r = out_reserve(p, len + 1);
     if (r != 0)
@@ -1238,7 +1255,7 @@ static int send_plain(ipc_priv_t* p, const char* json, size_t len,
       req->cb = cb;
       req->arg = arg;
     }
-    copy_json(p->obuf + p->olen, json, len, info.newline);
+    copy_json(p->obuf + p->olen, json, len, newline);
     p->olen += len;
     p->obuf[p->olen++] = '\n';
     if (cb != NULL)
@@ -1256,10 +1273,22 @@ static int send_plain(ipc_priv_t* p, const char* json, size_t len,
   req->arg = arg;
   req->reply = p->in_internal;
   req->len = len + 1;
-  copy_json(req->line, json, len, info.newline);
+  copy_json(req->line, json, len, newline);
   req->line[len] = '\n';
   push_waiting(p, req);
   return after_queue(p);
+}
+
+static int send_plain(ipc_priv_t* p, const char* json, size_t len,
+                      herd_ipc_send_cb cb, void* arg) {
+  herd__json_info_t info;
+  int r;
+  if (p->advanced)
+    return herd__ipc_send_frame(p, NULL, json, len, cb, arg);
+  r = scan_outgoing(p, json, len, &info);
+  if (r != 0)
+    return r;
+  return queue_line(p, json, len, info.newline, cb, arg);
 }
 
 int herd_ipc_send(herd_ipc_t* ipc, const char* json, size_t len) {
@@ -1269,50 +1298,8 @@ int herd_ipc_send(herd_ipc_t* ipc, const char* json, size_t len) {
   return send_plain(p, json, len, NULL, NULL);
 }
 
-/* Builds {"cmd":"NODE_HANDLE","type":T,"msg":<json>[,"dgramType":D]}\n
- * around a message carrying `fd` (which the request now owns). */
-static int send_handle(ipc_priv_t* p, const char* json, size_t len, int fd,
-                       const char* type, const char* dgram_type,
-                       uv_handle_t* handle, uv_close_cb close_cb,
-                       int close_on_ack, herd_ipc_send_cb cb, void* arg) {
-  static const char pre[] = "{\"cmd\":\"NODE_HANDLE\",\"type\":";
-  herd__json_info_t info;
-  ipc_req_t* req;
-  size_t tlen = strlen(type);
-  size_t qlen = herd_json_quote(NULL, 0, type, tlen);
-  size_t dlen = dgram_type ? 15 + strlen(dgram_type) : 0;
-  size_t total, n = 0;
-  int r = scan_outgoing(p, json, len, &info);
-  if (r != 0) {
-    close(fd);
-    return r;
-  }
-  total = sizeof(pre) - 1 + qlen + 7 + len + dlen + 2;
-  req = herd__malloc(sizeof(*req) + total + 1);
-  if (req == NULL) {
-    close(fd);
-    return UV_ENOMEM;
-  }
-  memset(req, 0, sizeof(*req));
-  memcpy(req->line, pre, sizeof(pre) - 1);
-  n = sizeof(pre) - 1;
-  herd_json_quote(req->line + n, qlen + 1, type, tlen);
-  n += qlen;
-  memcpy(req->line + n, ",\"msg\":", 7);
-  n += 7;
-  copy_json(req->line + n, json, len, info.newline);
-  n += len;
-  if (dgram_type != NULL)
-    n += (size_t)sprintf(req->line + n, ",\"dgramType\":\"%s\"", dgram_type);
-  req->line[n++] = '}';
-  req->line[n++] = '\n';
-  req->len = n;
-  req->fd = fd;
-  req->handle = handle;
-  req->close_cb = close_cb;
-  req->close_on_ack = close_on_ack;
-  req->cb = cb;
-  req->arg = arg;
+int herd__ipc_queue_handle(ipc_priv_t* p, ipc_req_t* req) {
+  int r;
   req->reply = p->in_internal;
   if (p->inflight == NULL && p->wait_head == NULL) {
     r = start_handle(p, req);
@@ -1328,21 +1315,75 @@ static int send_handle(ipc_priv_t* p, const char* json, size_t len, int fd,
   return after_queue(p);
 }
 
-int herd_ipc_send_ex(herd_ipc_t* ipc, const char* json, size_t len,
-                     uv_handle_t* handle, unsigned flags,
-                     uv_close_cb handle_close_cb, herd_ipc_send_cb cb,
-                     void* arg) {
-  ipc_priv_t* p = ipc->priv;
-  const char* type;
-  const char* dgram_type = NULL;
+/* Builds {"cmd":"NODE_HANDLE","type":T,"msg":<json>[,"dgramType":D]}\n
+ * around a message carrying `fd` (which the request now owns). */
+static int handle_line(ipc_priv_t* p, const char* json, size_t len, int newline,
+                       int fd, const char* type, const char* dgram_type,
+                       uv_handle_t* handle, uv_close_cb close_cb,
+                       int close_on_ack, herd_ipc_send_cb cb, void* arg) {
+  static const char pre[] = "{\"cmd\":\"NODE_HANDLE\",\"type\":";
+  ipc_req_t* req;
+  size_t tlen = strlen(type);
+  size_t qlen = herd_json_quote(NULL, 0, type, tlen);
+  size_t dlen = dgram_type ? 15 + strlen(dgram_type) : 0;
+  size_t total, n = 0;
+  total = sizeof(pre) - 1 + qlen + 7 + len + dlen + 2;
+  req = herd__malloc(sizeof(*req) + total + 1);
+  if (req == NULL) {
+    close(fd);
+    return UV_ENOMEM;
+  }
+  memset(req, 0, sizeof(*req));
+  memcpy(req->line, pre, sizeof(pre) - 1);
+  n = sizeof(pre) - 1;
+  herd_json_quote(req->line + n, qlen + 1, type, tlen);
+  n += qlen;
+  memcpy(req->line + n, ",\"msg\":", 7);
+  n += 7;
+  copy_json(req->line + n, json, len, newline);
+  n += len;
+  if (dgram_type != NULL)
+    n += (size_t)sprintf(req->line + n, ",\"dgramType\":\"%s\"", dgram_type);
+  req->line[n++] = '}';
+  req->line[n++] = '\n';
+  req->len = n;
+  req->fd = fd;
+  req->handle = handle;
+  req->close_cb = close_cb;
+  req->close_on_ack = close_on_ack;
+  req->cb = cb;
+  req->arg = arg;
+  return herd__ipc_queue_handle(p, req);
+}
+
+static int send_handle(ipc_priv_t* p, const char* json, size_t len, int fd,
+                       const char* type, const char* dgram_type,
+                       uv_handle_t* handle, uv_close_cb close_cb,
+                       int close_on_ack, herd_ipc_send_cb cb, void* arg) {
+  herd__json_info_t info;
+  int r;
+  if (p->advanced)
+    return herd__ipc_send_frame_handle(p, NULL, json, len, fd, type, dgram_type,
+                                       handle, close_cb, close_on_ack, cb, arg);
+  r = scan_outgoing(p, json, len, &info);
+  if (r != 0) {
+    close(fd);
+    return r;
+  }
+  return handle_line(p, json, len, info.newline, fd, type, dgram_type, handle,
+                     close_cb, close_on_ack, cb, arg);
+}
+
+/* What Node calls a libuv handle on the wire, and a duplicate of its fd
+ * (*fd, close-on-exec). */
+static int handle_fd(uv_handle_t* handle, unsigned flags, const char** type,
+                     const char** dgram_type, int* close_on_ack, int* fd) {
   uv_os_fd_t ufd;
-  int fd, v, close_on_ack = 0;
+  int v;
   socklen_t sl = sizeof(v);
 
-  if (p == NULL || !ipc->connected)
-    return HERD_ECHANNELCLOSED;
-  if (handle == NULL)
-    return send_plain(p, json, len, cb, arg);
+  *dgram_type = NULL;
+  *close_on_ack = 0;
   if (uv_is_closing(handle) || uv_fileno(handle, &ufd) != 0)
     return HERD_EBADHANDLE;
   switch (handle->type) {
@@ -1350,24 +1391,42 @@ int herd_ipc_send_ex(herd_ipc_t* ipc, const char* json, size_t len,
     case UV_NAMED_PIPE:
       if (getsockopt(ufd, SOL_SOCKET, SO_ACCEPTCONN, &v, &sl) != 0)
         return HERD_EBADHANDLE;
-      type = v ? "net.Server" : "net.Socket";
-      close_on_ack = !v && !(flags & HERD_SEND_KEEP_OPEN);
+      *type = v ? "net.Server" : "net.Socket";
+      *close_on_ack = !v && !(flags & HERD_SEND_KEEP_OPEN);
       break;
     case UV_UDP: {
       struct sockaddr_storage ss;
       socklen_t al = sizeof(ss);
       if (getsockname(ufd, (struct sockaddr*)&ss, &al) != 0)
         return HERD_EBADHANDLE;
-      type = "dgram.Socket";
-      dgram_type = ss.ss_family == AF_INET6 ? "udp6" : "udp4";
+      *type = "dgram.Socket";
+      *dgram_type = ss.ss_family == AF_INET6 ? "udp6" : "udp4";
       break;
     }
     default:
       return HERD_EBADHANDLE;
   }
-  fd = fcntl(ufd, F_DUPFD_CLOEXEC, 3);
-  if (fd < 0)
+  *fd = fcntl(ufd, F_DUPFD_CLOEXEC, 3);
+  if (*fd < 0)
     return -errno;
+  return 0;
+}
+
+int herd_ipc_send_ex(herd_ipc_t* ipc, const char* json, size_t len,
+                     uv_handle_t* handle, unsigned flags,
+                     uv_close_cb handle_close_cb, herd_ipc_send_cb cb,
+                     void* arg) {
+  ipc_priv_t* p = ipc->priv;
+  const char *type, *dgram_type;
+  int fd, close_on_ack, r;
+
+  if (p == NULL || !ipc->connected)
+    return HERD_ECHANNELCLOSED;
+  if (handle == NULL)
+    return send_plain(p, json, len, cb, arg);
+  r = handle_fd(handle, flags, &type, &dgram_type, &close_on_ack, &fd);
+  if (r != 0)
+    return r;
   return send_handle(p, json, len, fd, type, dgram_type, handle,
                      handle_close_cb, close_on_ack, cb, arg);
 }
@@ -1384,6 +1443,86 @@ int herd_ipc_send_fd(herd_ipc_t* ipc, const char* json, size_t len, int fd,
   if (dup_fd < 0)
     return -errno;
   return send_handle(p, json, len, dup_fd, type, NULL, NULL, NULL, 0, cb, arg);
+}
+
+/* A value message, with an fd (taken) unless fd < 0. On a json channel it
+ * goes as JSON.stringify() of it. */
+static int send_value(ipc_priv_t* p, const herd_value_t* value, int fd,
+                      const char* type, const char* dgram_type,
+                      uv_handle_t* handle, uv_close_cb close_cb,
+                      int close_on_ack, herd_ipc_send_cb cb, void* arg) {
+  uv_buf_t text;
+  int r;
+  if (p->advanced) {
+    if (fd < 0)
+      return herd__ipc_send_frame(p, value, NULL, 0, cb, arg);
+    return herd__ipc_send_frame_handle(p, value, NULL, 0, fd, type, dgram_type,
+                                       handle, close_cb, close_on_ack, cb, arg);
+  }
+  r = herd_value_to_json(value, NULL, &text);
+  if (r != 0) {
+    if (fd >= 0)
+      close(fd);
+    /* JSON.stringify() throws a TypeError: a BigInt, a cycle. */
+    return r == UV_EINVAL ? HERD_ENOJSON : r;
+  }
+  /* Text herd wrote: valid, no raw newline. */
+  if (fd < 0)
+    r = queue_line(p, text.base, text.len, 0, cb, arg);
+  else
+    r = handle_line(p, text.base, text.len, 0, fd, type, dgram_type, handle,
+                    close_cb, close_on_ack, cb, arg);
+  herd__free(text.base);
+  return r;
+}
+
+/* Node's send() takes a string, object, number or boolean (null too): not
+ * undefined (ERR_MISSING_ARGS) and not a BigInt (ERR_INVALID_ARG_TYPE). */
+static int value_sendable(const herd_value_t* value) {
+  herd_value_type_t t;
+  if (value == NULL)
+    return 0;
+  t = herd_value_type(value);
+  return t != HERD_VALUE_UNDEFINED && t != HERD_VALUE_BIGINT;
+}
+
+int herd_ipc_send_value(herd_ipc_t* ipc, const herd_value_t* value) {
+  return herd_ipc_send_value_ex(ipc, value, NULL, 0, NULL, NULL, NULL);
+}
+
+int herd_ipc_send_value_ex(herd_ipc_t* ipc, const herd_value_t* value,
+                           uv_handle_t* handle, unsigned flags,
+                           uv_close_cb handle_close_cb, herd_ipc_send_cb cb,
+                           void* arg) {
+  ipc_priv_t* p = ipc->priv;
+  const char *type = NULL, *dgram_type = NULL;
+  int fd = -1, close_on_ack = 0, r;
+
+  if (p == NULL || !ipc->connected)
+    return HERD_ECHANNELCLOSED;
+  if (!value_sendable(value))
+    return UV_EINVAL;
+  if (handle != NULL) {
+    r = handle_fd(handle, flags, &type, &dgram_type, &close_on_ack, &fd);
+    if (r != 0)
+      return r;
+  }
+  return send_value(p, value, fd, type, dgram_type, handle, handle_close_cb,
+                    close_on_ack, cb, arg);
+}
+
+int herd_ipc_send_value_fd(herd_ipc_t* ipc, const herd_value_t* value, int fd,
+                           const char* type, herd_ipc_send_cb cb, void* arg) {
+  ipc_priv_t* p = ipc->priv;
+  int dup_fd;
+  if (p == NULL || !ipc->connected)
+    return HERD_ECHANNELCLOSED;
+  if (!value_sendable(value) || type == NULL || fd < 0)
+    return UV_EINVAL;
+  dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (dup_fd < 0)
+    return -errno;
+  return send_value(p, value, dup_fd, type, NULL, NULL, NULL, 0, cb, arg);
 }
 
 size_t herd_ipc_queued_bytes(const herd_ipc_t* ipc) {
@@ -1422,7 +1561,7 @@ void herd_ipc_unref(herd_ipc_t* ipc) {
   }
 }
 
-int herd__ipc_attach(herd_child_t* child, int fd) {
+int herd__ipc_attach(herd_child_t* child, int fd, herd_serialization_t mode) {
   herd_ipc_t* ipc = herd__calloc(1, sizeof(*ipc));
   int r;
   /* spawn.c hands the fd over for good: a failure closes it here. */
@@ -1430,7 +1569,7 @@ int herd__ipc_attach(herd_child_t* child, int fd) {
     close(fd);
     return UV_ENOMEM;
   }
-  r = herd_ipc_open(child->loop, ipc, fd);
+  r = herd_ipc_open_ex(child->loop, ipc, fd, mode);
   if (r != 0) {
     close(fd);
     herd__free(ipc);

@@ -10,6 +10,7 @@
 #include "list-cli.h"
 #include "list-value.h"
 #include "list-alloc.h"
+#include "list-advanced.h"
 
 /* Tests of optional companions, built when their library is found. */
 #ifdef HERD_TEST_JANSSON
@@ -33,6 +34,7 @@
   HERD_TESTS_JANSSON(TEST, HELPER)    \
   HERD_TESTS_THREADPOOL(TEST, HELPER) \
   HERD_TESTS_VALUE(TEST, HELPER)      \
-  HERD_TESTS_ALLOC(TEST, HELPER)
+  HERD_TESTS_ALLOC(TEST, HELPER)      \
+  HERD_TESTS_ADVANCED(TEST, HELPER)
 
 #endif

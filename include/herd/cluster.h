@@ -165,15 +165,17 @@ typedef struct herd_cluster_settings_s {
    * cluster.settings passes uid and gid on to child_process: flags
    * (HERD_SPAWN_SETUID/SETGID with uid/gid, which also drop the
    * supplementary groups as libuv does; DETACHED, PROCESS_GROUP, SHELL
-   * with shell, ENV_EXTEND), argv0, timeout, kill_signal, kill_grace,
-   * abort, parent_death_signal (kept by the worker's setup, which asks for
-   * SIGTERM only when none is set). spawn.env is the base environment in
-   * place of the primary's (or added to it with HERD_SPAWN_ENV_EXTEND);
-   * `env` above and the cluster's variables go on top. spawn.cwd and
-   * spawn.stdio serve when `cwd` and `stdio` above are unset. Exceptions:
-   * listen_fds cannot be used (a worker's fd 3 is its channel:
-   * herd_cluster_fork() returns UV_EINVAL), and the callbacks are the
-   * cluster's own (ignored). All-zero: herd_spawn()'s defaults. */
+   * with shell, ENV_EXTEND), argv0, serialization (Node's
+   * settings.serialization: the cluster protocol works in both), timeout,
+   * kill_signal, kill_grace, abort, parent_death_signal (kept by the
+   * worker's setup, which asks for SIGTERM only when none is set).
+   * spawn.env is the base environment in place of the primary's (or added
+   * to it with HERD_SPAWN_ENV_EXTEND); `env` above and the cluster's
+   * variables go on top. spawn.cwd and spawn.stdio serve when `cwd` and
+   * `stdio` above are unset. Exceptions: listen_fds cannot be used (a
+   * worker's fd 3 is its channel: herd_cluster_fork() returns UV_EINVAL),
+   * and the callbacks (spawn_cb included) are the cluster's own (ignored).
+   * All-zero: herd_spawn()'s defaults. */
   herd_spawn_options_t spawn;
 } herd_cluster_settings_t;
 
@@ -401,7 +403,8 @@ typedef struct herd_cluster_worker_options_s {
  * the kernel to send SIGTERM when the primary dies (PR_SET_PDEATHSIG, with a
  * check for a primary that died before), and sends {"act":"online"}. Once
  * per process. Errors: HERD_ENOTWORKER, UV_EALREADY, the channel's errors
- * (HERD_ENOCHANNEL, HERD_EADVANCED, UV_EBADF). */
+ * (HERD_ENOCHANNEL, HERD_EBADPROTO, UV_EBADF), in either serialization
+ * the primary chose. */
 int herd_cluster_worker_setup(uv_loop_t* loop,
                               const herd_cluster_worker_options_t* options);
 /* This worker's id (NODE_UNIQUE_ID), 0 if not a worker. */
