@@ -230,8 +230,8 @@ int herd__worker_query(herd__listener_t* l) {
 
 void herd__worker_listening(herd__listener_t* l, const char* port) {
   char fields[512];
-  self.state = HERD_WORKER_LISTENING; /* as Node's child.js sets it */
   int n = listener_fields(l, "listening", port, fields, sizeof(fields));
+  self.state = HERD_WORKER_LISTENING; /* as Node's child.js sets it */
   if (n > 0)
     herd__worker_send(fields, (size_t)n);
 }
