@@ -259,7 +259,14 @@ int herd__dispatch_ack(herd__cluster_handle_t* h, herd__cluster_member_t* m,
       herd__dispatch_resume(h);
     }
   } else {
-    herd__dispatch_requeue(h, fd); /* It is shutting down: to another. */
+    /* A worker declines only a connection for a server it no longer has
+     * (Node's child.js: accepted = the key is in its handles): it is
+     * closing it, or never had it. It gets no more connections of this
+     * server until it listens on it again, or a connection every worker
+     * declines would go round between them for ever. */
+    m->leaving = 1;
+    herd__dispatch_forget(h, w);
+    herd__dispatch_requeue(h, fd);
   }
   if (m->leaving)
     return herd__cluster_member_settle(h, m); /* That was what it owed. */

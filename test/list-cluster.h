@@ -21,6 +21,7 @@
   TEST(cluster_node_primary_rr, 20000)              \
   TEST(cluster_node_primary_none, 20000)            \
   TEST(cluster_rr_declined, 10000)                  \
+  TEST(cluster_rr_all_decline, 10000)               \
   TEST(cluster_rr_inflight_to_dead_worker, 10000)   \
   TEST(cluster_reuseport_slot_backlog, 15000)       \
   TEST(cluster_worker_primary_gone_at_start, 5000)  \

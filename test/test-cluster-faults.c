@@ -172,6 +172,57 @@ TEST_IMPL(cluster_rr_inflight_to_dead_worker) {
   return 0;
 }
 
+/* Every worker declines: each declines once and is then left out of the
+ * server, so the connection waits for a worker that has it instead of
+ * going round between the decliners (thousands of times a second before).
+ * A third, real worker then serves it. */
+static void all_decline_client(void* arg) {
+  tc_cluster_t* t = arg;
+  rr_fault_t* f = t->data;
+  char body[64];
+  int fd = tc_http_send(f->port);
+  ASSERT(fd >= 0);
+  ASSERT_EQ(tc_http_recv(fd, body, sizeof(body), 20000), 200);
+  ASSERT_EQ(tc_count_body(t, body), 3);
+}
+
+static void all_decline_on_ready(tc_cluster_t* t) {
+  tc_job_start(&t->loop, all_decline_client, fault_client_done, t);
+}
+
+static void all_decline_on_message(tc_cluster_t* t, herd_worker_t* w,
+                                   const char* json, size_t len) {
+  rr_fault_t* f = t->data;
+  (void)len;
+  if (strcmp(json, "{\"cmd\":\"declined\"}") != 0)
+    return; /* the real worker's notifies */
+  ASSERT(w->id == 1 || w->id == 2);
+  if (++f->declined == 2) {
+    /* Both have declined: now a worker that serves. */
+    t->settings.args = test_helper_args("cluster_worker", "0", NULL);
+    herd_cluster_setup_primary(&t->cluster, &t->settings);
+    tc_cluster_fork(t, 1);
+  }
+}
+
+TEST_IMPL(cluster_rr_all_decline) {
+  tc_cluster_t t;
+  rr_fault_t f;
+  memset(&f, 0, sizeof(f));
+  tc_cluster_init(&t, HERD_SCHED_RR, NULL, NULL,
+                  test_helper_args("cluster_raw_worker", "0", "decline"));
+  t.data = &f;
+  ASSERT_OK(herd_cluster_listen(&t.cluster, "127.0.0.1", 0, 64, &f.port));
+  t.want_listening = 2;
+  t.on_ready = all_decline_on_ready;
+  t.on_message = all_decline_on_message;
+  tc_cluster_fork(&t, 2);
+  tc_cluster_run(&t);
+  ASSERT_EQ(f.declined, 2);
+  ASSERT_EQ(t.served[3], 1);
+  return 0;
+}
+
 /* reuseport: worker 1 (slot 0) is stopped while clients connect, so some
  * connections wait in slot 0's socket; then it is killed and nobody takes
  * its slot. Every one of them must still be answered, by worker 2: the
