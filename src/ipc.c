@@ -1141,7 +1141,7 @@ int herd_ipc_open_parent(uv_loop_t* loop, herd_ipc_t* ipc) {
   const char* mode = getenv("NODE_CHANNEL_SERIALIZATION_MODE");
   char* end;
   long fd;
-  int known = 1;
+  int known = 1, r;
   herd_serialization_t ser = HERD_SERIALIZATION_JSON;
 
   if (s == NULL)
@@ -1154,21 +1154,26 @@ int herd_ipc_open_parent(uv_loop_t* loop, herd_ipc_t* ipc) {
     ser = HERD_SERIALIZATION_ADVANCED;
   else if (mode != NULL && mode[0] != '\0' && strcmp(mode, "json") != 0)
     known = 0;
-  /* Grandchildren must not inherit the channel, as in Node. */
-  unsetenv("NODE_CHANNEL_FD");
-  unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
-  if (end == s || *end != '\0' || errno != 0 || fd < 0 || fd > INT32_MAX)
-    return HERD_ENOCHANNEL;
-  if (!known) {
+  if (end == s || *end != '\0' || errno != 0 || fd < 0 || fd > INT32_MAX) {
+    r = HERD_ENOCHANNEL;
+  } else if (!known) {
     /* The parent would wait forever for a peer speaking a format that does
      * not exist; closing the fd tells it at once that this child will not
      * talk. */
     close((int)fd);
-    return HERD_EBADPROTO;
+    r = HERD_EBADPROTO;
+  } else if (fcntl((int)fd, F_GETFD) == -1) {
+    r = UV_EBADF;
+  } else {
+    r = herd_ipc_open_ex(loop, ipc, (int)fd, ser);
+    /* Out of memory changes nothing, so the call can be made again. */
+    if (r == UV_ENOMEM)
+      return r;
   }
-  if (fcntl((int)fd, F_GETFD) == -1)
-    return UV_EBADF;
-  return herd_ipc_open_ex(loop, ipc, (int)fd, ser);
+  /* Grandchildren must not inherit the channel, as in Node. */
+  unsetenv("NODE_CHANNEL_FD");
+  unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
+  return r;
 }
 
 int herd_ipc_start(herd_ipc_t* ipc, const herd_ipc_callbacks_t* callbacks) {

@@ -14,4 +14,8 @@
   TEST(alloc_spawn_sync, 30000)         \
   TEST(alloc_spawn_sync_output, 30000)  \
   TEST(alloc_exec_sync, 30000)          \
-  TEST(alloc_exec_file_sync, 30000)
+  TEST(alloc_exec_file_sync, 30000)     \
+  TEST(alloc_ipc_calls, 30000)          \
+  TEST(alloc_ipc_open_parent, 30000)    \
+  TEST(alloc_ipc_exchange, 30000)       \
+  TEST(alloc_ipc_big_message, 30000)
