@@ -18,4 +18,5 @@
   TEST(alloc_ipc_calls, 30000)          \
   TEST(alloc_ipc_open_parent, 30000)    \
   TEST(alloc_ipc_exchange, 30000)       \
-  TEST(alloc_ipc_big_message, 30000)
+  TEST(alloc_ipc_big_message, 30000)    \
+  TEST(alloc_http_exchange, 30000)
