@@ -56,7 +56,14 @@ void herd__ipc_set_internal_cb(herd_ipc_t* ipc, herd__ipc_internal_cb cb);
  * gets the whole line for a plain internal message and the inner `msg` for
  * a NODE_HANDLE (with the handle, after herd has sent the ACK); an fd not
  * taken with herd_handle_take()/herd_handle_open() is closed afterwards.
- * herd__ipc_attach() closes the fd itself when it fails. */
+ * herd__ipc_attach() closes the fd itself when it fails.
+ *
+ * Out of memory: a channel just opened has room for 4 KiB of messages, so
+ * its first ones (a worker's "online") queue without allocating and cannot
+ * fail. A send made from the internal hook is an answer the peer waits for:
+ * when it fails for want of memory (the send returns UV_ENOMEM) the channel
+ * ends with that error from the loop, so the hook must not act as if the
+ * answer went (e.g. serve a connection it could not acknowledge). */
 
 /* What herd__json_scan() learns about a message in the same pass that
  * validates it: the raw text of a top-level string member "cmd" (without
