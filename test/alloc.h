@@ -35,6 +35,10 @@ long alloc_sweep_forked(const char* name, void (*run)(void* arg), void* arg);
 /* During a run: whether the injected failure has happened yet. */
 int alloc_failed(void);
 
+/* Frees memory herd handed over (a buffer of herd_value_to_json(), ...):
+ * it came from the counting allocator and goes back to it. */
+void alloc_free(void* p);
+
 /* herd allocations currently live (made and not yet freed) since the
  * counting allocator was installed. */
 long alloc_live(void);

@@ -51,6 +51,10 @@ static void inject_free(void* p) {
   free(p);
 }
 
+void alloc_free(void* p) {
+  inject_free(p);
+}
+
 int alloc_failed(void) {
   return atomic_load(&alloc_fired);
 }
