@@ -23,4 +23,6 @@
   TEST(alloc_http_exchange, 30000)      \
   TEST(alloc_server_standalone, 10000)  \
   TEST(alloc_cluster_worker, 30000)     \
-  TEST(alloc_cluster_primary, 60000)
+  TEST(alloc_cluster_primary, 60000)    \
+  TEST(alloc_cluster_listen, 30000)     \
+  TEST(alloc_cluster, 120000)
