@@ -153,8 +153,12 @@ struct herd__listener_s {
  * registers it; the answer goes to l->reply. Returns 0, or
  * HERD_ECHANNELCLOSED, UV_ENOMEM (then nothing is registered). */
 int herd__worker_query(herd__listener_t* l);
-/* Sends {"act":"listening"} for `l` with the port it got (JSON). */
-void herd__worker_listening(herd__listener_t* l, const char* port);
+/* Sends {"act":"listening"} for `l` with the port it got (JSON). Returns
+ * 0, or the send's error (then the channel ends: the listen failed). */
+int herd__worker_listening(herd__listener_t* l, const char* port);
+/* Tells the primary to forget the key of its answer `json` to a query
+ * ({"act":"close"}): for an answer that could not be taken. */
+void herd__worker_forget(const char* json, size_t len);
 /* Takes `l` out: forgets its index, tells the primary to forget its key
  * ({"act":"close"}), or does so when the answer to its query comes. */
 void herd__worker_unlisten(herd__listener_t* l);

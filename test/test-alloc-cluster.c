@@ -48,6 +48,20 @@ static int listen_socket(int* port) {
   return fd;
 }
 
+static int udp_socket(int* port) {
+  struct sockaddr_in addr;
+  socklen_t len = sizeof(addr);
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT(fd >= 0);
+  memset(&addr, 0, sizeof(addr));
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, (struct sockaddr*)&addr, sizeof(addr)), 0);
+  ASSERT_EQ(getsockname(fd, (struct sockaddr*)&addr, &len), 0);
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
 static void free_handle(uv_handle_t* handle) {
   free(handle);
 }
@@ -125,8 +139,9 @@ TEST_IMPL(alloc_server_standalone) {
 /* The worker side, in a fork()ed copy of the test per run (a process is a
  * worker once). The primary is played on the same loop over the other end
  * of the channel: it answers the queryServer for port 5555 as rr (and then
- * hands a connection over with newconn) and the one for 6666 as shared
- * (with a listening socket, to which it then connects), acknowledges the
+ * hands a connection over with newconn), the one for 6666 as shared (with
+ * a listening socket, to which it then connects) and the UDP socket's (port
+ * 7777) with a bound UDP socket, acknowledges the
  * handle the worker sends it a loop turn late (so that the worker's
  * answers meanwhile wait behind it, each in an allocation of its own), and
  * acks exitedAfterDisconnect. `from_primary`: the primary asks the worker
@@ -144,13 +159,15 @@ typedef struct {
   int from_primary;
 } worker_case_t;
 
-enum { WS_RR, WS_SHARED, WS_N };
+/* The two servers, then the UDP socket. */
+enum { WS_RR, WS_SHARED, WS_DGRAM, WS_N };
 
 static struct {
   uv_loop_t loop;
   worker_case_t* wc;
   /* the worker */
-  herd_server_t* servers[WS_N];
+  herd_server_t* servers[WS_DGRAM];
+  herd_dgram_t* dgram;
   int listen_ret[WS_N];
   int listen_cbs[WS_N];
   int listen_status[WS_N];
@@ -167,14 +184,14 @@ static struct {
   int onlines, listenings[WS_N], queries, messages, acks_owed, eof;
   int handles, handle_sent, handle_accepted;
   uv_timer_t ack_later;
-  int shared_fd, shared_port, client_fd;
+  int shared_fd, shared_port, client_fd, udp_fd, udp_port;
   int64_t newconn_seq;
 } W;
 
 static void ws_maybe_leave(void);
 
 static int ws_index(herd_server_t* server) {
-  for (int i = 0; i < WS_N; i++)
+  for (int i = 0; i < WS_DGRAM; i++)
     if (W.servers[i] == server)
       return i;
   FATAL("unknown server");
@@ -214,6 +231,26 @@ static void ws_listened(herd_server_t* server, int status) {
     /* herd closes a server whose listen failed; closing it here too is
      * how to learn when its memory is free. */
     herd_server_close(server, ws_closed);
+  }
+  ws_maybe_leave();
+}
+
+static void ws_dgram_closed(herd_dgram_t* dgram) {
+  W.closed[WS_DGRAM]++;
+  W.dgram = NULL;
+  free(dgram);
+}
+
+/* A bound UDP socket has nothing more to wait for. */
+static void ws_bound(herd_dgram_t* dgram, int status) {
+  W.listen_cbs[WS_DGRAM]++;
+  W.listen_status[WS_DGRAM] = status;
+  if (status != 0) {
+    ASSERT_EQ(status, UV_ENOMEM);
+    ASSERT(alloc_failed());
+    herd_dgram_close(dgram, ws_dgram_closed);
+  } else {
+    W.conns[WS_DGRAM]++;
   }
   ws_maybe_leave();
 }
@@ -295,9 +332,10 @@ static void wp_cluster(const char* fields, int fd) {
   char buf[512];
   if (fd >= 0)
     snprintf(buf, sizeof(buf),
-             "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":"
+             "{\"cmd\":\"NODE_HANDLE\",\"type\":\"%s\",\"msg\":"
              "{\"cmd\":\"NODE_CLUSTER\",%s,\"seq\":%lld}}\n",
-             fields, (long long)W.seq++);
+             fd == W.udp_fd ? "dgram.Native" : "net.Native", fields,
+             (long long)W.seq++);
   else
     snprintf(buf, sizeof(buf), "{\"cmd\":\"NODE_CLUSTER\",%s,\"seq\":%lld}\n",
              fields, (long long)W.seq++);
@@ -352,17 +390,24 @@ static void wp_line(char* line, size_t len) {
       wp_cluster("\"act\":\"newconn\",\"key\":\"rr\"", fds[0]);
       close(fds[0]);
       close(fds[1]);
-    } else {
+    } else if (port == 6666) {
       snprintf(fields, sizeof(fields),
                "\"errno\":null,\"key\":\"shared\",\"ack\":%lld,\"data\":null",
                (long long)seq);
       wp_cluster(fields, W.shared_fd);
       W.client_fd = connect_to(W.shared_port);
+    } else {
+      snprintf(fields, sizeof(fields),
+               "\"errno\":null,\"key\":\"udp\",\"ack\":%lld,\"data\":null",
+               (long long)seq);
+      wp_cluster(fields, W.udp_fd);
     }
   } else if (strcmp(act, "listening") == 0) {
     int64_t port;
     ASSERT_OK(herd_json_get_int(line, len, "port", &port));
-    W.listenings[port == 5555 ? WS_RR : WS_SHARED]++;
+    W.listenings[port == 5555         ? WS_RR
+                 : port == W.udp_port ? WS_DGRAM
+                                      : WS_SHARED]++;
   } else if (strcmp(act, "exitedAfterDisconnect") == 0) {
     snprintf(fields, sizeof(fields), "\"ack\":%lld", (long long)seq);
     wp_cluster(fields, -1);
@@ -418,6 +463,7 @@ static void worker_case(void* arg) {
   W.raw = sv[0];
   herd__nonblock(W.raw, 1);
   W.shared_fd = listen_socket(&W.shared_port);
+  W.udp_fd = udp_socket(&W.udp_port);
   snprintf(fdtext, sizeof(fdtext), "%d", sv[1]);
   setenv("NODE_UNIQUE_ID", "1", 1);
   setenv("NODE_CHANNEL_FD", fdtext, 1);
@@ -437,6 +483,7 @@ static void worker_case(void* arg) {
     close(sv[0]);
     close(sv[1]);
     close(W.shared_fd);
+    close(W.udp_fd);
     test_loop_run_close(&W.loop);
     return;
   }
@@ -447,7 +494,7 @@ static void worker_case(void* arg) {
   ASSERT_OK(uv_timer_start(&W.deadline, wp_deadline, 3000, 0));
   uv_unref((uv_handle_t*)&W.deadline);
 
-  for (int i = 0; i < WS_N; i++) {
+  for (int i = 0; i < WS_DGRAM; i++) {
     herd_server_t* s = malloc(sizeof(*s));
     ASSERT(s != NULL);
     W.servers[i] = s;
@@ -467,6 +514,26 @@ static void worker_case(void* arg) {
     }
     W.listen_ret[i] = r;
   }
+  W.dgram = malloc(sizeof(*W.dgram));
+  ASSERT(W.dgram != NULL);
+  r = herd_dgram_init(&W.loop, W.dgram);
+  if (r == 0) {
+    herd_dgram_options_t o;
+    memset(&o, 0, sizeof(o));
+    o.host = "127.0.0.1";
+    o.port = 7777;
+    r = herd_dgram_bind(W.dgram, &o, ws_bound);
+    if (r != 0)
+      herd_dgram_close(W.dgram, ws_dgram_closed);
+  } else {
+    free(W.dgram);
+    W.dgram = NULL;
+  }
+  if (r != 0) {
+    ASSERT_EQ(r, UV_ENOMEM);
+    ASSERT(alloc_failed());
+  }
+  W.listen_ret[WS_DGRAM] = r;
   r = herd_cluster_worker_send("{\"hi\":1}", 8);
   if (r < 0) {
     ASSERT_EQ(r, UV_ENOMEM);
@@ -489,16 +556,21 @@ static void worker_case(void* arg) {
   uv_run(&W.loop, UV_RUN_DEFAULT);
   /* herd closed the servers when the worker left, without a callback: with
    * the loop run to its end, their memory is free. */
-  for (int i = 0; i < WS_N; i++) {
+  for (int i = 0; i < WS_DGRAM; i++) {
     if (W.servers[i] != NULL && W.servers[i]->priv == NULL)
       free(W.servers[i]);
     else if (W.servers[i] != NULL)
       herd_server_close(W.servers[i], ws_closed);
   }
+  if (W.dgram != NULL && W.dgram->priv == NULL)
+    free(W.dgram);
+  else if (W.dgram != NULL)
+    herd_dgram_close(W.dgram, ws_dgram_closed);
   if (!W.eof)
     wp_end();
   test_loop_run_close(&W.loop);
   close(W.shared_fd);
+  close(W.udp_fd);
   if (W.client_fd >= 0)
     close(W.client_fd);
 
@@ -520,7 +592,7 @@ static void worker_case(void* arg) {
   if (!alloc_failed()) {
     ASSERT_EQ(W.messages, 1);
     ASSERT_EQ(W.handles, 1);
-    ASSERT_EQ(W.conns[WS_RR] + W.conns[WS_SHARED], 2);
+    ASSERT_EQ(W.conns[WS_RR] + W.conns[WS_SHARED] + W.conns[WS_DGRAM], 3);
     ASSERT_EQ(W.disconnect_asked, W.wc->from_primary);
   }
 }
