@@ -1031,7 +1031,7 @@ TEST_IMPL(ipc_advanced_node_parent) {
 }
 
 /* The same parent sending test/fixtures/ipc-values.js (JSON values, a
- * 1 MiB one, a burst of 100000), then a net.Server and a net.Socket: the
+ * 1 MiB one, a burst of 10000), then a net.Server and a net.Socket: the
  * herd child uses them (ipc_peer, which speaks JSON through the bridge), or
  * sends them back with their messages (examples/ipc-echo, which speaks
  * values). */

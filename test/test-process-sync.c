@@ -192,13 +192,13 @@ TEST_IMPL(exec_sync_timeout_grandchild) {
   herd_sync_result_t r;
   uint64_t t0 = uv_hrtime(), ms;
   memset(&o, 0, sizeof(o));
-  o.timeout = 300;
-  ASSERT_EQ(
-      herd_exec_sync("exec setsid sh -c 'echo hi; sleep 5 & sleep 5'", &o, &r),
-      UV_ETIMEDOUT);
+  o.timeout = 2000;
+  ASSERT_EQ(herd_exec_sync("exec setsid sh -c 'echo hi; sleep 30 & sleep 30'",
+                           &o, &r),
+            UV_ETIMEDOUT);
   ms = ms_since(t0);
   kill(-r.pid, SIGKILL);
-  if (ms > 2500)
+  if (ms > 15000)
     FATAL("returned after %d ms", (int)ms);
   ASSERT_EQ(r.signal, SIGTERM);
   ASSERT_STR_EQ(r.out, "hi\n");
@@ -207,28 +207,28 @@ TEST_IMPL(exec_sync_timeout_grandchild) {
 }
 
 TEST_IMPL(spawn_sync_timeout_grandchild) {
-  const char* args[] = {"-c", "exec setsid sh -c 'echo hi; sleep 5 & sleep 5'",
-                        NULL};
+  const char* args[] = {
+      "-c", "exec setsid sh -c 'echo hi; sleep 30 & sleep 30'", NULL};
   herd_spawn_sync_options_t o;
   herd_sync_result_t r;
   uint64_t t0 = uv_hrtime(), ms;
   memset(&o, 0, sizeof(o));
-  o.timeout = 300;
+  o.timeout = 2000;
   ASSERT_EQ(herd_spawn_sync("/bin/sh", args, &o, &r), UV_ETIMEDOUT);
   ms = ms_since(t0);
   kill(-r.pid, SIGKILL);
-  if (ms > 2500)
+  if (ms > 15000)
     FATAL("returned after %d ms", (int)ms);
   ASSERT_EQ(r.signal, SIGTERM);
   ASSERT_STR_EQ(r.out, "hi\n");
   herd_sync_result_free(&r);
   /* Exited at once, output held open: ends at the timeout too. */
-  args[1] = "exec setsid sh -c 'sleep 5 & echo hi'";
+  args[1] = "exec setsid sh -c 'sleep 30 & echo hi'";
   t0 = uv_hrtime();
   ASSERT_EQ(herd_spawn_sync("/bin/sh", args, &o, &r), UV_ETIMEDOUT);
   ms = ms_since(t0);
   kill(-r.pid, SIGKILL);
-  if (ms > 2500)
+  if (ms > 15000)
     FATAL("returned after %d ms", (int)ms);
   ASSERT_EQ(r.status, 0);
   ASSERT_STR_EQ(r.out, "hi\n");
@@ -247,7 +247,7 @@ TEST_IMPL(exec_sync_max_buffer_grandchild) {
   ASSERT_EQ(herd_exec_sync("exec setsid sh -c yes", &o, &r), UV_ENOBUFS);
   ms = ms_since(t0);
   kill(-r.pid, SIGKILL);
-  if (ms > 2500)
+  if (ms > 15000)
     FATAL("returned after %d ms", (int)ms);
   ASSERT_EQ(r.out_len, 10);
   herd_sync_result_free(&r);
