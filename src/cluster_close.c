@@ -82,6 +82,10 @@ int herd_worker_disconnect(herd_worker_t* worker) {
     return herd__worker_self_disconnect();
   worker->exited_after_disconnect = 1;
   r = herd__cluster_send(worker, "\"act\":\"disconnect\"", -1, NULL);
+  if (r == UV_ENOMEM)
+    /* It cannot be told: its channel ends instead, which a worker (herd's
+     * or Node's) takes as its primary gone, and it exits. */
+    herd_ipc_disconnect(worker->child.channel);
   /* As Node does: the worker no longer gets connections nor counts as a
    * member of the table. */
   herd__cluster_handles_leave(worker, HERD__LEAVE_ASKED);

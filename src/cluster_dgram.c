@@ -89,9 +89,14 @@ static void dgram_reply(herd__listener_t* l, const char* json, size_t len,
     finish_bind(dgram, (int)err);
     return;
   }
-  if (herd_json_get_string(json, len, "key", key, sizeof(key)) < 0 ||
-      (l->key = herd__strdup(key)) == NULL) {
+  if (herd_json_get_string(json, len, "key", key, sizeof(key)) < 0) {
     finish_bind(dgram, HERD_EBADPROTO);
+    return;
+  }
+  if ((l->key = herd__strdup(key)) == NULL) {
+    /* The primary counts this worker in: it is told to forget it. */
+    herd__worker_forget(json, len);
+    finish_bind(dgram, UV_ENOMEM);
     return;
   }
   /* A UDP socket always comes with the answer: there is nothing to hand
@@ -108,8 +113,7 @@ static void dgram_reply(herd__listener_t* l, const char* json, size_t len,
   }
   dgram->policy = HERD_SCHED_SHARED;
   snprintf(port, sizeof(port), "%d", dgram->port);
-  herd__worker_listening(l, port);
-  finish_bind(dgram, 0);
+  finish_bind(dgram, herd__worker_listening(l, port));
 }
 
 static void dgram_close_listener(herd__listener_t* l) {

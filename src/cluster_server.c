@@ -390,9 +390,14 @@ static void server_reply(herd__listener_t* l, const char* json, size_t len,
     finish_listen(server, (int)err);
     return;
   }
-  if (herd_json_get_string(json, len, "key", key, sizeof(key)) < 0 ||
-      (l->key = herd__strdup(key)) == NULL) {
+  if (herd_json_get_string(json, len, "key", key, sizeof(key)) < 0) {
     finish_listen(server, HERD_EBADPROTO);
+    return;
+  }
+  if ((l->key = herd__strdup(key)) == NULL) {
+    /* The primary counts this worker in: it is told to forget it. */
+    herd__worker_forget(json, len);
+    finish_listen(server, UV_ENOMEM);
     return;
   }
   if (handle != NULL) {
@@ -439,8 +444,7 @@ static void server_reply(herd__listener_t* l, const char* json, size_t len,
     snprintf(port, sizeof(port), "%d", server->port);
   else
     snprintf(port, sizeof(port), "%s", l->port);
-  herd__worker_listening(l, port);
-  finish_listen(server, 0);
+  finish_listen(server, herd__worker_listening(l, port));
 }
 
 static int server_newconn(herd__listener_t* l, int fd) {

@@ -228,12 +228,15 @@ int herd__worker_query(herd__listener_t* l) {
   return 0;
 }
 
-void herd__worker_listening(herd__listener_t* l, const char* port) {
+int herd__worker_listening(herd__listener_t* l, const char* port) {
   char fields[512];
   int n = listener_fields(l, "listening", port, fields, sizeof(fields));
+  int64_t r;
   self.state = HERD_WORKER_LISTENING; /* as Node's child.js sets it */
-  if (n > 0)
-    herd__worker_send(fields, (size_t)n);
+  if (n <= 0)
+    return 0;
+  r = herd__worker_send(fields, (size_t)n);
+  return r < 0 ? (int)r : 0;
 }
 
 void herd__worker_unlisten(herd__listener_t* l) {
@@ -263,9 +266,10 @@ void herd__worker_unlisten(herd__listener_t* l) {
   }
 }
 
-/* The answer to a query whose server closed meanwhile: tell the primary to
- * forget the key it gave, as the closed server would have. */
-static void forget_orphan(const char* json, size_t len) {
+/* The answer to a query whose server closed meanwhile, or that could not
+ * be taken: tell the primary to forget the key it gave, as the closed
+ * server would have. */
+void herd__worker_forget(const char* json, size_t len) {
   static const char pre[] = "\"act\":\"close\",\"key\":";
   char stack[512];
   char* fields = stack;
@@ -297,7 +301,7 @@ static void on_reply(int64_t ack, const char* json, size_t len,
       l->query_seq = -1;
       l->reply(l, json, len, handle);
     } else if (orphan) {
-      forget_orphan(json, len);
+      herd__worker_forget(json, len);
     }
     return;
   }
@@ -416,7 +420,11 @@ static void on_internal(herd_ipc_t* ipc, const char* json, size_t len,
      * next connection while this one is being served. */
     snprintf(fields, sizeof(fields), "\"ack\":%lld,\"accepted\":%s",
              (long long)seq, accepted ? "true" : "false");
-    herd__worker_send(fields, strlen(fields));
+    /* An answer that could not be queued ends the channel (see the IPC's
+     * hook), and the primary then gives the connection to another worker:
+     * it is not served here too. */
+    if (herd__worker_send(fields, strlen(fields)) < 0)
+      return;
     if (accepted) {
       fd = herd_handle_take(handle);
       if (fd >= 0)

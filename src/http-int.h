@@ -22,6 +22,8 @@
 #define HTTP_SPARE_CONNS 32
 /* ms a closing server gives a silent connection (herd_http_options_t). */
 #define HERD__HTTP_CLOSE_GRACE_DEFAULT 1000
+/* ms herd's own listener pauses after a connection it had no memory for. */
+#define HTTP_ACCEPT_RETRY_MS 100
 /* Waiting raw connections served per wakeup of their epoll set. */
 #define HTTP_WAIT_BATCH 64
 
@@ -40,6 +42,7 @@ struct herd_http_private_s {
   size_t buf_size;
   llhttp_settings_t settings;
   uv_tcp_t listener;
+  uv_timer_t accept_retry; /* opened and closed with the listener */
   uv_timer_t sweep;
   /* Every connection that is not yet freed, open or waiting for its handler
    * to answer after the socket went away. */
@@ -48,7 +51,7 @@ struct herd_http_private_s {
   http_conn_t* spare;
   size_t nspare;
   unsigned listening : 1;
-  unsigned listener_open : 1;
+  unsigned listener_open : 2; /* the listener and its retry timer */
   unsigned sweep_open : 1;
   unsigned sweep_active : 1;
   unsigned closing : 1;

@@ -119,8 +119,12 @@ static int on_headers_complete(llhttp_t* p) {
   for (i = 0; expect && i < conn->req.header_count; i++) {
     h = &conn->headers[i];
     if (h->name_len == 6 && strncasecmp(h->name, "expect", 6) == 0 &&
-        h->value_len == 12 && strncasecmp(h->value, "100-continue", 12) == 0 &&
-        herd__http_out_reserve(conn, 25) == 0) {
+        h->value_len == 12 && strncasecmp(h->value, "100-continue", 12) == 0) {
+      /* Without its go-ahead the client would wait for nothing. */
+      if (herd__http_out_reserve(conn, 25) != 0) {
+        conn->err_status = 500;
+        return -1;
+      }
       memcpy(conn->out + conn->out_len, "HTTP/1.1 100 Continue\r\n\r\n", 25);
       conn->out_len += 25;
       break;

@@ -293,8 +293,10 @@ static int respond(herd_http_req_t* req, int status, const char* content_type,
       conn, status, content_type, headers, header_count, body, body_len,
       req->keep_alive, req->http_minor, head_only);
   if (err != 0) {
+    /* No memory for the answer: the connection ends without it, which the
+     * client sees, and the request is done all the same. */
     herd__http_conn_close(conn);
-    return 0;
+    return err;
   }
   if (conn->heap != NULL) {
     herd__free(conn->heap);

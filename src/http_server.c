@@ -9,10 +9,16 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The listener and its retry timer close together. */
 static void on_listener_close(uv_handle_t* handle) {
   struct herd_http_private_s* priv = handle->data;
-  priv->listener_open = 0;
-  herd__http_server_maybe_done(priv);
+  if (--priv->listener_open == 0)
+    herd__http_server_maybe_done(priv);
+}
+
+static void close_listener(struct herd_http_private_s* priv) {
+  uv_close((uv_handle_t*)&priv->listener, on_listener_close);
+  uv_close((uv_handle_t*)&priv->accept_retry, on_listener_close);
 }
 
 static void on_sweep_close(uv_handle_t* handle) {
@@ -119,12 +125,24 @@ int herd_http_server_init(uv_loop_t* loop, herd_http_server_t* server,
   return 0;
 }
 
+static void on_connection(uv_stream_t* listener, int status);
+
+static void on_accept_retry(uv_timer_t* timer) {
+  struct herd_http_private_s* priv = timer->data;
+  on_connection((uv_stream_t*)&priv->listener, 0);
+}
+
 static void on_connection(uv_stream_t* listener, int status) {
   struct herd_http_private_s* priv = listener->data;
   /* A failed accept (EMFILE, ...) costs that one connection only. */
   if (status < 0 || priv->closing)
     return;
-  herd_http_server_accept(priv->server, listener);
+  /* A connection herd has no memory for stays pending, and libuv reads the
+   * listener no more until it is taken: it is taken after a pause, as
+   * herd_server_t does after an accept that fails for want of memory. */
+  if (herd_http_server_accept(priv->server, listener) == UV_ENOMEM)
+    uv_timer_start(&priv->accept_retry, on_accept_retry, HTTP_ACCEPT_RETRY_MS,
+                   0);
 }
 
 int herd_http_server_listen(herd_http_server_t* server, const char* host,
@@ -147,8 +165,10 @@ int herd_http_server_listen(herd_http_server_t* server, const char* host,
   err = uv_tcp_init(server->loop, &priv->listener);
   if (err != 0)
     return err;
+  uv_timer_init(server->loop, &priv->accept_retry);
   priv->listener.data = priv;
-  priv->listener_open = 1;
+  priv->accept_retry.data = priv;
+  priv->listener_open = 2;
   err = uv_tcp_bind(&priv->listener, (const struct sockaddr*)&addr, 0);
   if (err == 0)
     err = uv_listen((uv_stream_t*)&priv->listener, backlog, on_connection);
@@ -158,7 +178,7 @@ int herd_http_server_listen(herd_http_server_t* server, const char* host,
   return 0;
 
 fail:
-  uv_close((uv_handle_t*)&priv->listener, on_listener_close);
+  close_listener(priv);
   return err;
 }
 
@@ -186,7 +206,7 @@ void herd_http_server_close(herd_http_server_t* server,
   priv->close_cb = close_cb;
   priv->close_start = uv_now(server->loop);
   if (priv->listener_open && !uv_is_closing((uv_handle_t*)&priv->listener))
-    uv_close((uv_handle_t*)&priv->listener, on_listener_close);
+    close_listener(priv);
   /* No connection closes here: a client may be sending on any of them, and
    * closing one with a request on its way resets it unanswered. Each goes
    * after its next answer, which says `Connection: close` (parsing,

@@ -56,7 +56,14 @@ void herd__ipc_set_internal_cb(herd_ipc_t* ipc, herd__ipc_internal_cb cb);
  * gets the whole line for a plain internal message and the inner `msg` for
  * a NODE_HANDLE (with the handle, after herd has sent the ACK); an fd not
  * taken with herd_handle_take()/herd_handle_open() is closed afterwards.
- * herd__ipc_attach() closes the fd itself when it fails. */
+ * herd__ipc_attach() closes the fd itself when it fails.
+ *
+ * Out of memory: a channel just opened has room for 4 KiB of messages, so
+ * its first ones (a worker's "online") queue without allocating and cannot
+ * fail. A send made from the internal hook is an answer the peer waits for:
+ * when it fails for want of memory (the send returns UV_ENOMEM) the channel
+ * ends with that error from the loop, so the hook must not act as if the
+ * answer went (e.g. serve a connection it could not acknowledge). */
 
 /* What herd__json_scan() learns about a message in the same pass that
  * validates it: the raw text of a top-level string member "cmd" (without
@@ -146,8 +153,12 @@ struct herd__listener_s {
  * registers it; the answer goes to l->reply. Returns 0, or
  * HERD_ECHANNELCLOSED, UV_ENOMEM (then nothing is registered). */
 int herd__worker_query(herd__listener_t* l);
-/* Sends {"act":"listening"} for `l` with the port it got (JSON). */
-void herd__worker_listening(herd__listener_t* l, const char* port);
+/* Sends {"act":"listening"} for `l` with the port it got (JSON). Returns
+ * 0, or the send's error (then the channel ends: the listen failed). */
+int herd__worker_listening(herd__listener_t* l, const char* port);
+/* Tells the primary to forget the key of its answer `json` to a query
+ * ({"act":"close"}): for an answer that could not be taken. */
+void herd__worker_forget(const char* json, size_t len);
 /* Takes `l` out: forgets its index, tells the primary to forget its key
  * ({"act":"close"}), or does so when the answer to its query comes. */
 void herd__worker_unlisten(herd__listener_t* l);

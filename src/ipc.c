@@ -35,9 +35,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define READ_MIN       (64 * 1024)
-#define READ_INITIAL   (256 * 1024)
-#define FLUSH_AT       (256 * 1024)
+#define READ_MIN     (64 * 1024)
+#define READ_INITIAL (256 * 1024)
+#define FLUSH_AT     (256 * 1024)
+/* The output buffer a channel gets when it opens: the first messages of a
+ * conversation (a worker's "online", the answers to its first questions)
+ * queue without allocating, so they cannot be lost for want of memory. */
+#define OUT_RESERVED   4096
+#define OUT_FIRST      (64 * 1024)
 #define SOCKET_BUFSIZE (2 * 1024 * 1024)
 #define SHRINK_ABOVE   (4 * 1024 * 1024)
 #define MAX_NACKS      3
@@ -167,7 +172,7 @@ static int out_reserve(ipc_priv_t* p, size_t need) {
     if (p->ocap - p->olen >= need)
       return 0;
   }
-  cap = p->ocap ? p->ocap * 2 : 64 * 1024;
+  cap = p->ocap >= OUT_FIRST ? p->ocap * 2 : OUT_FIRST;
   while (cap - p->olen < need)
     cap *= 2;
   nb = herd__realloc(p->obuf, cap);
@@ -1066,8 +1071,10 @@ static int set_poll(ipc_priv_t* p, int events) {
 /* Frees a channel whose opening failed after its handles were set up. */
 static void free_on_close(uv_handle_t* handle) {
   ipc_priv_t* p = handle->data;
-  if (--p->closes_pending == 0)
+  if (--p->closes_pending == 0) {
+    herd__free(p->obuf);
     herd__free(p);
+  }
 }
 
 int herd_ipc_open_ex(uv_loop_t* loop, herd_ipc_t* ipc, int fd,
@@ -1090,6 +1097,12 @@ int herd_ipc_open_ex(uv_loop_t* loop, herd_ipc_t* ipc, int fd,
   p = herd__calloc(1, sizeof(*p));
   if (p == NULL)
     return UV_ENOMEM;
+  p->obuf = herd__malloc(OUT_RESERVED);
+  if (p->obuf == NULL) {
+    herd__free(p);
+    return UV_ENOMEM;
+  }
+  p->ocap = OUT_RESERVED;
   r = herd__nonblock(fd, 1);
   if (r != 0)
     goto fail;
@@ -1128,6 +1141,7 @@ int herd_ipc_open_ex(uv_loop_t* loop, herd_ipc_t* ipc, int fd,
   return 0;
 
 fail:
+  herd__free(p->obuf);
   herd__free(p);
   return r;
 }
@@ -1141,7 +1155,7 @@ int herd_ipc_open_parent(uv_loop_t* loop, herd_ipc_t* ipc) {
   const char* mode = getenv("NODE_CHANNEL_SERIALIZATION_MODE");
   char* end;
   long fd;
-  int known = 1;
+  int known = 1, r;
   herd_serialization_t ser = HERD_SERIALIZATION_JSON;
 
   if (s == NULL)
@@ -1154,21 +1168,26 @@ int herd_ipc_open_parent(uv_loop_t* loop, herd_ipc_t* ipc) {
     ser = HERD_SERIALIZATION_ADVANCED;
   else if (mode != NULL && mode[0] != '\0' && strcmp(mode, "json") != 0)
     known = 0;
-  /* Grandchildren must not inherit the channel, as in Node. */
-  unsetenv("NODE_CHANNEL_FD");
-  unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
-  if (end == s || *end != '\0' || errno != 0 || fd < 0 || fd > INT32_MAX)
-    return HERD_ENOCHANNEL;
-  if (!known) {
+  if (end == s || *end != '\0' || errno != 0 || fd < 0 || fd > INT32_MAX) {
+    r = HERD_ENOCHANNEL;
+  } else if (!known) {
     /* The parent would wait forever for a peer speaking a format that does
      * not exist; closing the fd tells it at once that this child will not
      * talk. */
     close((int)fd);
-    return HERD_EBADPROTO;
+    r = HERD_EBADPROTO;
+  } else if (fcntl((int)fd, F_GETFD) == -1) {
+    r = UV_EBADF;
+  } else {
+    r = herd_ipc_open_ex(loop, ipc, (int)fd, ser);
+    /* Out of memory changes nothing, so the call can be made again. */
+    if (r == UV_ENOMEM)
+      return r;
   }
-  if (fcntl((int)fd, F_GETFD) == -1)
-    return UV_EBADF;
-  return herd_ipc_open_ex(loop, ipc, (int)fd, ser);
+  /* Grandchildren must not inherit the channel, as in Node. */
+  unsetenv("NODE_CHANNEL_FD");
+  unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
+  return r;
 }
 
 int herd_ipc_start(herd_ipc_t* ipc, const herd_ipc_callbacks_t* callbacks) {
@@ -1291,11 +1310,23 @@ static int send_plain(ipc_priv_t* p, const char* json, size_t len,
   return queue_line(p, json, len, info.newline, cb, arg);
 }
 
+/* The end of every send. One the internal hook makes is herd's answer to
+ * the peer, which waits for it: when it cannot be queued for want of
+ * memory the channel ends with that error, as for herd's own ACKs, rather
+ * than leave the peer waiting for ever. */
+static int sent(ipc_priv_t* p, int r) {
+  if (r == UV_ENOMEM && p->in_internal && p->werr == 0) {
+    p->werr = r;
+    arm(p);
+  }
+  return r;
+}
+
 int herd_ipc_send(herd_ipc_t* ipc, const char* json, size_t len) {
   ipc_priv_t* p = ipc->priv;
   if (p == NULL || !ipc->connected)
     return HERD_ECHANNELCLOSED;
-  return send_plain(p, json, len, NULL, NULL);
+  return sent(p, send_plain(p, json, len, NULL, NULL));
 }
 
 int herd__ipc_queue_handle(ipc_priv_t* p, ipc_req_t* req) {
@@ -1423,12 +1454,12 @@ int herd_ipc_send_ex(herd_ipc_t* ipc, const char* json, size_t len,
   if (p == NULL || !ipc->connected)
     return HERD_ECHANNELCLOSED;
   if (handle == NULL)
-    return send_plain(p, json, len, cb, arg);
+    return sent(p, send_plain(p, json, len, cb, arg));
   r = handle_fd(handle, flags, &type, &dgram_type, &close_on_ack, &fd);
   if (r != 0)
     return r;
-  return send_handle(p, json, len, fd, type, dgram_type, handle,
-                     handle_close_cb, close_on_ack, cb, arg);
+  return sent(p, send_handle(p, json, len, fd, type, dgram_type, handle,
+                             handle_close_cb, close_on_ack, cb, arg));
 }
 
 int herd_ipc_send_fd(herd_ipc_t* ipc, const char* json, size_t len, int fd,
@@ -1442,7 +1473,8 @@ int herd_ipc_send_fd(herd_ipc_t* ipc, const char* json, size_t len, int fd,
   dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (dup_fd < 0)
     return -errno;
-  return send_handle(p, json, len, dup_fd, type, NULL, NULL, NULL, 0, cb, arg);
+  return sent(
+      p, send_handle(p, json, len, dup_fd, type, NULL, NULL, NULL, 0, cb, arg));
 }
 
 /* A value message, with an fd (taken) unless fd < 0. On a json channel it
@@ -1507,8 +1539,8 @@ int herd_ipc_send_value_ex(herd_ipc_t* ipc, const herd_value_t* value,
     if (r != 0)
       return r;
   }
-  return send_value(p, value, fd, type, dgram_type, handle, handle_close_cb,
-                    close_on_ack, cb, arg);
+  return sent(p, send_value(p, value, fd, type, dgram_type, handle,
+                            handle_close_cb, close_on_ack, cb, arg));
 }
 
 int herd_ipc_send_value_fd(herd_ipc_t* ipc, const herd_value_t* value, int fd,
@@ -1522,7 +1554,8 @@ int herd_ipc_send_value_fd(herd_ipc_t* ipc, const herd_value_t* value, int fd,
   dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (dup_fd < 0)
     return -errno;
-  return send_value(p, value, dup_fd, type, NULL, NULL, NULL, 0, cb, arg);
+  return sent(p,
+              send_value(p, value, dup_fd, type, NULL, NULL, NULL, 0, cb, arg));
 }
 
 size_t herd_ipc_queued_bytes(const herd_ipc_t* ipc) {

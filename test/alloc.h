@@ -25,8 +25,19 @@
  * `name` is for failure messages. */
 long alloc_sweep(const char* name, void (*run)(void* arg), void* arg);
 
+/* alloc_sweep() for an operation that can run only once per process (the
+ * worker side of cluster keeps per-process state): each run is a fork()ed
+ * copy of the caller, which checks in itself that herd holds no memory and
+ * no fd was leaked, while the caller checks that no child is left. `run`
+ * must end with its loop closed. Returns as alloc_sweep(). */
+long alloc_sweep_forked(const char* name, void (*run)(void* arg), void* arg);
+
 /* During a run: whether the injected failure has happened yet. */
 int alloc_failed(void);
+
+/* Frees memory herd handed over (a buffer of herd_value_to_json(), ...):
+ * it came from the counting allocator and goes back to it. */
+void alloc_free(void* p);
 
 /* herd allocations currently live (made and not yet freed) since the
  * counting allocator was installed. */

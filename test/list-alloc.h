@@ -15,5 +15,14 @@
   TEST(alloc_spawn_sync_output, 30000)  \
   TEST(alloc_exec_sync, 30000)          \
   TEST(alloc_exec_file_sync, 30000)     \
+  TEST(alloc_ipc_calls, 30000)          \
+  TEST(alloc_ipc_open_parent, 30000)    \
+  TEST(alloc_ipc_exchange, 30000)       \
+  TEST(alloc_ipc_big_message, 30000)    \
+  TEST(alloc_value_json, 30000)         \
+  TEST(alloc_http_exchange, 30000)      \
+  TEST(alloc_server_standalone, 10000)  \
+  TEST(alloc_cluster_worker, 30000)     \
+  TEST(alloc_cluster_primary, 60000)    \
   TEST(alloc_cluster_listen, 30000)     \
   TEST(alloc_cluster, 120000)

@@ -6,4 +6,5 @@
   TEST(jansson_parse_errors, 5000)       \
   TEST(jansson_buffer, 5000)             \
   TEST(jansson_send_errors, 5000)        \
+  TEST(jansson_alloc_herd, 10000)        \
   HELPER(jansson_worker)

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static atomic_long alloc_calls;   /* allocations attempted in this run */
@@ -53,6 +54,10 @@ static void inject_free(void* p) {
   free(p);
 }
 
+void alloc_free(void* p) {
+  inject_free(p);
+}
+
 int alloc_failed(void) {
   return atomic_load(&alloc_fired);
 }
@@ -76,13 +81,17 @@ static void alloc_check_clean(const char* name, long n, long live0, int fds0) {
   }
 }
 
-long alloc_sweep(const char* name, void (*run)(void* arg), void* arg) {
+static void alloc_install(void) {
   if (!alloc_installed) {
     /* Before herd allocates anything in this process. */
     ASSERT_OK(herd_replace_allocator(inject_malloc, inject_realloc,
                                      inject_calloc, inject_free));
     alloc_installed = 1;
   }
+}
+
+long alloc_sweep(const char* name, void (*run)(void* arg), void* arg) {
+  alloc_install();
   for (long n = 1;; n++) {
     long live0 = alloc_live();
     int fds0 = test_count_fds();
@@ -96,6 +105,42 @@ long alloc_sweep(const char* name, void (*run)(void* arg), void* arg) {
       printf("%s: %ld allocations, each failed in turn\n", name,
              atomic_load(&alloc_calls));
       return atomic_load(&alloc_calls);
+    }
+    if (n >= 1000)
+      FATAL("%s: more than 1000 allocations", name);
+  }
+}
+
+long alloc_sweep_forked(const char* name, void (*run)(void* arg), void* arg) {
+  alloc_install();
+  for (long n = 1;; n++) {
+    int status;
+    pid_t pid;
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+      long live0 = alloc_live();
+      int fds0 = test_count_fds();
+      atomic_store(&alloc_calls, 0);
+      atomic_store(&alloc_fired, 0);
+      atomic_store(&alloc_fail_at, n);
+      run(arg);
+      atomic_store(&alloc_fail_at, 0);
+      alloc_check_clean(name, n, live0, fds0);
+      fflush(stdout);
+      fflush(stderr);
+      /* Not exit(): the caller's atexit handlers are the caller's. */
+      _exit(alloc_failed() ? 0 : 1);
+    }
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) > 1)
+      FATAL("%s, allocation %ld failing: the run ended with status 0x%x", name,
+            n, status);
+    if (WEXITSTATUS(status) == 1) {
+      printf("%s: %ld allocations, each failed in turn\n", name, n - 1);
+      return n - 1;
     }
     if (n >= 1000)
       FATAL("%s: more than 1000 allocations", name);

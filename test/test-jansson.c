@@ -2,6 +2,7 @@
  * reach real Node intact and back (a Node child, a Node cluster worker, a
  * herd cluster worker), Buffers in Node's shape both ways, and every kind of
  * bad input gives its error. */
+#include "alloc.h"
 #include "herd-jansson.h"
 #include "internal.h"
 #include "task.h"
@@ -628,5 +629,69 @@ TEST_IMPL(jansson_send_errors) {
   uv_run(&loop, UV_RUN_DEFAULT);
   ASSERT_EQ(herd_jansson_ipc_send_new(&a, json_true()), HERD_ECHANNELCLOSED);
   test_loop_close(&loop);
+  return 0;
+}
+
+/* herd's own allocations failing under the companion's sends (alloc.h):
+ * a send fails with UV_ENOMEM and nothing else, a _new send takes its value
+ * all the same, jansson's memory is all given back, and exactly the sends
+ * that were accepted reach the peer. */
+static void herd_alloc_disconnect(herd_ipc_t* ipc) {
+  free(ipc);
+}
+
+static int herd_alloc_accepted(int r) {
+  if (r < 0) {
+    ASSERT_EQ(r, UV_ENOMEM);
+    ASSERT(alloc_failed());
+  }
+  return r >= 0;
+}
+
+static void herd_alloc_case(void* arg) {
+  herd_ipc_callbacks_t cbs = {.disconnect = herd_alloc_disconnect};
+  herd_ipc_t* a = malloc(sizeof(*a));
+  const char* big = arg;
+  uv_loop_t loop;
+  json_t* v;
+  char buf[16384];
+  ssize_t n;
+  int sv[2], want = 0, lines = 0;
+
+  ASSERT(a != NULL);
+  ASSERT_OK(uv_loop_init(&loop));
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  if (herd_ipc_open(&loop, a, sv[0]) != 0) {
+    free(a);
+    close(sv[0]);
+    close(sv[1]);
+    test_loop_close(&loop);
+    return;
+  }
+  ASSERT_OK(herd_ipc_start(a, &cbs));
+  json_set_alloc_funcs(counting_malloc, counting_free);
+  v = json_pack("{s:[i,s]}", "k", 1, "two");
+  ASSERT(v != NULL);
+  want += herd_alloc_accepted(herd_jansson_ipc_send(a, v));
+  json_decref(v);
+  want += herd_alloc_accepted(
+      herd_jansson_ipc_send_new(a, json_pack("{s:s}", "big", big)));
+  want += herd_alloc_accepted(herd_jansson_ipc_send_new(a, json_true()));
+  ASSERT_EQ(live_allocs, 0);
+  json_set_alloc_funcs(malloc, free);
+  herd_ipc_disconnect(a);
+  test_loop_run_close(&loop);
+  while ((n = read(sv[1], buf, sizeof(buf))) > 0) {
+    for (ssize_t i = 0; i < n; i++)
+      lines += buf[i] == '\n';
+  }
+  close(sv[1]);
+  ASSERT_EQ(lines, want);
+}
+
+TEST_IMPL(jansson_alloc_herd) {
+  static char big[6000];
+  memset(big, 'b', sizeof(big) - 1);
+  ASSERT_GE(alloc_sweep("herd-jansson sends", herd_alloc_case, big), 1);
   return 0;
 }

@@ -291,7 +291,10 @@ int herd_worker_kill(herd_worker_t* worker, int signum);
  * handed it stays its until it answers, and goes to another worker if it
  * declines or dies; under reuseport the connections waiting in its slot's
  * socket go to the other workers unless a worker takes the slot). Returns
- * 0 or HERD_ECHANNELCLOSED (the worker is let go all the same). */
+ * 0, HERD_ECHANNELCLOSED or UV_ENOMEM; the worker is let go all the same
+ * (after UV_ENOMEM the message could not be queued and its channel is
+ * closed instead: the worker takes that as its primary gone and exits
+ * without finishing its work). */
 int herd_worker_disconnect(herd_worker_t* worker);
 
 /* The end of herd_worker_replace(), from the loop. status 0: the successor

@@ -109,9 +109,10 @@ int herd_http_server_init(uv_loop_t* loop, herd_http_server_t* server,
 /* Binds and listens on host:port itself (standalone use). `host` is a
  * numeric IPv4 or IPv6 address (NULL: "0.0.0.0"); port 0 picks one,
  * herd_http_server_port() tells which; backlog <= 0 means 511. At most one
- * listener per server. Errors: UV_EINVAL (bad address or port, already
- * listening, closing), the errors of uv_tcp_bind() and uv_listen()
- * (UV_EADDRINUSE, UV_EACCES, ...). */
+ * listener per server. A connection herd has no memory for waits in the
+ * listen queue, and accepting pauses for 100 ms before it is tried again.
+ * Errors: UV_EINVAL (bad address or port, already listening, closing), the
+ * errors of uv_tcp_bind() and uv_listen() (UV_EADDRINUSE, UV_EACCES, ...). */
 int herd_http_server_listen(herd_http_server_t* server, const char* host,
                             int port, int backlog);
 /* The port of the server's own listener, or UV_EINVAL without one. */
@@ -120,7 +121,10 @@ int herd_http_server_port(const herd_http_server_t* server);
  * the caller and serves it: call it from that stream's uv_connection_cb
  * (once per call of the callback). Errors: UV_EINVAL (NULL arguments,
  * server closing), UV_ENOMEM, the errors of uv_accept() (UV_EAGAIN when
- * nothing is pending). The connection is read at once, so the handler may
+ * nothing is pending). After UV_EINVAL or UV_ENOMEM the connection is
+ * still pending, and libuv reads the listener no more until it is taken:
+ * call again later, or take it with uv_accept() and close it. The
+ * connection is read at once, so the handler may
  * run (and the connection may be answered and closed) before this returns;
  * the same holds for herd_http_server_adopt(). */
 int herd_http_server_accept(herd_http_server_t* server, uv_stream_t* listener);
@@ -137,7 +141,8 @@ int herd_http_server_adopt(herd_http_server_t* server, int fd);
  * requests get the head only; 1xx, 204 and 304 get neither body nor
  * Content-Length. When the client has gone meanwhile the answer is dropped
  * and 0 returned. Errors: UV_EINVAL (already answered, bad status, NULL
- * body with body_len > 0). */
+ * body with body_len > 0), UV_ENOMEM (no memory for the answer: the
+ * connection is closed without it, and the request counts as answered). */
 int herd_http_respond(herd_http_req_t* req, int status,
                       const char* content_type, const void* body,
                       size_t body_len);

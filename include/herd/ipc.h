@@ -150,7 +150,9 @@ struct herd_ipc_s {
  * mode the parent chose. Errors: HERD_ENOCHANNEL (no variable, or not a
  * number), HERD_EBADPROTO (a serialization mode Node does not have; the fd
  * is closed so the parent sees the channel end), UV_EBADF (fd not open),
- * UV_EINVAL (not an AF_UNIX stream socket). */
+ * UV_EINVAL (not an AF_UNIX stream socket), UV_ENOMEM (then nothing
+ * changed: the variables and the fd stay, and the call can be made
+ * again). */
 int herd_ipc_open_parent(uv_loop_t* loop, herd_ipc_t* ipc);
 /* Opens a channel on any connected AF_UNIX stream socket; herd owns `fd`
  * from then on (made non-blocking and close-on-exec, with large socket
