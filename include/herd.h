@@ -82,5 +82,6 @@ int herd_replace_allocator(herd_malloc_func malloc_func,
 #include "herd/ipc.h"
 #include "herd/cluster.h"
 #include "herd/http.h"
+#include "herd/listen.h"
 
 #endif /* HERD_H */

@@ -8,6 +8,7 @@
 #include "list-cluster.h"
 #include "list-http.h"
 #include "list-cli.h"
+#include "list-listen.h"
 
 #define HERD_ALL_TESTS(TEST, HELPER) \
   HERD_TESTS_CORE(TEST, HELPER)      \
@@ -15,6 +16,7 @@
   HERD_TESTS_IPC(TEST, HELPER)       \
   HERD_TESTS_CLUSTER(TEST, HELPER)   \
   HERD_TESTS_HTTP(TEST, HELPER)      \
-  HERD_TESTS_CLI(TEST, HELPER)
+  HERD_TESTS_CLI(TEST, HELPER)       \
+  HERD_TESTS_LISTEN(TEST, HELPER)
 
 #endif
