@@ -83,5 +83,6 @@ int herd_replace_allocator(herd_malloc_func malloc_func,
 #include "herd/cluster.h"
 #include "herd/http.h"
 #include "herd/listen.h"
+#include "herd/systemd.h"
 
 #endif /* HERD_H */

@@ -9,6 +9,7 @@
 #include "list-http.h"
 #include "list-cli.h"
 #include "list-listen.h"
+#include "list-systemd.h"
 
 #define HERD_ALL_TESTS(TEST, HELPER) \
   HERD_TESTS_CORE(TEST, HELPER)      \
@@ -17,6 +18,7 @@
   HERD_TESTS_CLUSTER(TEST, HELPER)   \
   HERD_TESTS_HTTP(TEST, HELPER)      \
   HERD_TESTS_CLI(TEST, HELPER)       \
-  HERD_TESTS_LISTEN(TEST, HELPER)
+  HERD_TESTS_LISTEN(TEST, HELPER)    \
+  HERD_TESTS_SYSTEMD(TEST, HELPER)
 
 #endif
