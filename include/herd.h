@@ -84,5 +84,6 @@ int herd_replace_allocator(herd_malloc_func malloc_func,
 #include "herd/http.h"
 #include "herd/listen.h"
 #include "herd/systemd.h"
+#include "herd/log.h"
 
 #endif /* HERD_H */

@@ -10,6 +10,7 @@
 #include "list-cli.h"
 #include "list-listen.h"
 #include "list-systemd.h"
+#include "list-log.h"
 
 #define HERD_ALL_TESTS(TEST, HELPER) \
   HERD_TESTS_CORE(TEST, HELPER)      \
@@ -19,6 +20,7 @@
   HERD_TESTS_HTTP(TEST, HELPER)      \
   HERD_TESTS_CLI(TEST, HELPER)       \
   HERD_TESTS_LISTEN(TEST, HELPER)    \
-  HERD_TESTS_SYSTEMD(TEST, HELPER)
+  HERD_TESTS_SYSTEMD(TEST, HELPER)   \
+  HERD_TESTS_LOG(TEST, HELPER)
 
 #endif
