@@ -11,6 +11,7 @@
 #include "list-listen.h"
 #include "list-systemd.h"
 #include "list-log.h"
+#include "list-run.h"
 
 #define HERD_ALL_TESTS(TEST, HELPER) \
   HERD_TESTS_CORE(TEST, HELPER)      \
@@ -21,6 +22,7 @@
   HERD_TESTS_CLI(TEST, HELPER)       \
   HERD_TESTS_LISTEN(TEST, HELPER)    \
   HERD_TESTS_SYSTEMD(TEST, HELPER)   \
-  HERD_TESTS_LOG(TEST, HELPER)
+  HERD_TESTS_LOG(TEST, HELPER)       \
+  HERD_TESTS_RUN(TEST, HELPER)
 
 #endif

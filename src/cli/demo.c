@@ -4,6 +4,7 @@
 
 #include <herd.h>
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,17 +33,6 @@ typedef struct {
 
 static const char kNotify[] = "{\"cmd\":\"notifyRequest\"}";
 
-static int parse_int(const char* s, int min, int max, int* out) {
-  char* end;
-  long v;
-  errno = 0;
-  v = strtol(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-    return -1;
-  *out = (int)v;
-  return 0;
-}
-
 static int usage_error(const char* fmt, const char* arg) {
   fprintf(stderr, "herd: ");
   fprintf(stderr, fmt, arg);
@@ -51,56 +41,71 @@ static int usage_error(const char* fmt, const char* arg) {
   return 2;
 }
 
-/* Parses the demo's flags (argv[0] is "demo"); 0, or 2 after a message. */
+/* Parses the demo's flags (argv[0] is "demo") with getopt_long; 0, or 2
+ * after a message. Options take their value as the next argument or after
+ * '='. argv is not permuted ("+"): workers are started with the same argv
+ * and parse it again. */
 static int parse_options(int argc, char** argv, demo_options_t* o) {
+  enum { OPT_HOST = 256, OPT_PORT, OPT_WORKERS, OPT_POLICY };
+  static const struct option options[] = {
+      {"host", required_argument, NULL, OPT_HOST},
+      {"port", required_argument, NULL, OPT_PORT},
+      {"workers", required_argument, NULL, OPT_WORKERS},
+      {"policy", required_argument, NULL, OPT_POLICY},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  int c;
+
   o->host = "127.0.0.1";
   o->port = 8000;
   o->workers = 0;
   o->policy = HERD_SCHED_DEFAULT;
-  for (int i = 1; i < argc; i++) {
-    const char* name = argv[i];
-    const char* value = NULL;
-    char flag[32];
-    const char* eq = strchr(name, '=');
-    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
-      herd_cli_usage(stdout);
-      exit(0);
-    }
-    if (strncmp(name, "--", 2) != 0)
-      return usage_error("unexpected argument '%s'", name);
-    if (eq != NULL) {
-      snprintf(flag, sizeof(flag), "%.*s", (int)(eq - name), name);
-      name = flag;
-      value = eq + 1;
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      return usage_error("option '%s' needs a value", name);
-    }
-    if (strcmp(name, "--port") == 0) {
-      if (parse_int(value, 0, 65535, &o->port) != 0)
-        return usage_error("bad port '%s'", value);
-    } else if (strcmp(name, "--host") == 0) {
-      struct sockaddr_in6 sa6;
-      struct sockaddr_in sa4;
-      if (uv_ip4_addr(value, 0, &sa4) != 0 && uv_ip6_addr(value, 0, &sa6) != 0)
-        return usage_error("bad host '%s' (a numeric IPv4 or IPv6 address)",
-                           value);
-      o->host = value;
-    } else if (strcmp(name, "--workers") == 0) {
-      if (strcmp(value, "auto") == 0)
-        o->workers = 0;
-      else if (parse_int(value, 1, 1024, &o->workers) != 0)
-        return usage_error("bad worker count '%s' (1..1024 or auto)", value);
-    } else if (strcmp(name, "--policy") == 0) {
-      int p = herd_sched_policy_parse(value);
-      if (p < 0 || strcmp(value, "none") == 0)
-        return usage_error("bad policy '%s' (rr, shared or reuseport)", value);
-      o->policy = (herd_sched_policy_t)p;
-    } else {
-      return usage_error("unknown option '%s'", name);
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, "+:h", options, NULL)) != -1) {
+    const char* value = optarg;
+    switch (c) {
+      case 'h':
+        herd_cli_usage(stdout);
+        exit(0);
+      case OPT_PORT:
+        if (cli_parse_int(value, 0, 65535, &o->port) != 0)
+          return usage_error("bad port '%s'", value);
+        break;
+      case OPT_HOST: {
+        struct sockaddr_in6 sa6;
+        struct sockaddr_in sa4;
+        if (uv_ip4_addr(value, 0, &sa4) != 0 &&
+            uv_ip6_addr(value, 0, &sa6) != 0)
+          return usage_error("bad host '%s' (a numeric IPv4 or IPv6 address)",
+                             value);
+        o->host = value;
+        break;
+      }
+      case OPT_WORKERS:
+        if (strcmp(value, "auto") == 0)
+          o->workers = 0;
+        else if (cli_parse_int(value, 1, 1024, &o->workers) != 0)
+          return usage_error("bad worker count '%s' (1..1024 or auto)", value);
+        break;
+      case OPT_POLICY: {
+        int p = herd_sched_policy_parse(value);
+        if (p < 0 || strcmp(value, "none") == 0)
+          return usage_error("bad policy '%s' (rr, shared or reuseport)",
+                             value);
+        o->policy = (herd_sched_policy_t)p;
+        break;
+      }
+      case ':':
+        return usage_error("option '%s' needs a value",
+                           cli_bad_option(argv, optind, optopt));
+      default:
+        return usage_error("unknown option '%s'",
+                           cli_bad_option(argv, optind, optopt));
     }
   }
+  if (optind < argc)
+    return usage_error("unexpected argument '%s'", argv[optind]);
   if (o->workers == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o->workers = n > 0 ? (int)n : 1;
