@@ -54,7 +54,7 @@ int main(void) {
   if (herd_cluster_is_primary()) {
     static herd_cluster_t cluster;
     herd_cluster_callbacks_t cbs = {.message = message_handler};
-    uv_timer_t timer;
+    static uv_timer_t timer;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
     herd_cluster_init(loop, &cluster, &cbs);

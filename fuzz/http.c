@@ -56,7 +56,8 @@ static void on_server_closed(herd_http_server_t* server) {
 }
 
 /* The client end drains the answers; when the server closes, so does the
- * whole test. */
+ * whole test, and the client ends its stream so that a server waiting for
+ * it (a lingering close) can finish. */
 static void on_client(uv_poll_t* poll, int status, int events) {
   fuzz_t* f = poll->data;
   char buf[65536];
@@ -69,6 +70,7 @@ static void on_client(uv_poll_t* poll, int status, int events) {
   }
   uv_close((uv_handle_t*)poll, NULL);
   uv_close((uv_handle_t*)&f->feed, NULL);
+  shutdown(f->client_fd, SHUT_WR);
   herd_http_server_close(&f->server, on_server_closed);
 }
 

@@ -41,7 +41,10 @@ extern "C" {
   XX(EBADHANDLE, -30010, "handle type cannot be sent over IPC")              \
   XX(EBADPROTO, -30011, "peer violated the cluster protocol")                \
   XX(ENOTWORKER, -30012, "not a cluster worker (NODE_UNIQUE_ID is not set)") \
-  XX(EWORKERDIED, -30013, "worker died")
+  XX(EWORKERDIED, -30013, "worker died")                                     \
+  XX(EBADVALUE, -30101, "malformed serialized value")                        \
+  XX(EVALUETYPE, -30102, "serialized value of a type herd cannot represent") \
+  XX(EVALUELIMIT, -30103, "value exceeds a depth or size limit")
 
 typedef enum {
 #define XX(name, value, msg) HERD_##name = (value),
@@ -82,6 +85,7 @@ int herd_replace_allocator(herd_malloc_func malloc_func,
 #include "herd/ipc.h"
 #include "herd/cluster.h"
 #include "herd/http.h"
+#include "herd/value.h"
 #include "herd/listen.h"
 #include "herd/systemd.h"
 #include "herd/log.h"

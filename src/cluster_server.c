@@ -14,8 +14,9 @@
 
 /* Connections accepted per wakeup from a listening socket. */
 #define SERVER_ACCEPT_BATCH 64
-/* Out of fds, accepting pauses this long before it is tried again. */
-#define SERVER_EMFILE_RETRY_MS 100
+/* After an accept error that leaves the connection queued (out of fds or
+ * memory), accepting pauses this long before it is tried again. */
+#define SERVER_ACCEPT_RETRY_MS 100
 
 enum { S_INIT, S_QUERY, S_LISTENING, S_CLOSED };
 
@@ -90,6 +91,29 @@ static void deliver(herd_server_t* server, int fd) {
 
 static void timer_cb(uv_timer_t* timer);
 
+/* Whether accept() failed for that one connection only, having taken it off
+ * the queue: a connection reset before it was accepted, or a network error
+ * Linux passes on from the new socket (see accept(2)). Anything else (out of
+ * fds or memory, a broken socket) leaves the socket readable as it was. */
+static int accept_error_consumed(int err) {
+  switch (err) {
+    case EINTR:
+    case ECONNABORTED:
+    case EPERM:
+    case EPROTO:
+    case ENOPROTOOPT:
+    case ENETDOWN:
+    case ENETUNREACH:
+    case EHOSTDOWN:
+    case EHOSTUNREACH:
+    case ENONET:
+    case EOPNOTSUPP:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
 static void poll_cb(uv_poll_t* poll, int status, int events) {
   herd_server_t* server = poll->data;
   struct herd_server_private_s* p = server->priv;
@@ -103,18 +127,17 @@ static void poll_cb(uv_poll_t* poll, int status, int events) {
     int fd = accept4(p->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
       int err = errno;
-      if (err == EINTR || err == ECONNABORTED)
-        continue;
       if (err == EAGAIN || err == EWOULDBLOCK)
         break; /* Another worker took it, or the backlog is empty. */
-      if ((err == EMFILE || err == ENFILE) &&
-          !uv_is_active((uv_handle_t*)&p->timer)) {
-        /* The connection stays in the backlog and the socket readable:
-         * polling on would spin. Try again a little later. */
-        uv_poll_stop(&p->poll);
-        p->accept_paused = 1;
-        uv_timer_start(&p->timer, timer_cb, SERVER_EMFILE_RETRY_MS, 0);
-      }
+      if (accept_error_consumed(err))
+        continue;
+      /* The connection stays in the backlog and the socket readable:
+       * polling on would spin, so every such failure pauses accepting. The
+       * timer is free for it: polling starts only once the listen callback
+       * has run (timer_cb). */
+      uv_poll_stop(&p->poll);
+      p->accept_paused = 1;
+      uv_timer_start(&p->timer, timer_cb, SERVER_ACCEPT_RETRY_MS, 0);
       if (p->connection_cb != NULL)
         p->connection_cb(server, -err);
       break;
@@ -123,16 +146,21 @@ static void poll_cb(uv_poll_t* poll, int status, int events) {
   }
 }
 
-static int start_polling(herd_server_t* server) {
+/* Makes the poll for the listening socket; it starts once the listen
+ * callback has run, so that no connection (and no accept error) reaches the
+ * user before it. */
+static int init_polling(herd_server_t* server) {
   struct herd_server_private_s* p = server->priv;
   int r = uv_poll_init(server->loop, &p->poll, p->fd);
   if (r != 0)
     return r;
   p->poll.data = server;
   p->poll_init = 1;
-  return uv_poll_start(&p->poll, UV_READABLE, poll_cb);
+  return 0;
 }
 
+/* One timer, two jobs that never overlap: first it runs listen_cb from the
+ * loop (and then starts polling), later it ends each pause of accepting. */
 static void timer_cb(uv_timer_t* timer) {
   herd_server_t* server = timer->data;
   struct herd_server_private_s* p = server->priv;
@@ -145,8 +173,16 @@ static void timer_cb(uv_timer_t* timer) {
   }
   if (p->listen_cb != NULL)
     p->listen_cb(server, status);
-  if (status != 0)
+  if (status != 0) {
     herd_server_close(server, NULL);
+    return;
+  }
+  /* listen_cb may have closed the server. */
+  if (p->state == S_LISTENING && p->poll_init) {
+    int r = uv_poll_start(&p->poll, UV_READABLE, poll_cb);
+    if (r != 0 && p->connection_cb != NULL)
+      p->connection_cb(server, r);
+  }
 }
 
 static void finish_listen(herd_server_t* server, int status) {
@@ -178,7 +214,7 @@ int herd_server_listen(herd_server_t* server, const char* host, int port,
     r = herd__cluster_bind(host, port, 0, p->backlog, &p->fd, &server->port);
     if (r != 0)
       return r;
-    r = start_polling(server);
+    r = init_polling(server);
     if (r != 0) {
       close(p->fd);
       p->fd = -1;
@@ -265,7 +301,7 @@ void herd__server_reply(herd_server_t* server, const char* json, size_t len,
     if (r == 0)
       r = herd__cluster_sockname(p->fd, NULL, 0, NULL, &server->port);
     if (r == 0)
-      r = start_polling(server);
+      r = init_polling(server);
     if (r != 0) {
       p->state = S_LISTENING;
       finish_listen(server, r);

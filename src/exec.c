@@ -1,6 +1,8 @@
 /* herd_exec() and herd_exec_file(): Node's exec/execFile, a spawn whose
  * stdout and stderr are collected (up to max_buffer each) and handed over
- * with the outcome in one callback. */
+ * with the outcome in one callback. The spawn is a capturing one
+ * (herd__spawn()): a kill by timeout, max_buffer or abort closes the pipes,
+ * as Node's exec destroys stdout and stderr when it kills. */
 #include "process-int.h"
 
 #include <signal.h>
@@ -14,8 +16,22 @@ struct herd_exec_private_s {
   int error;           /* the first failure seen */
   int timed_out;
   int max_buffer_fd;
-  char* cmd;
+  char cmd[]; /* the command line, result->cmd */
 };
+
+/* What exec and spawn_sync buffers start with: room for a short output, so
+ * the common case never grows them. */
+#define BUF_INITIAL 128
+
+int herd__buf_init(herd__buf_t* b, size_t cap) {
+  b->data = herd__malloc(cap + 1);
+  if (b->data == NULL)
+    return UV_ENOMEM;
+  b->data[0] = '\0';
+  b->len = 0;
+  b->cap = cap + 1;
+  return 0;
+}
 
 int herd__buf_append(herd__buf_t* b, const char* data, size_t len, size_t max) {
   size_t need, ncap;
@@ -24,9 +40,10 @@ int herd__buf_append(herd__buf_t* b, const char* data, size_t len, size_t max) {
     return UV_ENOMEM;
   need = b->len + len + 1;
   if (b->data == NULL || need > b->cap) {
-    /* Doubling, but neither past what `max` needs nor into overflow. */
+    /* Doubling from 4 KiB, but neither past what `max` needs nor into
+     * overflow. */
     size_t limit = max < SIZE_MAX ? max + 1 : SIZE_MAX;
-    ncap = b->cap ? b->cap : 4096;
+    ncap = b->cap > 4096 ? b->cap : 4096;
     while (ncap < need && ncap <= SIZE_MAX / 2)
       ncap *= 2;
     if (ncap < need)
@@ -51,6 +68,8 @@ static void exec_read_cb(herd_child_t* child, int fd, const char* buf,
   struct herd_exec_private_s* priv = req->priv;
   herd__buf_t* b;
   size_t take;
+  if (nread < 0 && nread != UV_EOF && priv->error == 0)
+    priv->error = (int)nread; /* Output lost: the result must say so. */
   if (nread <= 0 || (fd != 1 && fd != 2))
     return;
   if (priv->error == HERD_EMAXBUFFER)
@@ -70,11 +89,9 @@ static void exec_read_cb(herd_child_t* child, int fd, const char* buf,
   }
 }
 
-static void exec_exit_cb(herd_child_t* child, int64_t status, int sig) {
+static void exec_timeout_cb(herd_child_t* child) {
   herd_exec_t* req = HERD_CONTAINER_OF(child, herd_exec_t, child);
-  (void)status;
-  (void)sig;
-  req->priv->timed_out = herd__child_timed_out(child);
+  req->priv->timed_out = 1;
 }
 
 static void exec_error_cb(herd_child_t* child, int err) {
@@ -107,19 +124,15 @@ static void exec_close_cb(herd_child_t* child) {
   if (r->error == HERD_EMAXBUFFER)
     r->max_buffer_fd = priv->max_buffer_fd;
   r->cmd = priv->cmd;
-  for (int i = 0; i < 2; i++)
-    if (priv->bufs[i].data == NULL)
-      herd__buf_append(&priv->bufs[i], "", 0, 0);
   r->out = priv->bufs[0].data;
-  r->out_len = priv->bufs[0].data ? priv->bufs[0].len : 0;
+  r->out_len = priv->bufs[0].len;
   r->err = priv->bufs[1].data;
-  r->err_len = priv->bufs[1].data ? priv->bufs[1].len : 0;
+  r->err_len = priv->bufs[1].len;
   /* The request may be reused from the callback. */
   req->priv = NULL;
   priv->cb(req, r);
   herd__free(r->out);
   herd__free(r->err);
-  herd__free(priv->cmd);
   herd__free(priv);
 }
 
@@ -130,37 +143,52 @@ static int exec_start(uv_loop_t* loop, herd_exec_t* req, const char* file,
   const herd_exec_options_t* o = options ? options : &defaults;
   struct herd_exec_private_s* priv;
   herd_spawn_options_t so;
+  size_t cmd_len;
   int r;
 
   if (loop == NULL || req == NULL || file == NULL || cb == NULL)
     return UV_EINVAL;
-  priv = herd__malloc(sizeof(*priv));
+  cmd_len = strlen(file) + 1;
+  for (size_t i = 0; args != NULL && args[i] != NULL; i++)
+    cmd_len += strlen(args[i]) + 1;
+  /* Everything the request needs is allocated before the spawn, so the
+   * result's buffers exist (never NULL) whatever happens later. */
+  priv = herd__malloc(sizeof(*priv) + cmd_len);
   if (priv == NULL)
     return UV_ENOMEM;
   memset(priv, 0, sizeof(*priv));
-  priv->cb = cb;
-  priv->max_buffer = o->max_buffer ? o->max_buffer : HERD__MAX_BUFFER_DEFAULT;
-  priv->cmd = herd__join_command(file, args);
-  if (priv->cmd == NULL) {
+  if (herd__buf_init(&priv->bufs[0], BUF_INITIAL) != 0 ||
+      herd__buf_init(&priv->bufs[1], BUF_INITIAL) != 0) {
+    herd__free(priv->bufs[0].data);
     herd__free(priv);
     return UV_ENOMEM;
+  }
+  priv->cb = cb;
+  priv->max_buffer = o->max_buffer ? o->max_buffer : HERD__MAX_BUFFER_DEFAULT;
+  {
+    char* p = priv->cmd;
+    p += strlen(strcpy(p, file));
+    for (size_t i = 0; args != NULL && args[i] != NULL; i++) {
+      *p++ = ' ';
+      p += strlen(strcpy(p, args[i]));
+    }
   }
 
   memset(&so, 0, sizeof(so));
   HERD__SPAWN_OPTIONS_COPY(&so, o);
-  so.flags =
-      (o->flags & (HERD_SPAWN_ENV_EXTEND | HERD_SPAWN_DETACHED |
-                   HERD_SPAWN_SETUID | HERD_SPAWN_SETGID | HERD_SPAWN_SHELL)) |
-      extra_flags;
+  so.flags = (o->flags & (HERD_SPAWN_ENV_EXTEND | HERD_SPAWN_DETACHED |
+                          HERD_SPAWN_PROCESS_GROUP | HERD_SPAWN_SETUID |
+                          HERD_SPAWN_SETGID | HERD_SPAWN_SHELL)) |
+             extra_flags;
   so.abort = o->abort;
-  so.exit_cb = exec_exit_cb;
   so.error_cb = exec_error_cb;
   so.close_cb = exec_close_cb;
   req->priv = priv;
-  r = herd_spawn(loop, &req->child, file, args, &so);
+  r = herd__spawn(loop, &req->child, file, args, &so, 1, exec_timeout_cb);
   if (r != 0) {
     req->priv = NULL;
-    herd__free(priv->cmd);
+    herd__free(priv->bufs[0].data);
+    herd__free(priv->bufs[1].data);
     herd__free(priv);
     return r;
   }

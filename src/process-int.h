@@ -1,9 +1,12 @@
-/* Private declarations of the process module, shared by spawn.c, exec.c,
- * sync.c and reaper.c. Not installed. */
+/* Private declarations of the process module, shared by spawn.c (the child
+ * handle), spawn_child.c (creating the process), reaper.c (every wait for a
+ * child), exec.c, sync.c and fork.c. Not installed. */
 #ifndef HERD_PROCESS_INT_H
 #define HERD_PROCESS_INT_H
 
 #include "internal.h"
+
+#include <sys/types.h>
 
 /* The default grace period between kill_signal and SIGKILL (ms). */
 #define HERD__KILL_GRACE_DEFAULT 2000
@@ -11,6 +14,11 @@
 #define HERD__READ_BUF_SIZE (64 * 1024)
 /* Node's maxBuffer default, for exec (per stream) and spawn_sync (total). */
 #define HERD__MAX_BUFFER_DEFAULT (1024 * 1024)
+/* The most fds a child is given: its stdio entries, or three stdio entries
+ * followed by the socket-activation fds. */
+#define HERD__CHILD_FDS_MAX                                  \
+  (HERD_STDIO_MAX > 3 + HERD_LISTEN_FDS_MAX ? HERD_STDIO_MAX \
+                                            : 3 + HERD_LISTEN_FDS_MAX)
 
 /* Fills in the fields that exec's and spawn_sync's options share, by name,
  * with herd_spawn_options_t. */
@@ -47,16 +55,31 @@ typedef struct herd__pipe_s {
 } herd__pipe_t;
 
 enum {
-  HERD__CHILD_RUNNING = (1 << 0),      /* spawned, not yet reaped */
-  HERD__CHILD_DONE = (1 << 1),         /* exited, failed or closed early */
-  HERD__CHILD_CLOSED = (1 << 2),       /* herd_child_close() was called */
-  HERD__CHILD_CHANNEL = (1 << 3),      /* the IPC channel is still open */
-  HERD__CHILD_TIMED_OUT = (1 << 4),    /* the timeout expired */
-  HERD__CHILD_ABORTED = (1 << 5),      /* herd_abort() ended it */
-  HERD__CHILD_ESCALATING = (1 << 6),   /* the timer waits to send SIGKILL */
-  HERD__CHILD_UNREF = (1 << 7),        /* herd_child_unref() */
-  HERD__CHILD_ERROR_PENDING = (1 << 8) /* spawn_error waits for the loop */
+  HERD__CHILD_RUNNING = (1 << 0),       /* spawned, not yet reaped */
+  HERD__CHILD_DONE = (1 << 1),          /* exited, failed or closed early */
+  HERD__CHILD_CLOSED = (1 << 2),        /* herd_child_close() was called */
+  HERD__CHILD_CHANNEL = (1 << 3),       /* the IPC channel is still open */
+  HERD__CHILD_TIMED_OUT = (1 << 4),     /* the timeout expired */
+  HERD__CHILD_ABORTED = (1 << 5),       /* herd_abort() ended it */
+  HERD__CHILD_ESCALATING = (1 << 6),    /* the timer waits to send SIGKILL */
+  HERD__CHILD_UNREF = (1 << 7),         /* herd_child_unref() */
+  HERD__CHILD_ERROR_PENDING = (1 << 8), /* spawn_error waits for the loop */
+  HERD__CHILD_TIMEOUT_ARMED = (1 << 9), /* the timer runs the timeout */
+  HERD__CHILD_CAPTURE = (1 << 10)       /* exec/sync: see herd__spawn() */
 };
+
+/* Told that the timeout of a capturing spawn expired. */
+typedef void (*herd__timeout_cb)(herd_child_t* child);
+
+/* A child herd watches, in reaper.c's registry from its start until it is
+ * reaped or handed to the reaper thread. */
+typedef struct herd__watch_s {
+  struct herd__watch_s* next;
+  struct herd__watch_s* prev;
+  pid_t pid;
+  int pidfd;
+  int linked;
+} herd__watch_t;
 
 typedef struct herd_child_private_s herd_child_private_t;
 
@@ -65,9 +88,11 @@ struct herd_child_private_s {
   herd_child_error_cb error_cb;
   herd_child_close_cb close_cb;
   herd_child_read_cb read_cb;
+  herd__timeout_cb timeout_cb;
   unsigned flags;
   int spawn_error;
   int pidfd;
+  herd__watch_t watch;
   int handles; /* libuv handles not yet closed, besides the timer */
   uv_poll_t poll;
   uv_timer_t timer;
@@ -78,29 +103,100 @@ struct herd_child_private_s {
   struct herd_child_private_s* abort_next;
   struct herd_child_private_s* abort_prev;
   herd_child_t* child;
-  char* buf; /* HERD__READ_BUF_SIZE bytes, allocated on first read */
+  char* buf; /* HERD__READ_BUF_SIZE bytes in this same block, or NULL
+                without pipes */
   int npipes;
   herd__pipe_t pipes[]; /* one per child fd, fd-indexed; open=0 if unused */
 };
 
+/* spawn.c: herd_spawn() for exec and the sync forms, which capture the
+ * child's output. With `capture`, as Node's exec and spawnSync do, a kill
+ * by timeout, abort or herd__child_terminate() also closes the child's
+ * pipes, so a grandchild that holds them open cannot delay the result; and
+ * the timeout runs until the pipes have closed, not only until exit.
+ * timeout_cb (may be NULL) learns that the timeout expired. */
+int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
+                const char* const* args, const herd_spawn_options_t* options,
+                int capture, herd__timeout_cb timeout_cb);
+
+/* spawn.c: kill_signal now, SIGKILL after kill_grace if still alive (sets
+ * child->killed); with capture, the pipes are closed as well, even after
+ * exit. */
+void herd__child_terminate(herd_child_t* child);
+
+/* exec.c: an empty buffer with room for `cap` bytes and the NUL. Returns 0
+ * or UV_ENOMEM. */
+int herd__buf_init(herd__buf_t* b, size_t cap);
 /* exec.c: appends `len` bytes and keeps the NUL after them. The buffer is
  * never grown beyond what `max` bytes of content need (max may be SIZE_MAX).
  * Returns 0 or UV_ENOMEM, which leaves the buffer as it was. */
 int herd__buf_append(herd__buf_t* b, const char* data, size_t len, size_t max);
 
-/* spawn.c: `file` and `args` joined by spaces (malloc'd; NULL without
- * memory): Node's shell command line and exec's result.cmd. */
-char* herd__join_command(const char* file, const char* const* args);
+/* What the new process does between clone() and exec, decided by the
+ * parent beforehand: the child runs on a borrowed stack in the parent's
+ * memory and may not allocate. */
+typedef struct {
+  const char* file;  /* a path, or (no '/') a name looked up in `path` */
+  const char* path;  /* the PATH searched for `file` */
+  char** argv;       /* argv[-1] is a free slot, for running a script
+                        without #! through /bin/sh as execvp() does */
+  char* const* envp; /* the child's environment */
+  char* listen_pid;  /* room for 20 digits: the child writes its pid here
+                        (the value of LISTEN_PID=); NULL: none */
+  const char* cwd;   /* NULL: the parent's */
+  unsigned flags;    /* herd_spawn_flags_t */
+  uid_t uid;         /* with HERD_SPAWN_SETUID */
+  gid_t gid;         /* with HERD_SPAWN_SETGID */
+  int pdeath_signal; /* 0: none */
+  pid_t parent_pid;  /* for the parent-death check */
+  int nfds;          /* the child gets fds 0..nfds-1 and no other */
+  int src[HERD__CHILD_FDS_MAX]; /* the parent fd that becomes fd i, or -1
+                                   for /dev/null (i itself: inherited) */
+  int err; /* out: errno of the step that failed, 0 after exec */
+} herd__child_plan_t;
 
-/* spawn.c: whether the child's timeout expired (for exec and spawn_sync). */
-int herd__child_timed_out(const herd_child_t* child);
+/* spawn_child.c: starts the process `plan` describes, with
+ * clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) and no exit signal until
+ * exec. Returns once the child has called exec (0, *pid and *pidfd set) or
+ * failed (a negative errno; the failed child is reaped). Call it between
+ * herd__watch_gate_enter() and herd__watch_gate_leave(). */
+int herd__spawn_process(herd__child_plan_t* plan, pid_t* pid, int* pidfd);
 
-/* spawn.c: kill_signal now, SIGKILL after kill_grace if still alive; sets
- * child->killed. */
-void herd__child_terminate(herd_child_t* child);
+/* reaper.c: called before every spawn. A SIGCHLD set to SIG_IGN, or with
+ * SA_NOCLDWAIT, makes the kernel discard the exit status of every child at
+ * once; herd puts the default back (keeping a handler, if any), as libuv's
+ * own SIGCHLD handler does under Node. */
+void herd__reap_prepare(void);
+/* reaper.c: the registry of watched children. A spawn holds the gate (a
+ * read lock: spawns run in parallel) from before clone() until the child
+ * is registered, so the subreaper, which holds it exclusively, never sees
+ * a child of herd's that it cannot recognise. */
+void herd__watch_gate_enter(void);
+void herd__watch_gate_leave(void);
+void herd__watch_add(herd__watch_t* w, pid_t pid, int pidfd);
+/* Reaps the watched child if it has exited, and unregisters it. Returns 0
+ * and fills *status and *sig as herd_exit_cb receives them, UV_EAGAIN
+ * while it runs, or another negative errno when its status is lost (some
+ * other code reaped it, and the kernel is older than 6.15, which keeps the
+ * status for the pidfd: PIDFD_INFO_EXIT). */
+int herd__watch_reap(herd__watch_t* w, int64_t* status, int* sig);
+/* Unregisters a child that will not be reaped through `w`. */
+void herd__watch_drop(herd__watch_t* w);
 
-/* reaper.c: takes `pidfd` of the still-running child `pid`; a background
- * thread reaps the child when it exits and closes the pidfd. */
-int herd__reaper_adopt(pid_t pid, int pidfd);
+/* reaper.c: reaps the child behind `pidfd` if it has exited. Returns 0 and
+ * fills *status and *sig (either may be NULL), UV_EAGAIN while it runs, or
+ * another negative errno (-ECHILD: it was reaped elsewhere). */
+int herd__reap(int pidfd, int64_t* status, int* sig);
+/* reaper.c: waits for the child behind `pidfd`, which is exiting or about
+ * to, and reaps it. The pidfd stays open. */
+void herd__reap_wait(int pidfd);
+/* reaper.c: SIGKILLs the child, reaps it and closes `pidfd`: for a child
+ * that cannot be watched. */
+void herd__reap_kill(int pidfd);
+/* reaper.c: takes `pidfd` of a child nobody watches any more; a process-wide
+ * thread reaps the child when it exits and closes the pidfd. When no thread
+ * can be had, the child is killed and reaped at once instead (no zombie is
+ * ever left). Allocates nothing. */
+void herd__reap_later(int pidfd);
 
 #endif /* HERD_PROCESS_INT_H */

@@ -1,94 +1,50 @@
-/* herd_spawn(): starting a child, watching it exit through a pidfd, its stdio
- * pipes, kill(), timeouts and abort. */
+/* herd_spawn() and the child handle: what the child gets (arguments,
+ * environment, fds), watching it exit through its pidfd, its stdio pipes,
+ * kill(), timeouts and abort. The process itself is created in
+ * spawn_child.c and reaped in reaper.c. */
 #include "process-int.h"
 
-#include <fcntl.h>
-#include <grp.h>
-#include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 extern char** environ;
-
-/* What the child gets at fd i: src[i] is dup2()ed onto i, or /dev/null is
- * opened there when src[i] is -1. Every src[i] is either i itself or >= n,
- * so applying the actions in order never clobbers a later source. */
-typedef struct {
-  int n;
-  int src[HERD_STDIO_MAX];
-} stdio_plan_t;
-
-/* Everything one spawn needs, built in the parent before the child exists
- * because the child of a vfork-style spawn may not allocate. */
-typedef struct {
-  const char* path;
-  char* const* argv;
-  char* const* envp;
-  const char* cwd;
-  unsigned flags;
-  uid_t uid;
-  gid_t gid;
-  stdio_plan_t plan;
-} spawn_plan_t;
 
 static void child_maybe_finish(herd_child_private_t* priv);
 static void pipe_close(herd__pipe_t* p);
 static void timer_cb(uv_timer_t* t);
 
-static int env_key_len(const char* kv) {
+/* The environment variables of the socket-activation protocol
+ * (sd_listen_fds(3)); inherited ones are never passed on with new fds. */
+static const char* const listen_vars[] = {"LISTEN_FDS", "LISTEN_PID",
+                                          "LISTEN_FDNAMES"};
+
+static size_t env_key_len(const char* kv) {
   const char* eq = strchr(kv, '=');
-  return eq ? (int)(eq - kv) : (int)strlen(kv);
+  return eq ? (size_t)(eq - kv) : strlen(kv);
+}
+
+static int env_is_listen_var(const char* kv) {
+  size_t klen = env_key_len(kv);
+  for (size_t i = 0; i < HERD_ARRAY_SIZE(listen_vars); i++)
+    if (strlen(listen_vars[i]) == klen && memcmp(kv, listen_vars[i], klen) == 0)
+      return 1;
+  return 0;
 }
 
 /* Puts `kv` into `env` (count *n), replacing an entry with the same key. */
 static void env_set(char** env, size_t* n, char* kv) {
-  int klen = env_key_len(kv);
+  size_t klen = env_key_len(kv);
   for (size_t i = 0; i < *n; i++) {
-    if (env_key_len(env[i]) == klen && memcmp(env[i], kv, (size_t)klen) == 0) {
+    if (env_key_len(env[i]) == klen && memcmp(env[i], kv, klen) == 0) {
       env[i] = kv;
       return;
     }
   }
   env[(*n)++] = kv;
-}
-
-/* Builds the child's environment, or returns environ itself when nothing
- * changes (the common case costs no allocation). */
-static int build_env(const herd_spawn_options_t* o, char** ipc_vars,
-                     char*** out) {
-  size_t nparent = 0, nuser = 0, n = 0;
-  char** env;
-
-  if (o->env == NULL && ipc_vars == NULL) {
-    *out = environ;
-    return 0;
-  }
-  if (o->env == NULL || (o->flags & HERD_SPAWN_ENV_EXTEND))
-    while (environ[nparent] != NULL)
-      nparent++;
-  if (o->env != NULL)
-    while (o->env[nuser] != NULL)
-      nuser++;
-  env = herd__malloc((nparent + nuser + 3) * sizeof(*env));
-  if (env == NULL)
-    return UV_ENOMEM;
-  for (size_t i = 0; i < nparent; i++)
-    env[n++] = environ[i];
-  for (size_t i = 0; i < nuser; i++)
-    env_set(env, &n, (char*)o->env[i]);
-  for (int i = 0; ipc_vars != NULL && i < 2; i++)
-    env_set(env, &n, ipc_vars[i]);
-  env[n] = NULL;
-  *out = env;
-  return 0;
 }
 
 static const char* env_get(char* const* envp, const char* key) {
@@ -99,226 +55,137 @@ static const char* env_get(char* const* envp, const char* key) {
   return NULL;
 }
 
-/* Finds `file` in PATH the way execvp() does: an entry that exists but is not
- * an executable file makes the result EACCES unless a later entry works. */
-static int find_in_path(const char* file, char* const* envp, char* out,
-                        size_t cap) {
-  const char* path = env_get(envp, "PATH");
-  const char* p;
-  size_t flen = strlen(file);
-  int err = UV_ENOENT;
+/* sd_listen_fds(3)'s rule for a name: printable ASCII without ':', at most
+ * 255 characters (empty allowed). */
+static int fd_name_valid(const char* s) {
+  size_t len = 0;
+  if (s == NULL)
+    return 0;
+  for (; *s != '\0'; s++, len++)
+    if (*s < ' ' || *s >= 127 || *s == ':')
+      return 0;
+  return len <= 255;
+}
 
-  if (path == NULL)
-    path = getenv("PATH");
-  if (path == NULL)
-    path = "/bin:/usr/bin";
-  for (p = path;; p++) {
-    const char* end = strchr(p, ':');
-    size_t dlen = end ? (size_t)(end - p) : strlen(p);
-    struct stat st;
-    if (dlen == 0) {
-      out[0] = '.';
-      dlen = 1;
-    } else if (dlen + flen + 2 <= cap) {
-      memcpy(out, p, dlen);
-    }
-    if (dlen + flen + 2 <= cap) {
-      out[dlen] = '/';
-      memcpy(out + dlen + 1, file, flen + 1);
-      if (stat(out, &st) == 0) {
-        if (S_ISREG(st.st_mode) && access(out, X_OK) == 0)
-          return 0;
-        err = UV_EACCES;
-      } else if (errno == EACCES) {
-        err = UV_EACCES;
+/* The argv and environment of one spawn, built in the parent in a single
+ * herd allocation (the child may not allocate) and freed after it. */
+typedef struct {
+  void* block;
+  char** argv;       /* argv[-1] is the plan's free slot */
+  char* const* envp; /* environ itself when nothing changes */
+  char* listen_pid;  /* the digits of LISTEN_PID=, written by the child */
+  const char* exe;   /* what to run: file, or the shell */
+} spawn_exec_t;
+
+static int spawn_exec_build(const herd_spawn_options_t* o, const char* file,
+                            const char* const* args, int ipc_index,
+                            spawn_exec_t* x) {
+  int shell = (o->flags & HERD_SPAWN_SHELL) != 0;
+  int nlisten = o->listen_fds_count;
+  int custom_env = o->env != NULL || ipc_index != -1 || nlisten > 0;
+  size_t nargs = 0, nparent = 0, nuser = 0, nptr, strings = 0;
+  size_t cmd_len = 0, names_len = 0, n = 0;
+  char** env = NULL;
+  char* s;
+
+  while (args != NULL && args[nargs] != NULL)
+    nargs++;
+  if (shell) {
+    cmd_len = strlen(file) + 1;
+    for (size_t i = 0; i < nargs; i++)
+      cmd_len += strlen(args[i]) + 1;
+    strings += cmd_len;
+  }
+  nptr = shell ? 5 : nargs + 3; /* [-1], argv0, ..., NULL */
+  if (custom_env) {
+    if (o->env == NULL || (o->flags & HERD_SPAWN_ENV_EXTEND))
+      while (environ[nparent] != NULL)
+        nparent++;
+    if (o->env != NULL)
+      while (o->env[nuser] != NULL)
+        nuser++;
+    nptr += nparent + nuser + 6; /* two IPC, three LISTEN_*, NULL */
+    if (ipc_index != -1)
+      strings += 32;
+    if (nlisten > 0) {
+      strings += 32 + 40; /* LISTEN_FDS=n, LISTEN_PID=<20 digits> */
+      if (o->listen_fd_names != NULL) {
+        names_len = sizeof("LISTEN_FDNAMES=");
+        for (int i = 0; i < nlisten; i++)
+          names_len += strlen(o->listen_fd_names[i]) + 1;
+        strings += names_len;
       }
     }
-    if (end == NULL)
-      break;
-    p = end;
   }
-  return err;
-}
-
-/* The child side of the fork() path, used when posix_spawn() cannot do the
- * job (uid/gid). Only async-signal-safe calls from here on; every signal is
- * blocked until the handlers are back to their defaults. */
-static void fork_child(const spawn_plan_t* sp, int errfd) {
-  int err;
-  if ((sp->flags & HERD_SPAWN_DETACHED) && setsid() == -1)
-    goto fail;
-  /* cwd is entered before the ids change, as libuv does. */
-  if (sp->cwd != NULL && chdir(sp->cwd) == -1)
-    goto fail;
-  if (sp->flags & (HERD_SPAWN_SETUID | HERD_SPAWN_SETGID))
-    setgroups(0, NULL); /* Only permitted as root; harmless otherwise. */
-  if ((sp->flags & HERD_SPAWN_SETGID) && setgid(sp->gid) == -1)
-    goto fail;
-  if ((sp->flags & HERD_SPAWN_SETUID) && setuid(sp->uid) == -1)
-    goto fail;
-  for (int i = 0; i < sp->plan.n; i++) {
-    int src = sp->plan.src[i];
-    if (src == -1) {
-      int fd = open("/dev/null", O_RDWR);
-      if (fd == -1)
-        goto fail;
-      if (fd != i) {
-        if (dup2(fd, i) == -1)
-          goto fail;
-        close(fd);
+  x->block = herd__malloc(nptr * sizeof(char*) + strings);
+  if (x->block == NULL)
+    return UV_ENOMEM;
+  x->argv = (char**)x->block + 1;
+  s = (char*)((char**)x->block + nptr);
+  x->argv[-1] = NULL;
+  x->listen_pid = NULL;
+  if (shell) {
+    /* Node's `<shell> -c "<file> <args joined by spaces>"`. */
+    char* cmd = s;
+    char* p = cmd;
+    s += cmd_len;
+    p += strlen(strcpy(p, file));
+    for (size_t i = 0; i < nargs; i++) {
+      *p++ = ' ';
+      p += strlen(strcpy(p, args[i]));
+    }
+    x->exe = o->shell ? o->shell : "/bin/sh";
+    x->argv[0] = (char*)(o->argv0 ? o->argv0 : x->exe);
+    x->argv[1] = "-c";
+    x->argv[2] = cmd;
+    x->argv[3] = NULL;
+    env = x->argv + 4;
+  } else {
+    x->exe = file;
+    x->argv[0] = (char*)(o->argv0 ? o->argv0 : file);
+    for (size_t i = 0; i < nargs; i++)
+      x->argv[i + 1] = (char*)args[i];
+    x->argv[nargs + 1] = NULL;
+    env = x->argv + nargs + 2;
+  }
+  if (!custom_env) {
+    x->envp = environ;
+    return 0;
+  }
+  for (size_t i = 0; i < nparent; i++)
+    if (nlisten == 0 || !env_is_listen_var(environ[i]))
+      env[n++] = environ[i];
+  for (size_t i = 0; i < nuser; i++)
+    if (nlisten == 0 || !env_is_listen_var(o->env[i]))
+      env_set(env, &n, (char*)o->env[i]);
+  if (ipc_index != -1) {
+    snprintf(s, 32, "NODE_CHANNEL_FD=%d", ipc_index);
+    env_set(env, &n, s);
+    env_set(env, &n, "NODE_CHANNEL_SERIALIZATION_MODE=json");
+    s += 32;
+  }
+  if (nlisten > 0) {
+    snprintf(s, 32, "LISTEN_FDS=%d", nlisten);
+    env[n++] = s;
+    s += 32;
+    strcpy(s, "LISTEN_PID=");
+    x->listen_pid = s + strlen(s);
+    x->listen_pid[0] = '\0';
+    env[n++] = s;
+    s += 40;
+    if (o->listen_fd_names != NULL) {
+      char* p = s;
+      p += strlen(strcpy(p, "LISTEN_FDNAMES="));
+      for (int i = 0; i < nlisten; i++) {
+        if (i > 0)
+          *p++ = ':';
+        p += strlen(strcpy(p, o->listen_fd_names[i]));
       }
-    } else if (src == i) {
-      if (herd__cloexec(i, 0) != 0) /* fcntl() only: signal-safe */
-        goto fail;
-    } else if (dup2(src, i) == -1) {
-      goto fail;
+      env[n++] = s;
     }
   }
-  /* Everything above the child's stdio closes at exec, including errfd,
-   * whose closing tells the parent that exec succeeded. */
-  syscall(SYS_close_range, (unsigned)sp->plan.n, ~0u, 4u /* CLOEXEC */);
-  {
-    struct sigaction sa;
-    sigset_t none;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-      if (sig != SIGKILL && sig != SIGSTOP)
-        sigaction(sig, &sa, NULL);
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-  }
-  execve(sp->path, sp->argv, sp->envp);
-fail:
-  err = errno;
-  while (write(errfd, &err, sizeof(err)) == -1 && errno == EINTR) {
-  }
-  _exit(127);
-}
-
-static int spawn_fork(const spawn_plan_t* sp, pid_t* pid) {
-  sigset_t all, old;
-  int fds[2];
-  int err = 0;
-  ssize_t r;
-  pid_t p;
-
-  if (pipe2(fds, O_CLOEXEC) == -1)
-    return -errno;
-  if (fds[1] < sp->plan.n) {
-    /* close_range() in the child must not take the error pipe early. */
-    int high = fcntl(fds[1], F_DUPFD_CLOEXEC, sp->plan.n);
-    if (high == -1) {
-      err = -errno;
-      close(fds[0]);
-      close(fds[1]);
-      return err;
-    }
-    close(fds[1]);
-    fds[1] = high;
-  }
-  /* The parent's signal handlers must not run in the child before it
-   * resets them: they may take locks or touch state the fork copied. */
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  p = fork();
-  if (p == 0)
-    fork_child(sp, fds[1]);
-  if (p == -1)
-    err = -errno;
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (p == -1) {
-    close(fds[0]);
-    close(fds[1]);
-    return err;
-  }
-  close(fds[1]);
-  do
-    r = read(fds[0], &err, sizeof(err));
-  while (r == -1 && errno == EINTR);
-  close(fds[0]);
-  if (r == sizeof(err)) {
-    /* exec failed: the child exits at once; reap it here. */
-    while (waitpid(p, NULL, 0) == -1 && errno == EINTR) {
-    }
-    return -err;
-  }
-  *pid = p;
-  return 0;
-}
-
-static int spawn_posix(const spawn_plan_t* sp, pid_t* pid) {
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  sigset_t all, none;
-  short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
-  int r;
-
-  posix_spawn_file_actions_init(&fa);
-  posix_spawnattr_init(&attr);
-  r = 0;
-  if (sp->cwd != NULL)
-    r = posix_spawn_file_actions_addchdir_np(&fa, sp->cwd);
-  for (int i = 0; r == 0 && i < sp->plan.n; i++) {
-    if (sp->plan.src[i] == -1)
-      r = posix_spawn_file_actions_addopen(&fa, i, "/dev/null", O_RDWR, 0);
-    else
-      r = posix_spawn_file_actions_adddup2(&fa, sp->plan.src[i], i);
-  }
-  if (r == 0)
-    r = posix_spawn_file_actions_addclosefrom_np(&fa, sp->plan.n);
-  if (r != 0)
-    goto out;
-  if (sp->flags & HERD_SPAWN_DETACHED)
-    flags |= POSIX_SPAWN_SETSID;
-  sigfillset(&all);
-  sigemptyset(&none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, flags);
-  r = posix_spawn(pid, sp->path, &fa, &attr, sp->argv, sp->envp);
-out:
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&fa);
-  return -r;
-}
-
-/* Starts the child described by `sp`. Returns its pid and a pidfd. */
-static int spawn_plan_run(const spawn_plan_t* sp, pid_t* pid, int* pidfd) {
-  int r;
-  if (sp->flags & (HERD_SPAWN_SETUID | HERD_SPAWN_SETGID))
-    r = spawn_fork(sp, pid);
-  else
-    r = spawn_posix(sp, pid);
-  if (r != 0)
-    return r;
-  *pidfd = pidfd_open(*pid, 0);
-  if (*pidfd == -1) {
-    /* Without a pidfd the child cannot be watched: end it now rather than
-     * leave a process nobody reaps. */
-    r = -errno;
-    kill(*pid, SIGKILL);
-    while (waitpid(*pid, NULL, 0) == -1 && errno == EINTR) {
-    }
-    return r;
-  }
-  return 0;
-}
-
-/* Moves each source fd that lies inside the child's stdio range (and is not
- * the fd itself) above it, so the dup2() sequence cannot overwrite it. The
- * copies are recorded in tmp[] for closing after the spawn. */
-static int plan_fix_overlaps(stdio_plan_t* plan, int* tmp) {
-  for (int i = 0; i < plan->n; i++) {
-    int s = plan->src[i];
-    tmp[i] = -1;
-    if (s >= 0 && s < plan->n && s != i) {
-      tmp[i] = fcntl(s, F_DUPFD_CLOEXEC, plan->n);
-      if (tmp[i] == -1)
-        return -errno;
-      plan->src[i] = tmp[i];
-    }
-  }
+  env[n] = NULL;
+  x->envp = env;
   return 0;
 }
 
@@ -335,7 +202,6 @@ static void timer_final_cb(uv_handle_t* h) {
   herd_child_t* child = priv->child;
   herd_child_close_cb cb = priv->close_cb;
   child->priv = NULL;
-  herd__free(priv->buf);
   herd__free(priv);
   if (cb != NULL)
     cb(child);
@@ -345,6 +211,25 @@ static void poll_close_cb(uv_handle_t* h) {
   herd_child_private_t* priv = HERD_CONTAINER_OF(h, herd_child_private_t, poll);
   priv->handles--;
   child_maybe_finish(priv);
+}
+
+/* Node's ChildProcess keeps the loop alive through its stdio pipes, which
+ * it reads from the start, even after unref(). herd reads a pipe only when
+ * asked, so an unread pipe is an inactive handle: instead the pidfd watcher
+ * stays referenced while an open pipe is, and the loop runs until exit. */
+static void child_update_ref(herd_child_private_t* priv) {
+  int hold = !(priv->flags & HERD__CHILD_UNREF);
+  if (!(priv->flags & HERD__CHILD_RUNNING))
+    return;
+  for (int i = 0; !hold && i < priv->npipes; i++) {
+    herd__pipe_t* p = &priv->pipes[i];
+    if (p->open && !p->closing && uv_has_ref((uv_handle_t*)&p->handle))
+      hold = 1;
+  }
+  if (hold)
+    uv_ref((uv_handle_t*)&priv->poll);
+  else
+    uv_unref((uv_handle_t*)&priv->poll);
 }
 
 static void abort_unlink(herd_child_private_t* priv) {
@@ -367,16 +252,30 @@ static int child_signal(herd_child_private_t* priv, int sig) {
   return 0;
 }
 
-/* Sends kill_signal and arms the timer to follow with SIGKILL. */
-static void child_kill_escalate(herd_child_private_t* priv) {
-  if (!(priv->flags & HERD__CHILD_RUNNING))
-    return;
-  if (child_signal(priv, priv->kill_signal) == 0)
-    priv->child->killed = 1;
-  if (priv->kill_signal != SIGKILL) {
-    priv->flags |= HERD__CHILD_ESCALATING;
-    uv_timer_start(&priv->timer, timer_cb, priv->kill_grace, 0);
+/* Ends the child for timeout, abort or exec's limits: kill_signal, and the
+ * timer to follow with SIGKILL. A capturing spawn (exec, sync) also closes
+ * the pipes, as Node's exec destroys stdout and stderr and spawnSync closes
+ * every pipe: the result then waits for the child's exit only, never for a
+ * grandchild that inherited a pipe (and a grandchild still writing gets
+ * EPIPE instead of being drained forever). */
+static void child_terminate(herd_child_private_t* priv) {
+  /* Once the child is being ended, its timeout has nothing left to do. */
+  if (priv->flags & HERD__CHILD_TIMEOUT_ARMED) {
+    priv->flags &= ~HERD__CHILD_TIMEOUT_ARMED;
+    uv_timer_stop(&priv->timer);
   }
+  if ((priv->flags & HERD__CHILD_RUNNING) &&
+      !(priv->flags & HERD__CHILD_ESCALATING)) {
+    if (child_signal(priv, priv->kill_signal) == 0)
+      priv->child->killed = 1;
+    if (priv->kill_signal != SIGKILL) {
+      priv->flags |= HERD__CHILD_ESCALATING;
+      uv_timer_start(&priv->timer, timer_cb, priv->kill_grace, 0);
+    }
+  }
+  if (priv->flags & HERD__CHILD_CAPTURE)
+    for (int i = 0; i < priv->npipes; i++)
+      pipe_close(&priv->pipes[i]);
 }
 
 static void timer_cb(uv_timer_t* t) {
@@ -388,24 +287,26 @@ static void timer_cb(uv_timer_t* t) {
     child_maybe_finish(priv);
     return;
   }
-  if (!(priv->flags & HERD__CHILD_RUNNING))
-    return;
   if (priv->flags & HERD__CHILD_ESCALATING) {
-    child_signal(priv, SIGKILL);
+    priv->flags &= ~HERD__CHILD_ESCALATING;
+    if (priv->flags & HERD__CHILD_RUNNING)
+      child_signal(priv, SIGKILL);
     return;
   }
+  if (!(priv->flags & HERD__CHILD_TIMEOUT_ARMED))
+    return;
+  priv->flags &= ~HERD__CHILD_TIMEOUT_ARMED;
   priv->flags |= HERD__CHILD_TIMED_OUT;
-  child_kill_escalate(priv);
+  if (priv->timeout_cb != NULL)
+    priv->timeout_cb(priv->child);
+  child_terminate(priv);
 }
 
 static void alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
   herd__pipe_t* p = HERD_CONTAINER_OF(h, herd__pipe_t, handle);
-  herd_child_private_t* priv = p->child->priv;
   (void)suggested;
-  if (priv->buf == NULL)
-    priv->buf = herd__malloc(HERD__READ_BUF_SIZE);
-  buf->base = priv->buf;
-  buf->len = priv->buf ? HERD__READ_BUF_SIZE : 0;
+  buf->base = p->child->priv->buf;
+  buf->len = HERD__READ_BUF_SIZE;
 }
 
 static void read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
@@ -439,6 +340,7 @@ static void pipe_close(herd__pipe_t* p) {
   p->closing = 1;
   p->reading = 0;
   uv_close((uv_handle_t*)&p->handle, pipe_close_cb);
+  child_update_ref(p->child->priv);
 }
 
 /* Reads and throws away what a pipe nobody reads still holds, so that the
@@ -456,12 +358,18 @@ static void pipe_discard(herd__pipe_t* p) {
 static void child_on_exit(herd_child_private_t* priv, int64_t status, int sig) {
   herd_child_t* child = priv->child;
 
-  priv->flags &= ~(HERD__CHILD_RUNNING | HERD__CHILD_ESCALATING);
+  priv->flags &= ~HERD__CHILD_RUNNING;
   priv->flags |= HERD__CHILD_DONE;
   uv_close((uv_handle_t*)&priv->poll, poll_close_cb);
   close(priv->pidfd);
   priv->pidfd = -1;
-  uv_timer_stop(&priv->timer);
+  /* The kill escalation ends with the child; a capturing spawn's timeout
+   * goes on while its pipes are open (a grandchild may hold them). */
+  priv->flags &= ~HERD__CHILD_ESCALATING;
+  if (!(priv->flags & HERD__CHILD_CAPTURE))
+    priv->flags &= ~HERD__CHILD_TIMEOUT_ARMED;
+  if (!(priv->flags & HERD__CHILD_TIMEOUT_ARMED))
+    uv_timer_stop(&priv->timer);
   abort_unlink(priv);
   child->exited = 1;
   child->exit_status = status;
@@ -486,23 +394,20 @@ static void child_on_exit(herd_child_private_t* priv, int64_t status, int sig) {
 
 static void poll_cb(uv_poll_t* h, int status, int events) {
   herd_child_private_t* priv = HERD_CONTAINER_OF(h, herd_child_private_t, poll);
-  siginfo_t info;
+  int64_t code;
+  int sig, r;
   (void)status;
   (void)events;
-  memset(&info, 0, sizeof(info));
-  if (waitid(P_PIDFD, (id_t)priv->pidfd, &info, WEXITED | WNOHANG) == -1) {
-    if (errno == EINTR || errno == EAGAIN)
-      return;
-    /* Someone else reaped it (ECHILD): it is gone, status unknown. */
-    child_on_exit(priv, -1, 0);
+  r = herd__watch_reap(&priv->watch, &code, &sig);
+  if (r == UV_EAGAIN)
     return;
+  if (r != 0) {
+    /* Reaped by other code, on a kernel that kept no status for the pidfd:
+     * gone, status unknown. */
+    code = -1;
+    sig = 0;
   }
-  if (info.si_pid == 0)
-    return;
-  if (info.si_code == CLD_EXITED)
-    child_on_exit(priv, info.si_status, 0);
-  else
-    child_on_exit(priv, -1, info.si_status);
+  child_on_exit(priv, code, sig);
 }
 
 static void child_maybe_finish(herd_child_private_t* priv) {
@@ -522,63 +427,64 @@ void herd__child_channel_closed(herd_child_t* child) {
   child_maybe_finish(priv);
 }
 
-int herd__child_timed_out(const herd_child_t* child) {
-  return child->priv != NULL && (child->priv->flags & HERD__CHILD_TIMED_OUT);
-}
-
 void herd__child_terminate(herd_child_t* child) {
   if (child->priv != NULL)
-    child_kill_escalate(child->priv);
+    child_terminate(child->priv);
 }
 
-/* Fills in the spawn failure; error_cb and close_cb follow from the loop. */
+/* Reports a failure to start from the loop: error_cb, then close_cb. */
 static void child_fail(herd_child_private_t* priv, int err) {
   priv->spawn_error = err;
   priv->flags |= HERD__CHILD_DONE | HERD__CHILD_ERROR_PENDING;
   uv_timer_start(&priv->timer, timer_cb, 0, 0);
 }
 
-char* herd__join_command(const char* file, const char* const* args) {
-  size_t len = strlen(file) + 1;
-  char* cmd;
-  char* p;
-  for (int i = 0; args != NULL && args[i] != NULL; i++)
-    len += strlen(args[i]) + 1;
-  cmd = herd__malloc(len);
-  if (cmd == NULL)
-    return NULL;
-  p = cmd;
-  p += strlen(strcpy(p, file));
-  for (int i = 0; args != NULL && args[i] != NULL; i++) {
-    *p++ = ' ';
-    p += strlen(strcpy(p, args[i]));
+/* Checks what herd_spawn() can refuse at once (UV_EINVAL). */
+static int spawn_validate(const herd_spawn_options_t* o,
+                          const herd_stdio_t* stdio, int n, int* ipc_index) {
+  int nlisten = o->listen_fds_count;
+  *ipc_index = -1;
+  for (int i = 0; i < n; i++) {
+    if (stdio[i].kind == HERD_STDIO_IPC) {
+      if (*ipc_index != -1)
+        return UV_EINVAL;
+      *ipc_index = i;
+    } else if (stdio[i].kind == HERD_STDIO_FD && stdio[i].fd < 0) {
+      return UV_EINVAL;
+    } else if (stdio[i].kind > HERD_STDIO_IPC) {
+      return UV_EINVAL;
+    }
   }
-  return cmd;
+  if (nlisten < 0 || nlisten > HERD_LISTEN_FDS_MAX ||
+      (nlisten > 0 && (o->listen_fds == NULL || n > 3)))
+    return UV_EINVAL;
+  for (int i = 0; i < nlisten; i++) {
+    if (o->listen_fds[i] < 0)
+      return UV_EINVAL;
+    if (o->listen_fd_names != NULL && !fd_name_valid(o->listen_fd_names[i]))
+      return UV_EINVAL;
+  }
+  if (o->parent_death_signal < 0 || o->parent_death_signal >= NSIG)
+    return UV_EINVAL;
+  return 0;
 }
 
-int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
-               const char* const* args, const herd_spawn_options_t* options) {
+int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
+                const char* const* args, const herd_spawn_options_t* options,
+                int capture, herd__timeout_cb timeout_cb) {
   static const herd_spawn_options_t defaults;
   static const herd_stdio_t three_pipes[3];
   const herd_spawn_options_t* o = options ? options : &defaults;
   const herd_stdio_t* stdio = o->stdio;
   int n = o->stdio_count;
+  int nlisten = o->listen_fds_count;
   herd_child_private_t* priv;
-  spawn_plan_t sp;
+  herd__child_plan_t plan;
+  spawn_exec_t x;
   int parent_end[HERD_STDIO_MAX];
   int child_end[HERD_STDIO_MAX];
-  int tmp[HERD_STDIO_MAX];
-  int ipc_index = -1;
-  char ipc_fd_var[32];
-  char* ipc_vars[2];
-  char pathbuf[4096];
-  char** argv = NULL;
-  char** envp = NULL;
-  char* cmd = NULL;
-  const char* exe;
-  size_t nargs = 0;
-  int async_error = 1;
-  int err;
+  int ipc_index, has_pipe = 0, err = 0;
+  size_t size;
 
   if (loop == NULL || child == NULL || file == NULL || n < 0 ||
       n > HERD_STDIO_MAX || (n > 0 && stdio == NULL))
@@ -587,22 +493,32 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
     stdio = three_pipes;
     n = 3;
   }
-  for (int i = 0; i < n; i++) {
-    if (stdio[i].kind == HERD_STDIO_IPC) {
-      if (ipc_index != -1)
-        return UV_EINVAL;
-      ipc_index = i;
-    } else if (stdio[i].kind == HERD_STDIO_FD && stdio[i].fd < 0) {
-      return UV_EINVAL;
-    } else if (stdio[i].kind > HERD_STDIO_IPC) {
-      return UV_EINVAL;
+  err = spawn_validate(o, stdio, n, &ipc_index);
+  if (err != 0)
+    return err;
+  for (int i = 0; i < n; i++)
+    if (stdio[i].kind == HERD_STDIO_PIPE)
+      has_pipe = 1;
+
+  /* Every allocation comes first, so that running out of memory returns
+   * before anything (a handle, an fd, a process) exists: the handle's
+   * private part with the pipes' read buffer, then the argv and
+   * environment. */
+  size = sizeof(*priv) + (size_t)n * sizeof(herd__pipe_t);
+  size = (size + 15) & ~(size_t)15;
+  priv = herd__malloc(size + (has_pipe ? HERD__READ_BUF_SIZE : 0));
+  if (priv == NULL)
+    return UV_ENOMEM;
+  memset(priv, 0, size);
+  memset(&x, 0, sizeof(x));
+  if (o->abort == NULL || !o->abort->aborted) {
+    err = spawn_exec_build(o, file, args, ipc_index, &x);
+    if (err != 0) {
+      herd__free(priv);
+      return err;
     }
   }
 
-  priv = herd__malloc(sizeof(*priv) + (size_t)n * sizeof(herd__pipe_t));
-  if (priv == NULL)
-    return UV_ENOMEM;
-  memset(priv, 0, sizeof(*priv) + (size_t)n * sizeof(herd__pipe_t));
   {
     void* data = child->data;
     memset(child, 0, sizeof(*child));
@@ -614,171 +530,143 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
   priv->exit_cb = o->exit_cb;
   priv->error_cb = o->error_cb;
   priv->close_cb = o->close_cb;
+  priv->timeout_cb = timeout_cb;
+  priv->buf = has_pipe ? (char*)priv + size : NULL;
   priv->pidfd = -1;
   priv->npipes = n;
   priv->timeout = o->timeout;
   priv->kill_signal = o->kill_signal ? o->kill_signal : SIGTERM;
   priv->kill_grace = o->kill_grace ? o->kill_grace : HERD__KILL_GRACE_DEFAULT;
+  if (capture)
+    priv->flags |= HERD__CHILD_CAPTURE;
   for (int i = 0; i < n; i++) {
     priv->pipes[i].child = child;
     priv->pipes[i].fd = i;
-    parent_end[i] = child_end[i] = tmp[i] = -1;
-  }
-  uv_timer_init(loop, &priv->timer);
-
-  if (o->abort != NULL && o->abort->aborted) {
-    child_fail(priv, UV_ECANCELED);
-    return 0;
+    parent_end[i] = child_end[i] = -1;
   }
 
-  /* argv: argv0 (or the program), then the arguments; with a shell, Node's
-   * `<shell> -c "<file> <args joined by spaces>"`. */
-  if (o->flags & HERD_SPAWN_SHELL) {
-    cmd = herd__join_command(file, args);
-    if (cmd == NULL) {
-      err = UV_ENOMEM;
-      goto fail_nomem;
-    }
-    file = o->shell ? o->shell : "/bin/sh";
-    argv = herd__malloc(4 * sizeof(*argv));
-    if (argv == NULL) {
-      err = UV_ENOMEM;
-      goto fail_nomem;
-    }
-    argv[0] = (char*)(o->argv0 ? o->argv0 : file);
-    argv[1] = "-c";
-    argv[2] = cmd;
-    argv[3] = NULL;
-  } else {
-    while (args != NULL && args[nargs] != NULL)
-      nargs++;
-    argv = herd__malloc((nargs + 2) * sizeof(*argv));
-    if (argv == NULL) {
-      err = UV_ENOMEM;
-      goto fail_nomem;
-    }
-    argv[0] = (char*)(o->argv0 ? o->argv0 : file);
-    for (size_t i = 0; i < nargs; i++)
-      argv[i + 1] = (char*)args[i];
-    argv[nargs + 1] = NULL;
-  }
-
-  memset(&sp, 0, sizeof(sp));
-  sp.plan.n = n;
-  for (int i = 0; i < n; i++) {
+  /* The child's fds: its stdio entries, then (with socket activation)
+   * /dev/null up to fd 2 and the listening fds from fd 3 on. */
+  memset(&plan, 0, sizeof(plan));
+  plan.nfds = nlisten > 0 ? 3 + nlisten : n;
+  for (int i = 0; i < plan.nfds; i++)
+    plan.src[i] = i < n ? -1 : i < 3 ? -1 : o->listen_fds[i - 3];
+  for (int i = 0; x.block != NULL && err == 0 && i < n; i++) {
+    int sv[2];
     switch (stdio[i].kind) {
       case HERD_STDIO_PIPE:
-      case HERD_STDIO_IPC: {
-        int sv[2];
+      case HERD_STDIO_IPC:
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
           err = -errno;
-          goto fail;
+          break;
         }
         parent_end[i] = sv[0];
         child_end[i] = sv[1];
-        sp.plan.src[i] = sv[1];
+        plan.src[i] = sv[1];
         break;
-      }
       case HERD_STDIO_IGNORE:
-        sp.plan.src[i] = -1;
+        plan.src[i] = -1;
         break;
       case HERD_STDIO_INHERIT:
-        sp.plan.src[i] = i;
+        plan.src[i] = i;
         break;
       case HERD_STDIO_FD:
-        sp.plan.src[i] = stdio[i].fd;
+        plan.src[i] = stdio[i].fd;
         break;
     }
   }
-  err = plan_fix_overlaps(&sp.plan, tmp);
-  if (err != 0)
-    goto fail;
-
-  if (ipc_index != -1) {
-    snprintf(ipc_fd_var, sizeof(ipc_fd_var), "NODE_CHANNEL_FD=%d", ipc_index);
-    ipc_vars[0] = ipc_fd_var;
-    ipc_vars[1] = "NODE_CHANNEL_SERIALIZATION_MODE=json";
+  /* The channel takes its end before the process exists, because that can
+   * run out of memory too (ipc.c closes the fd itself when it fails). */
+  if (err == 0 && ipc_index != -1 && x.block != NULL) {
+    int r = herd__ipc_attach(child, parent_end[ipc_index]);
+    parent_end[ipc_index] = -1;
+    if (r != 0) {
+      for (int i = 0; i < n; i++) {
+        if (parent_end[i] != -1)
+          close(parent_end[i]);
+        if (child_end[i] != -1)
+          close(child_end[i]);
+      }
+      herd__free(x.block);
+      herd__free(priv);
+      child->priv = NULL;
+      return r;
+    }
+    if (child->channel != NULL)
+      priv->flags |= HERD__CHILD_CHANNEL;
   }
-  err = build_env(o, ipc_index != -1 ? ipc_vars : NULL, &envp);
-  if (err != 0)
-    goto fail_nomem;
 
-  exe = file;
-  if (file[0] == '\0') {
+  /* From here on the call succeeds: a failure to start the program is
+   * reported through error_cb, from the loop. */
+  uv_timer_init(loop, &priv->timer);
+  if (x.block == NULL) {
+    child_fail(priv, UV_ECANCELED);
+    return 0;
+  }
+  if (err == 0 && file[0] == '\0')
     err = UV_ENOENT;
-    goto fail;
-  }
-  if (strchr(file, '/') == NULL) {
-    err = find_in_path(file, envp, pathbuf, sizeof(pathbuf));
+  if (err == 0) {
+    plan.file = x.exe;
+    plan.path = NULL;
+    if (strchr(x.exe, '/') == NULL) {
+      plan.path = env_get(x.envp, "PATH");
+      if (plan.path == NULL)
+        plan.path = getenv("PATH");
+      if (plan.path == NULL)
+        plan.path = "/bin:/usr/bin";
+    }
+    plan.argv = x.argv;
+    plan.envp = x.envp;
+    plan.listen_pid = x.listen_pid;
+    plan.cwd = o->cwd;
+    plan.flags = o->flags;
+    plan.uid = o->uid;
+    plan.gid = o->gid;
+    plan.pdeath_signal = o->parent_death_signal;
+    herd__reap_prepare();
+    herd__watch_gate_enter();
+    err = herd__spawn_process(&plan, &child->pid, &priv->pidfd);
+    if (err == 0)
+      herd__watch_add(&priv->watch, child->pid, priv->pidfd);
+    herd__watch_gate_leave();
     if (err != 0)
-      goto fail;
-    exe = pathbuf;
+      child->pid = 0;
   }
-  sp.path = exe;
-  sp.argv = argv;
-  sp.envp = envp;
-  sp.cwd = o->cwd;
-  sp.flags = o->flags;
-  sp.uid = o->uid;
-  sp.gid = o->gid;
-  err = spawn_plan_run(&sp, &child->pid, &priv->pidfd);
-  if (err == -ENOEXEC) {
-    /* An executable without a #! line or ELF header is a shell script to
-     * execvp(), which Node's spawn relies on: run it with /bin/sh. */
-    size_t argc = 0;
-    char** shargv;
-    while (argv[argc] != NULL)
-      argc++;
-    shargv = herd__malloc((argc + 2) * sizeof(*shargv));
-    if (shargv == NULL) {
-      err = UV_ENOMEM;
-      goto fail_nomem;
-    }
-    shargv[0] = "/bin/sh";
-    shargv[1] = (char*)exe;
-    memcpy(shargv + 2, argv + 1, argc * sizeof(*shargv));
-    sp.path = "/bin/sh";
-    sp.argv = shargv;
-    err = spawn_plan_run(&sp, &child->pid, &priv->pidfd);
-    herd__free(shargv);
-  }
-  if (err != 0) {
-    child->pid = 0;
-    goto fail;
-  }
-  /* The pidfd is the only way to learn of the exit: a child that cannot be
-   * watched is ended now rather than left for nobody to reap. */
-  err = uv_poll_init(loop, &priv->poll, priv->pidfd);
-  if (err != 0) {
-    pidfd_send_signal(priv->pidfd, SIGKILL, NULL, 0);
-    while (waitid(P_PIDFD, (id_t)priv->pidfd, &(siginfo_t){0}, WEXITED) == -1 &&
-           errno == EINTR) {
-    }
-    close(priv->pidfd);
-    priv->pidfd = -1;
-    child->pid = 0;
-    goto fail;
-  }
-
-  for (int i = 0; i < n; i++) {
+  herd__free(x.block);
+  for (int i = 0; i < n; i++)
     if (child_end[i] != -1)
       close(child_end[i]);
-    if (tmp[i] != -1)
-      close(tmp[i]);
+  /* The pidfd is the only way to learn of the exit: a child that cannot be
+   * watched is ended now rather than left for nobody to reap. */
+  if (err == 0) {
+    err = uv_poll_init(loop, &priv->poll, priv->pidfd);
+    if (err != 0) {
+      herd__watch_drop(&priv->watch);
+      herd__reap_kill(priv->pidfd);
+      priv->pidfd = -1;
+      child->pid = 0;
+    }
   }
-  if (envp != environ)
-    herd__free(envp);
-  herd__free(argv);
-  herd__free(cmd);
+  if (err != 0) {
+    for (int i = 0; i < n; i++)
+      if (parent_end[i] != -1)
+        close(parent_end[i]);
+    if (child->channel != NULL)
+      herd__ipc_detach(child->channel);
+    child_fail(priv, err);
+    return 0;
+  }
 
   priv->flags |= HERD__CHILD_RUNNING;
   uv_poll_start(&priv->poll, UV_READABLE, poll_cb);
   priv->handles++;
-  if (priv->timeout > 0)
+  if (priv->timeout > 0) {
+    priv->flags |= HERD__CHILD_TIMEOUT_ARMED;
     uv_timer_start(&priv->timer, timer_cb, priv->timeout, 0);
+  }
   for (int i = 0; i < n; i++) {
     herd__pipe_t* p = &priv->pipes[i];
-    if (parent_end[i] == -1 || i == ipc_index)
+    if (parent_end[i] == -1)
       continue;
     uv_pipe_init(loop, &p->handle, 0);
     p->open = 1;
@@ -787,11 +675,6 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
       close(parent_end[i]);
       pipe_close(p);
     }
-  }
-  if (ipc_index != -1) {
-    if (herd__ipc_attach(child, parent_end[ipc_index]) == 0 &&
-        child->channel != NULL)
-      priv->flags |= HERD__CHILD_CHANNEL;
   }
   if (o->abort != NULL) {
     herd_abort_t* ab = o->abort;
@@ -802,34 +685,11 @@ int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
     ab->head = priv;
   }
   return 0;
+}
 
-fail_nomem:
-  /* Out of memory is returned, as the header promises; every other failure
-   * to start is reported through error_cb. */
-  async_error = 0;
-fail:
-  if (envp != NULL && envp != environ)
-    herd__free(envp);
-  herd__free(argv);
-  herd__free(cmd);
-  for (int i = 0; i < n; i++) {
-    if (parent_end[i] != -1)
-      close(parent_end[i]);
-    if (child_end[i] != -1)
-      close(child_end[i]);
-    if (tmp[i] != -1)
-      close(tmp[i]);
-  }
-  if (async_error) {
-    child_fail(priv, err);
-    return 0;
-  }
-  /* The timer is the only handle and closes without calling anything. */
-  priv->close_cb = NULL;
-  priv->error_cb = NULL;
-  priv->flags |= HERD__CHILD_DONE;
-  uv_close((uv_handle_t*)&priv->timer, timer_final_cb);
-  return err;
+int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
+               const char* const* args, const herd_spawn_options_t* options) {
+  return herd__spawn(loop, child, file, args, options, 0, NULL);
 }
 
 uv_stream_t* herd_child_stream(herd_child_t* child, int fd) {
@@ -869,7 +729,6 @@ int herd_child_read_stop(herd_child_t* child, int fd) {
 
 static void shutdown_cb(uv_shutdown_t* req, int status) {
   herd__pipe_t* p = HERD_CONTAINER_OF(req, herd__pipe_t, shutdown_req);
-  (void)status;
   /* A pipe still read by herd closes at its EOF; otherwise it is done. */
   if (!p->reading || status != 0)
     pipe_close(p);
@@ -894,6 +753,7 @@ int herd_child_end(herd_child_t* child, int fd) {
     p->closing = 0;
     pipe_close(p);
   }
+  child_update_ref(child->priv);
   return 0;
 }
 
@@ -914,8 +774,7 @@ void herd_child_ref(herd_child_t* child) {
     return;
   priv->flags &= ~HERD__CHILD_UNREF;
   uv_ref((uv_handle_t*)&priv->timer);
-  if (priv->flags & HERD__CHILD_RUNNING)
-    uv_ref((uv_handle_t*)&priv->poll);
+  child_update_ref(priv);
 }
 
 void herd_child_unref(herd_child_t* child) {
@@ -924,8 +783,7 @@ void herd_child_unref(herd_child_t* child) {
     return;
   priv->flags |= HERD__CHILD_UNREF;
   uv_unref((uv_handle_t*)&priv->timer);
-  if (priv->flags & HERD__CHILD_RUNNING)
-    uv_unref((uv_handle_t*)&priv->poll);
+  child_update_ref(priv);
 }
 
 void herd_child_close(herd_child_t* child) {
@@ -939,17 +797,11 @@ void herd_child_close(herd_child_t* child) {
   if (priv->flags & HERD__CHILD_RUNNING) {
     priv->flags &= ~(HERD__CHILD_RUNNING | HERD__CHILD_ESCALATING);
     uv_close((uv_handle_t*)&priv->poll, poll_close_cb);
-    if (herd__reaper_adopt(child->pid, priv->pidfd) != 0) {
-      /* No reaper: end the child here rather than leave a zombie. */
-      pidfd_send_signal(priv->pidfd, SIGKILL, NULL, 0);
-      while (waitid(P_PIDFD, (id_t)priv->pidfd, &(siginfo_t){0}, WEXITED) ==
-                 -1 &&
-             errno == EINTR) {
-      }
-      close(priv->pidfd);
-    }
+    herd__watch_drop(&priv->watch);
+    herd__reap_later(priv->pidfd);
     priv->pidfd = -1;
   }
+  priv->flags &= ~HERD__CHILD_TIMEOUT_ARMED;
   uv_timer_stop(&priv->timer);
   for (int i = 0; i < priv->npipes; i++)
     pipe_close(&priv->pipes[i]);
@@ -973,7 +825,7 @@ void herd_abort(herd_abort_t* ab) {
     herd_child_private_t* next = p->abort_next;
     abort_unlink(p);
     p->flags |= HERD__CHILD_ABORTED;
-    child_kill_escalate(p);
+    child_terminate(p);
     p = next;
   }
 }

@@ -1,6 +1,8 @@
 /* herd_spawn_sync(), herd_exec_sync(), herd_exec_file_sync(): a spawn run to
  * completion on a private loop, so the caller's loop (if any) is untouched
- * and nothing else runs meanwhile. */
+ * and nothing else runs meanwhile. The spawn is a capturing one
+ * (herd__spawn()): as in Node's spawnSync, a kill by timeout or max_buffer
+ * closes every pipe, so the call returns when the child exits. */
 #include "process-int.h"
 
 #include <limits.h>
@@ -24,6 +26,8 @@ static void sync_read_cb(herd_child_t* child, int fd, const char* buf,
                          ssize_t nread) {
   sync_state_t* st = child->data;
   size_t take;
+  if (nread < 0 && nread != UV_EOF && st->error == 0)
+    st->error = (int)nread; /* Output lost: the result must say so. */
   if (nread <= 0 || st->error != 0)
     return;
   /* max_buffer counts every pipe together, as in Node's spawnSync. */
@@ -46,7 +50,11 @@ static void sync_exit_cb(herd_child_t* child, int64_t status, int sig) {
   sync_state_t* st = child->data;
   st->res->status = sig ? -1 : status;
   st->res->signal = sig;
-  st->timed_out = herd__child_timed_out(child);
+}
+
+static void sync_timeout_cb(herd_child_t* child) {
+  sync_state_t* st = child->data;
+  st->timed_out = 1;
 }
 
 static void sync_error_cb(herd_child_t* child, int err) {
@@ -101,8 +109,22 @@ static int sync_run(const char* file, const char* const* args,
   so.exit_cb = sync_exit_cb;
   so.error_cb = sync_error_cb;
 
+  /* The buffers of the piped stdout and stderr (a piped stream's result is
+   * a string even when nothing came) exist before anything starts. */
+  for (int fd = 1; fd <= 2; fd++) {
+    int piped = so.stdio_count == 0   ? 1
+                : fd < so.stdio_count ? so.stdio[fd].kind == HERD_STDIO_PIPE
+                                      : 0;
+    if (piped && herd__buf_init(&st.bufs[fd - 1], 128) != 0) {
+      herd__free(st.bufs[0].data);
+      result->error = UV_ENOMEM;
+      return UV_ENOMEM;
+    }
+  }
   r = uv_loop_init(&loop);
   if (r != 0) {
+    herd__free(st.bufs[0].data);
+    herd__free(st.bufs[1].data);
     result->error = r;
     return r;
   }
@@ -114,26 +136,21 @@ static int sync_run(const char* file, const char* const* args,
   pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
   memset(&child, 0, sizeof(child));
   child.data = &st;
-  r = herd_spawn(&loop, &child, file, args, &so);
+  r = herd__spawn(&loop, &child, file, args, &so, 1, sync_timeout_cb);
   if (r != 0) {
     pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     uv_loop_close(&loop);
+    herd__free(st.bufs[0].data);
+    herd__free(st.bufs[1].data);
     result->error = r;
     return r;
   }
   result->pid = child.pid;
   {
     int n = so.stdio_count ? so.stdio_count : 3;
-    for (int fd = 1; fd < n; fd++) {
-      if (herd_child_stream(&child, fd) == NULL)
-        continue;
-      if (fd <= 2) {
-        /* A piped stream's result is a string even when nothing came. */
-        if (herd__buf_append(&st.bufs[fd - 1], "", 0, st.max_buffer) != 0)
-          st.error = UV_ENOMEM;
-      }
-      herd_child_read_start(&child, fd, sync_read_cb);
-    }
+    for (int fd = 1; fd < n; fd++)
+      if (herd_child_stream(&child, fd) != NULL)
+        herd_child_read_start(&child, fd, sync_read_cb);
   }
   if (herd_child_stream(&child, 0) != NULL) {
     if (o->input != NULL && o->input_len > 0) {
@@ -147,8 +164,7 @@ static int sync_run(const char* file, const char* const* args,
     }
   }
   uv_run(&loop, UV_RUN_DEFAULT);
-  r = uv_loop_close(&loop);
-  (void)r;
+  uv_loop_close(&loop);
   if (!sigismember(&old_mask, SIGPIPE)) {
     struct timespec zero = {0, 0};
     while (sigtimedwait(&pipe_set, NULL, &zero) > 0) {

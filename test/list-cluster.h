@@ -21,6 +21,7 @@
   TEST(cluster_reuseport_slot_backlog, 15000)      \
   TEST(cluster_worker_primary_gone_at_start, 5000) \
   TEST(cluster_server_emfile, 5000)                \
+  TEST(cluster_server_emfile_listen, 5000)         \
   TEST(cluster_rr_emfile, 10000)                   \
   HELPER(cluster_worker)                           \
   HELPER(cluster_raw_worker)

@@ -33,6 +33,16 @@
   TEST(process_close_variants, 5000)             \
   TEST(process_script_without_shebang, 5000)     \
   TEST(process_paused_pipe_kept, 5000)           \
+  TEST(process_signals_default, 5000)            \
+  TEST(process_unref_pipes_hold_loop, 5000)      \
+  TEST(process_sigchld_ignored, 10000)           \
+  TEST(process_sigchld_ignored_inherited, 10000) \
+  TEST(process_foreign_wait_all, 5000)           \
+  TEST(process_close_range_missing, 5000)        \
+  TEST(process_parent_death_signal, 8000)        \
+  TEST(process_group, 8000)                      \
+  TEST(process_listen_fds, 5000)                 \
+  TEST(process_subreaper_orphans, 15000)         \
   TEST(exec_output, 5000)                        \
   TEST(exec_file_output, 5000)                   \
   TEST(exec_file_no_shell, 5000)                 \
@@ -44,6 +54,10 @@
   TEST(exec_spawn_error, 5000)                   \
   TEST(exec_abort, 5000)                         \
   TEST(exec_stdin, 5000)                         \
+  TEST(exec_timeout_grandchild, 8000)            \
+  TEST(exec_abort_grandchild, 8000)              \
+  TEST(exec_max_buffer_grandchild, 8000)         \
+  TEST(exec_timeout_after_exit, 8000)            \
   TEST(spawn_sync_input, 5000)                   \
   TEST(spawn_sync_input_unread, 5000)            \
   TEST(spawn_sync_input_too_large, 5000)         \
@@ -53,6 +67,17 @@
   TEST(spawn_sync_private_loop, 5000)            \
   TEST(exec_sync_stderr_inherit, 5000)           \
   TEST(exec_sync_failed, 5000)                   \
+  TEST(exec_sync_timeout_grandchild, 8000)       \
+  TEST(spawn_sync_timeout_grandchild, 8000)      \
+  TEST(exec_sync_max_buffer_grandchild, 8000)    \
   HELPER(process_fd_targets)                     \
   HELPER(process_sid)                            \
-  HELPER(process_list_fds)
+  HELPER(process_list_fds)                       \
+  HELPER(process_sig_status)                     \
+  HELPER(process_sigchld_checks)                 \
+  HELPER(process_sigchld_ignored_exec)           \
+  HELPER(process_no_close_range)                 \
+  HELPER(process_pdeath_parent)                  \
+  HELPER(process_group_ids)                      \
+  HELPER(process_listen_report)                  \
+  HELPER(process_make_orphans)

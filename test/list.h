@@ -8,21 +8,39 @@
 #include "list-cluster.h"
 #include "list-http.h"
 #include "list-cli.h"
+#include "list-value.h"
+#include "list-alloc.h"
 #include "list-listen.h"
 #include "list-systemd.h"
 #include "list-log.h"
 #include "list-run.h"
 
-#define HERD_ALL_TESTS(TEST, HELPER) \
-  HERD_TESTS_CORE(TEST, HELPER)      \
-  HERD_TESTS_PROCESS(TEST, HELPER)   \
-  HERD_TESTS_IPC(TEST, HELPER)       \
-  HERD_TESTS_CLUSTER(TEST, HELPER)   \
-  HERD_TESTS_HTTP(TEST, HELPER)      \
-  HERD_TESTS_CLI(TEST, HELPER)       \
-  HERD_TESTS_LISTEN(TEST, HELPER)    \
-  HERD_TESTS_SYSTEMD(TEST, HELPER)   \
-  HERD_TESTS_LOG(TEST, HELPER)       \
+/* Tests of optional companions, built when their library is found. */
+#ifdef HERD_TEST_JANSSON
+#include "list-jansson.h"
+#else
+#define HERD_TESTS_JANSSON(TEST, HELPER)
+#endif
+#ifdef HERD_TEST_ZLIB
+#include "list-threadpool.h"
+#else
+#define HERD_TESTS_THREADPOOL(TEST, HELPER)
+#endif
+
+#define HERD_ALL_TESTS(TEST, HELPER)  \
+  HERD_TESTS_CORE(TEST, HELPER)       \
+  HERD_TESTS_PROCESS(TEST, HELPER)    \
+  HERD_TESTS_IPC(TEST, HELPER)        \
+  HERD_TESTS_CLUSTER(TEST, HELPER)    \
+  HERD_TESTS_HTTP(TEST, HELPER)       \
+  HERD_TESTS_CLI(TEST, HELPER)        \
+  HERD_TESTS_JANSSON(TEST, HELPER)    \
+  HERD_TESTS_THREADPOOL(TEST, HELPER) \
+  HERD_TESTS_VALUE(TEST, HELPER)      \
+  HERD_TESTS_ALLOC(TEST, HELPER)      \
+  HERD_TESTS_LISTEN(TEST, HELPER)     \
+  HERD_TESTS_SYSTEMD(TEST, HELPER)    \
+  HERD_TESTS_LOG(TEST, HELPER)        \
   HERD_TESTS_RUN(TEST, HELPER)
 
 #endif

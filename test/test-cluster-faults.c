@@ -339,6 +339,107 @@ TEST_IMPL(cluster_server_emfile) {
   return 0;
 }
 
+/* Out of fds before the listen callback has even run: the connection is in
+ * the backlog and the listening socket readable in the very iteration that
+ * listens (here from a prepare callback, which runs between the timers that
+ * deliver listen_cb and the poll). No accept error may reach the user
+ * before listen_cb, and each one must be followed by a pause: two reports
+ * less than the retry delay apart mean the loop spun on the socket. */
+typedef struct {
+  herd_server_t server;
+  uv_prepare_t prepare;
+  uv_timer_t release;
+  uv_tcp_t client;
+  int fillers[64];
+  int nfillers;
+  int conn_fd;
+  int listened;
+  int errors;
+  int accepted;
+  uint64_t last_error_ns;
+} emfile_listen_t;
+
+static void emfile_listen_cb(herd_server_t* server, int status) {
+  emfile_listen_t* e = server->data;
+  ASSERT_OK(status);
+  ASSERT_EQ(e->errors, 0);
+  e->listened = 1;
+}
+
+static void emfile_listen_on_conn(herd_server_t* server, int status) {
+  emfile_listen_t* e = server->data;
+  uint64_t now = uv_hrtime();
+  ASSERT(e->listened);
+  if (status < 0) {
+    ASSERT(status == UV_EMFILE || status == UV_ENFILE);
+    if (e->errors > 0)
+      ASSERT_GE(now - e->last_error_ns, 90 * 1000000ull);
+    e->last_error_ns = now;
+    e->errors++;
+    return;
+  }
+  ASSERT_OK(uv_tcp_init(server->loop, &e->client));
+  ASSERT_OK(herd_server_accept(server, (uv_stream_t*)&e->client));
+  uv_close((uv_handle_t*)&e->client, NULL);
+  e->accepted++;
+  herd_server_close(server, NULL);
+}
+
+static void emfile_listen_prepare(uv_prepare_t* prepare) {
+  emfile_listen_t* e = prepare->data;
+  ASSERT_OK(herd_server_listen(&e->server, "127.0.0.1", 0, 16,
+                               emfile_listen_on_conn, emfile_listen_cb));
+  e->conn_fd = tc_http_send(e->server.port);
+  ASSERT(e->conn_fd >= 0);
+  for (;;) {
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      ASSERT_EQ(errno, EMFILE);
+      break;
+    }
+    ASSERT(e->nfillers < (int)HERD_ARRAY_SIZE(e->fillers));
+    e->fillers[e->nfillers++] = fd;
+  }
+  uv_close((uv_handle_t*)prepare, NULL);
+}
+
+static void emfile_listen_release(uv_timer_t* timer) {
+  emfile_listen_t* e = timer->data;
+  ASSERT(e->listened);
+  ASSERT_GE(e->errors, 1);
+  ASSERT_LE(e->errors, 5);
+  ASSERT_EQ(e->accepted, 0);
+  while (e->nfillers > 0)
+    close(e->fillers[--e->nfillers]);
+  uv_close((uv_handle_t*)timer, NULL);
+}
+
+TEST_IMPL(cluster_server_emfile_listen) {
+  struct rlimit old, low;
+  uv_loop_t loop;
+  emfile_listen_t e;
+
+  memset(&e, 0, sizeof(e));
+  ASSERT_OK(uv_loop_init(&loop));
+  ASSERT_OK(herd_server_init(&loop, &e.server));
+  e.server.data = &e;
+  ASSERT_OK(uv_prepare_init(&loop, &e.prepare));
+  e.prepare.data = &e;
+  ASSERT_OK(uv_prepare_start(&e.prepare, emfile_listen_prepare));
+  ASSERT_OK(uv_timer_init(&loop, &e.release));
+  e.release.data = &e;
+  ASSERT_OK(uv_timer_start(&e.release, emfile_listen_release, 350, 0));
+  ASSERT_OK(getrlimit(RLIMIT_NOFILE, &old));
+  low = old;
+  low.rlim_cur = 64;
+  ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
+  test_loop_run_close(&loop);
+  ASSERT_OK(setrlimit(RLIMIT_NOFILE, &old));
+  ASSERT_EQ(e.accepted, 1);
+  close(e.conn_fd);
+  return 0;
+}
+
 /* rr: the primary runs out of fds while nothing waits for a worker. Once
  * fds are free again it must accept again by itself, not only when some
  * later handoff happens to wake it. */

@@ -254,3 +254,145 @@ TEST_IMPL(exec_stdin) {
   seen_free(&s);
   return 0;
 }
+
+/* A kill by timeout, abort or max_buffer must not wait for a grandchild
+ * that inherited the pipes: as in Node, the pipes are closed when herd
+ * kills, and the callback comes as soon as the child exits. The commands run
+ * `setsid` in place (the shell is no group leader, so it does not fork):
+ * the child's pid is then the group of every process it starts, which the
+ * test kills at the end. */
+static uint64_t ms_since(uint64_t t0) {
+  return (uv_hrtime() - t0) / 1000000;
+}
+
+static void kill_group(pid_t pgid) {
+  if (pgid > 0)
+    kill(-pgid, SIGKILL);
+}
+
+static herd_abort_t grandchild_abort;
+static void grandchild_abort_cb(uv_timer_t* t) {
+  herd_abort(&grandchild_abort);
+  uv_close((uv_handle_t*)t, NULL);
+}
+
+static void exec_grandchild(exec_seen_t* s, const char* command,
+                            herd_exec_options_t* o, int abort_after_ms,
+                            uint64_t* elapsed) {
+  uv_loop_t loop;
+  uv_timer_t t;
+  herd_exec_t req;
+  uint64_t t0 = uv_hrtime();
+  pid_t pid;
+  memset(s, 0, sizeof(*s));
+  ASSERT_OK(uv_loop_init(&loop));
+  req.data = s;
+  if (abort_after_ms > 0) {
+    herd_abort_init(&grandchild_abort);
+    o->abort = &grandchild_abort;
+    ASSERT_OK(uv_timer_init(&loop, &t));
+    ASSERT_OK(uv_timer_start(&t, grandchild_abort_cb, abort_after_ms, 0));
+  }
+  ASSERT_OK(herd_exec(&loop, &req, command, o, exec_cb));
+  pid = req.child.pid;
+  test_loop_run_close(&loop);
+  *elapsed = ms_since(t0);
+  kill_group(pid);
+  ASSERT_EQ(s->calls, 1);
+}
+
+TEST_IMPL(exec_timeout_grandchild) {
+  herd_exec_options_t o;
+  exec_seen_t s;
+  uint64_t ms;
+  memset(&o, 0, sizeof(o));
+  o.timeout = 300;
+  exec_grandchild(&s, "exec setsid sh -c 'echo hi; sleep 5 & sleep 5'", &o, 0,
+                  &ms);
+  if (ms > 2500)
+    FATAL("the callback came after %d ms", (int)ms);
+  ASSERT_EQ(s.r.error, UV_ETIMEDOUT);
+  ASSERT_EQ(s.r.killed, 1);
+  ASSERT_EQ(s.r.signal, SIGTERM);
+  ASSERT_STR_EQ(s.out, "hi\n");
+  seen_free(&s);
+  return 0;
+}
+
+TEST_IMPL(exec_abort_grandchild) {
+  herd_exec_options_t o;
+  exec_seen_t s;
+  uint64_t ms;
+  memset(&o, 0, sizeof(o));
+  exec_grandchild(&s, "exec setsid sh -c 'echo hi; sleep 5 & sleep 5'", &o, 300,
+                  &ms);
+  if (ms > 2500)
+    FATAL("the callback came after %d ms", (int)ms);
+  ASSERT_EQ(s.r.error, UV_ECANCELED);
+  ASSERT_EQ(s.r.killed, 1);
+  ASSERT_EQ(s.r.signal, SIGTERM);
+  ASSERT_STR_EQ(s.out, "hi\n");
+  seen_free(&s);
+  return 0;
+}
+
+/* `yes` is the shell's child: herd used to drain the pipe after the
+ * overflow, so `yes` never got EPIPE and the callback never came. */
+TEST_IMPL(exec_max_buffer_grandchild) {
+  herd_exec_options_t o;
+  exec_seen_t s;
+  uint64_t ms;
+  memset(&o, 0, sizeof(o));
+  o.max_buffer = 10;
+  exec_grandchild(&s, "exec setsid sh -c yes", &o, 0, &ms);
+  if (ms > 2500)
+    FATAL("the callback came after %d ms", (int)ms);
+  ASSERT_EQ(s.r.error, HERD_EMAXBUFFER);
+  ASSERT_EQ(s.r.max_buffer_fd, 1);
+  ASSERT_EQ(s.r.out_len, 10);
+  ASSERT_STR_EQ(s.out, "y\ny\ny\ny\ny\n");
+  ASSERT_EQ(s.r.killed, 1);
+  seen_free(&s);
+  /* exec_file alike. */
+  {
+    const char* args[] = {"-c", "exec setsid sh -c yes", NULL};
+    uv_loop_t loop;
+    herd_exec_t req;
+    uint64_t t0 = uv_hrtime();
+    memset(&s, 0, sizeof(s));
+    ASSERT_OK(uv_loop_init(&loop));
+    req.data = &s;
+    ASSERT_OK(herd_exec_file(&loop, &req, "/bin/sh", args, &o, exec_cb));
+    {
+      pid_t pid = req.child.pid;
+      test_loop_run_close(&loop);
+      kill_group(pid);
+    }
+    ms = ms_since(t0);
+    if (ms > 2500)
+      FATAL("exec_file: the callback came after %d ms", (int)ms);
+    ASSERT_EQ(s.r.error, HERD_EMAXBUFFER);
+    seen_free(&s);
+  }
+  return 0;
+}
+
+/* The timeout covers the output, not only the exit: a command that exits
+ * at once but leaves a process holding stdout ends at the timeout. */
+TEST_IMPL(exec_timeout_after_exit) {
+  herd_exec_options_t o;
+  exec_seen_t s;
+  uint64_t ms;
+  memset(&o, 0, sizeof(o));
+  o.timeout = 300;
+  exec_grandchild(&s, "exec setsid sh -c 'sleep 5 & echo hi'", &o, 0, &ms);
+  if (ms > 2500)
+    FATAL("the callback came after %d ms", (int)ms);
+  ASSERT_EQ(s.r.error, UV_ETIMEDOUT);
+  ASSERT_EQ(s.r.code, 0);
+  ASSERT_EQ(s.r.signal, 0);
+  ASSERT_EQ(s.r.killed, 0);
+  ASSERT_STR_EQ(s.out, "hi\n");
+  seen_free(&s);
+  return 0;
+}

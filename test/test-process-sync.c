@@ -179,3 +179,77 @@ TEST_IMPL(spawn_sync_input_too_large) {
   herd_sync_result_free(&r);
   return 0;
 }
+
+/* As Node's spawnSync: a kill by timeout or max_buffer closes every pipe,
+ * so the call returns when the child exits, whatever still holds them (see
+ * test-process-exec.c for `setsid`). */
+static uint64_t ms_since(uint64_t t0) {
+  return (uv_hrtime() - t0) / 1000000;
+}
+
+TEST_IMPL(exec_sync_timeout_grandchild) {
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t r;
+  uint64_t t0 = uv_hrtime(), ms;
+  memset(&o, 0, sizeof(o));
+  o.timeout = 300;
+  ASSERT_EQ(
+      herd_exec_sync("exec setsid sh -c 'echo hi; sleep 5 & sleep 5'", &o, &r),
+      UV_ETIMEDOUT);
+  ms = ms_since(t0);
+  kill(-r.pid, SIGKILL);
+  if (ms > 2500)
+    FATAL("returned after %d ms", (int)ms);
+  ASSERT_EQ(r.signal, SIGTERM);
+  ASSERT_STR_EQ(r.out, "hi\n");
+  herd_sync_result_free(&r);
+  return 0;
+}
+
+TEST_IMPL(spawn_sync_timeout_grandchild) {
+  const char* args[] = {"-c", "exec setsid sh -c 'echo hi; sleep 5 & sleep 5'",
+                        NULL};
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t r;
+  uint64_t t0 = uv_hrtime(), ms;
+  memset(&o, 0, sizeof(o));
+  o.timeout = 300;
+  ASSERT_EQ(herd_spawn_sync("/bin/sh", args, &o, &r), UV_ETIMEDOUT);
+  ms = ms_since(t0);
+  kill(-r.pid, SIGKILL);
+  if (ms > 2500)
+    FATAL("returned after %d ms", (int)ms);
+  ASSERT_EQ(r.signal, SIGTERM);
+  ASSERT_STR_EQ(r.out, "hi\n");
+  herd_sync_result_free(&r);
+  /* Exited at once, output held open: ends at the timeout too. */
+  args[1] = "exec setsid sh -c 'sleep 5 & echo hi'";
+  t0 = uv_hrtime();
+  ASSERT_EQ(herd_spawn_sync("/bin/sh", args, &o, &r), UV_ETIMEDOUT);
+  ms = ms_since(t0);
+  kill(-r.pid, SIGKILL);
+  if (ms > 2500)
+    FATAL("returned after %d ms", (int)ms);
+  ASSERT_EQ(r.status, 0);
+  ASSERT_STR_EQ(r.out, "hi\n");
+  herd_sync_result_free(&r);
+  return 0;
+}
+
+/* `yes` keeps writing after its shell is killed; herd used to read and
+ * drop its output forever. */
+TEST_IMPL(exec_sync_max_buffer_grandchild) {
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t r;
+  uint64_t t0 = uv_hrtime(), ms;
+  memset(&o, 0, sizeof(o));
+  o.max_buffer = 10;
+  ASSERT_EQ(herd_exec_sync("exec setsid sh -c yes", &o, &r), UV_ENOBUFS);
+  ms = ms_since(t0);
+  kill(-r.pid, SIGKILL);
+  if (ms > 2500)
+    FATAL("returned after %d ms", (int)ms);
+  ASSERT_EQ(r.out_len, 10);
+  herd_sync_result_free(&r);
+  return 0;
+}

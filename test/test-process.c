@@ -2,9 +2,16 @@
 #include "task.h"
 
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -628,7 +635,7 @@ TEST_IMPL(process_no_fd_leak) {
 static void wait_no_children(int ms) {
   for (int waited = 0; waited < ms; waited += 10) {
     siginfo_t info;
-    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == -1 &&
+    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL) == -1 &&
         errno == ECHILD)
       return;
     test_sleep_ms(10);
@@ -928,5 +935,266 @@ TEST_IMPL(process_paused_pipe_kept) {
   test_loop_run_close(&loop);
   ASSERT_STR_EQ(r.out, "kept\n");
   ASSERT_EQ(r.close_calls, 1);
+  return 0;
+}
+
+/* Every signal at its default and none blocked in the child, whatever the
+ * parent ignores or blocks. glibc's posix_spawn() left its two internal
+ * signals (32 and 33) ignored: SigIgn 0x180000000. */
+HELPER_IMPL(process_sig_status) {
+  char* s = test_read_file("/proc/self/status", NULL);
+  (void)argc;
+  (void)argv;
+  ASSERT(s != NULL);
+  for (char* line = strtok(s, "\n"); line != NULL; line = strtok(NULL, "\n"))
+    if (strncmp(line, "SigIgn:", 7) == 0 || strncmp(line, "SigBlk:", 7) == 0)
+      printf("%s\n", line);
+  free(s);
+  return 0;
+}
+
+TEST_IMPL(process_signals_default) {
+  const char* expect = "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n";
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t r;
+  sigset_t usr1, old;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  signal(SIGUSR2, SIG_IGN);
+  ASSERT_EQ(sigprocmask(SIG_BLOCK, &usr1, &old), 0);
+  memset(&o, 0, sizeof(o));
+  ASSERT_OK(herd_spawn_sync(
+      test_exe(), test_helper_args("process_sig_status", NULL, NULL), &o, &r));
+  ASSERT_STR_EQ(r.out, expect);
+  herd_sync_result_free(&r);
+  /* With ids to change (once a fork()-based path). */
+  o.flags = HERD_SPAWN_SETGID;
+  o.gid = getgid();
+  ASSERT_OK(herd_spawn_sync(
+      test_exe(), test_helper_args("process_sig_status", NULL, NULL), &o, &r));
+  ASSERT_STR_EQ(r.out, expect);
+  herd_sync_result_free(&r);
+  ASSERT_EQ(sigprocmask(SIG_SETMASK, &old, NULL), 0);
+  signal(SIGUSR2, SIG_DFL);
+  return 0;
+}
+
+/* As in Node, unref() covers the process, not its pipes: with the default
+ * pipes, read or not, the loop runs until the child exits. */
+TEST_IMPL(process_unref_pipes_hold_loop) {
+  herd_spawn_options_t o;
+  const char* short_args[] = {"0.3", NULL};
+  const char* long_args[] = {"10", NULL};
+  uv_loop_t loop;
+  run_t r;
+  opts_init(&o);
+  ASSERT_OK(uv_loop_init(&loop));
+  memset(&r, 0, sizeof(r));
+  ASSERT_OK(herd_spawn(&loop, &r.child, "sleep", short_args, &o));
+  herd_child_unref(&r.child);
+  ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ASSERT_EQ(r.exit_calls, 1);
+  ASSERT_EQ(r.status, 0);
+  ASSERT_EQ(r.close_calls, 1);
+  test_loop_close(&loop);
+  /* Streams the user unref'd first do not hold it. */
+  ASSERT_OK(uv_loop_init(&loop));
+  memset(&r, 0, sizeof(r));
+  ASSERT_OK(herd_spawn(&loop, &r.child, "sleep", long_args, &o));
+  for (int fd = 0; fd < 3; fd++)
+    uv_unref((uv_handle_t*)herd_child_stream(&r.child, fd));
+  herd_child_unref(&r.child);
+  ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ASSERT_EQ(r.exit_calls, 0);
+  for (int fd = 0; fd < 3; fd++)
+    uv_ref((uv_handle_t*)herd_child_stream(&r.child, fd));
+  herd_child_ref(&r.child);
+  ASSERT_OK(herd_child_kill(&r.child, SIGKILL));
+  test_loop_run_close(&loop);
+  ASSERT_EQ(r.sig, SIGKILL);
+  ASSERT_EQ(r.close_calls, 1);
+  return 0;
+}
+
+/* Exit statuses must not depend on SIGCHLD's disposition: SIG_IGN and
+ * SA_NOCLDWAIT make the kernel reap children that signal SIGCHLD by itself,
+ * which lost herd's statuses (exec_sync("exit 3") failed with ESRCH). */
+static void sigchld_checks(void) {
+  const char* exit5[] = {"-c", "exit 5", NULL};
+  const char* sleep_args[] = {"0.2", NULL};
+  herd_spawn_options_t o;
+  herd_sync_result_t sr;
+  uv_loop_t loop;
+  run_t r;
+
+  ASSERT_EQ(herd_exec_sync("exit 3", NULL, &sr), HERD_ECMDFAILED);
+  ASSERT_EQ(sr.status, 3);
+  herd_sync_result_free(&sr);
+  ASSERT_OK(herd_exec_sync("true", NULL, &sr));
+  ASSERT_EQ(sr.status, 0);
+  herd_sync_result_free(&sr);
+  ASSERT_OK(herd_spawn_sync("/bin/sh", exit5, NULL, &sr));
+  ASSERT_EQ(sr.status, 5);
+  herd_sync_result_free(&sr);
+  opts_init(&o);
+  sh(&r, "exit 7", &o);
+  ASSERT_EQ(r.status, 7);
+  ASSERT_EQ(r.sig, 0);
+  /* A child handed to the reaper thread is reaped too. */
+  ASSERT_OK(uv_loop_init(&loop));
+  start(&loop, &r, "sleep", sleep_args, &o);
+  herd_child_close(&r.child);
+  test_loop_run_close(&loop);
+  test_assert_no_children(4000);
+}
+
+TEST_IMPL(process_sigchld_ignored) {
+  struct sigaction sa;
+  signal(SIGCHLD, SIG_IGN);
+  sigchld_checks();
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = SIG_DFL;
+  sa.sa_flags = SA_NOCLDWAIT;
+  ASSERT_EQ(sigaction(SIGCHLD, &sa, NULL), 0);
+  sigchld_checks();
+  signal(SIGCHLD, SIG_DFL);
+  return 0;
+}
+
+/* The checks in a process that inherited SIGCHLD ignored across exec, as
+ * under some wrappers. */
+HELPER_IMPL(process_sigchld_checks) {
+  struct sigaction sa;
+  (void)argc;
+  (void)argv;
+  ASSERT_EQ(sigaction(SIGCHLD, NULL, &sa), 0);
+  ASSERT(sa.sa_handler == SIG_IGN);
+  sigchld_checks();
+  printf("ok\n");
+  return 0;
+}
+
+HELPER_IMPL(process_sigchld_ignored_exec) {
+  const char* exe = test_exe();
+  (void)argc;
+  (void)argv;
+  signal(SIGCHLD, SIG_IGN);
+  execl(exe, exe, "--helper", "process_sigchld_checks", (char*)NULL);
+  return 127;
+}
+
+TEST_IMPL(process_sigchld_ignored_inherited) {
+  herd_sync_result_t r;
+  ASSERT_OK(herd_spawn_sync(
+      test_exe(), test_helper_args("process_sigchld_ignored_exec", NULL, NULL),
+      NULL, &r));
+  if (r.status != 0)
+    FATAL("checks failed (status %d): %s", (int)r.status, r.err);
+  ASSERT_STR_EQ(r.out, "ok\n");
+  herd_sync_result_free(&r);
+  return 0;
+}
+
+/* Code that reaps "all" its children (waitpid(-1), as some libraries and
+ * SIGCHLD handlers do) takes herd's too once they have exec'd. From Linux
+ * 6.15 the kernel keeps the status for the pidfd, and herd reports it. */
+static int kernel_at_least(int major, int minor) {
+  struct utsname u;
+  int ma = 0, mi = 0;
+  if (uname(&u) != 0 || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
+    return 0;
+  return ma > major || (ma == major && mi >= minor);
+}
+
+TEST_IMPL(process_foreign_wait_all) {
+  herd_stdio_t stdio[3] = {
+      {HERD_STDIO_IGNORE, 0}, {HERD_STDIO_IGNORE, 0}, {HERD_STDIO_IGNORE, 0}};
+  const char* args[] = {"-c", "exit 5", NULL};
+  herd_spawn_options_t o;
+  uv_loop_t loop;
+  siginfo_t info;
+  int status;
+  run_t r;
+  opts_init(&o);
+  o.stdio = stdio;
+  o.stdio_count = 3;
+  ASSERT_OK(uv_loop_init(&loop));
+  start(&loop, &r, "/bin/sh", args, &o);
+  /* Until it has exited, looking without reaping. */
+  ASSERT_EQ(waitid(P_PID, (id_t)r.child.pid, &info, WEXITED | WNOWAIT | __WALL),
+            0);
+  ASSERT_EQ(waitpid(-1, &status, WNOHANG), r.child.pid);
+  ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 5);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(r.exit_calls, 1);
+  if (kernel_at_least(6, 15)) {
+    ASSERT_EQ(r.status, 5);
+    ASSERT_EQ(r.sig, 0);
+  } else {
+    ASSERT_EQ(r.status, -1);
+  }
+  return 0;
+}
+
+/* On a kernel without close_range() (before 5.9) the child must still
+ * close every fd it was not given. seccomp makes close_range() fail with
+ * ENOSYS in a helper, which then spawns children that list their fds. */
+HELPER_IMPL(process_no_close_range) {
+#if defined(__x86_64__)
+#define TEST_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define TEST_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+#ifdef TEST_AUDIT_ARCH
+  struct sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TEST_AUDIT_ARCH, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_close_range, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {
+      (unsigned short)(sizeof(filter) / sizeof(filter[0])), filter};
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t r;
+  /* Deliberately not CLOEXEC. */
+  int leaky = open("/dev/null", O_RDONLY);
+  (void)argc;
+  (void)argv;
+  ASSERT(leaky >= 0);
+  ASSERT_EQ(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+  ASSERT_EQ(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+  ASSERT_EQ(syscall(SYS_close_range, 1000u, 1000u, 0u), -1);
+  ASSERT_EQ(errno, ENOSYS);
+  memset(&o, 0, sizeof(o));
+  ASSERT_OK(herd_spawn_sync(
+      test_exe(), test_helper_args("process_list_fds", NULL, NULL), &o, &r));
+  printf("%s", r.out);
+  herd_sync_result_free(&r);
+  o.flags = HERD_SPAWN_SETGID;
+  o.gid = getgid();
+  ASSERT_OK(herd_spawn_sync(
+      test_exe(), test_helper_args("process_list_fds", NULL, NULL), &o, &r));
+  printf("%s", r.out);
+  herd_sync_result_free(&r);
+  close(leaky);
+#else
+  (void)argc;
+  (void)argv;
+  printf("0 1 2\n0 1 2\n");
+#endif
+  return 0;
+}
+
+TEST_IMPL(process_close_range_missing) {
+  herd_sync_result_t r;
+  ASSERT_OK(herd_spawn_sync(
+      test_exe(), test_helper_args("process_no_close_range", NULL, NULL), NULL,
+      &r));
+  ASSERT_EQ(r.status, 0);
+  ASSERT_STR_EQ(r.out, "0 1 2\n0 1 2\n");
+  herd_sync_result_free(&r);
   return 0;
 }

@@ -65,8 +65,10 @@ void test_assert_no_children(int ms) {
   for (int waited = 0;; waited += 10) {
     siginfo_t info;
     memset(&info, 0, sizeof(info));
-    /* WNOWAIT: look, do not reap; reaping is herd's job. */
-    int r = waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT);
+    /* WNOWAIT: look, do not reap; reaping is herd's job. __WALL: a child
+     * of herd's has no exit signal until it execs, which hides it from a
+     * wait without that flag. */
+    int r = waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL);
     if (r == -1 && errno == ECHILD)
       return;
     if (waited >= ms) {

@@ -274,9 +274,11 @@ typedef struct herd_server_s herd_server_t;
 
 /* A connection is ready: call herd_server_accept() or
  * herd_server_accept_fd() during the callback, else herd closes it.
- * status < 0: accept failed (the server keeps listening; out of fds,
- * UV_EMFILE or UV_ENFILE, it pauses accepting for 100 ms rather than spin on
- * the connection still waiting). */
+ * status < 0: accept failed and the server keeps listening. After a failure
+ * that leaves the connection waiting (out of fds, UV_EMFILE or UV_ENFILE; out
+ * of memory, UV_ENOBUFS or UV_ENOMEM) it pauses accepting for 100 ms rather
+ * than spin on it; a connection reset before it was accepted is skipped
+ * without a report. Never called before listen_cb. */
 typedef void (*herd_server_connection_cb)(herd_server_t* server, int status);
 /* The server listens (status 0) or could not (a negative error, e.g.
  * UV_EADDRINUSE from the primary; the server is then closed). */

@@ -80,6 +80,13 @@ typedef struct herd_http_options_s {
   /* Body bytes (Content-Length or dechunked) over which the request is
    * answered 413 and the connection closed. 0: 1 MiB. */
   size_t max_body_size;
+  /* ms a closing server (herd_http_server_close()) waits on a silent
+   * connection: one waiting for its first or next request, from the close
+   * or its last traffic after it, and one answered for the last time, for
+   * the client to close its end. Never more than idle_timeout. 0: 1000,
+   * which covers a request already on its way over any network path and
+   * keeps a reload short; checked every close_grace / 4 (10..1000 ms). */
+  uint64_t close_grace;
 } herd_http_options_t;
 
 struct herd_http_server_s {
@@ -140,13 +147,22 @@ int herd_http_respond_ex(herd_http_req_t* req, int status,
                          const herd_http_header_t* headers, size_t header_count,
                          const void* body, size_t body_len);
 
-/* Stops accepting (its own listener only) and closes at once every
- * connection the handler owes nothing to (idle, or with only part of a
- * request received); a connection whose request the handler holds, or whose
- * response is still being written, closes once that response is out (it
- * says `Connection: close`; pipelined requests behind it are dropped).
- * close_cb (may be NULL) runs when the last connection has closed and every
- * request the handler holds has been answered. Call once. */
+/* Graceful close: stops accepting (its own listener only; accept and adopt
+ * fail from now on) and serves every connection it has until its next
+ * answer, without closing any while the client may be sending on it. Each
+ * connection's next request (the one the handler holds, or the next to
+ * arrive: first request of a new connection, rest of a partial one, next
+ * of an idle keep-alive one) is answered with `Connection: close`;
+ * requests pipelined behind it are dropped. When the client may still be
+ * sending (it asked for keep-alive, or pipelined), herd then shuts down its
+ * sending side and waits for the client's end of stream before it closes
+ * (a lingering close: what the client still sends cannot reset the answer
+ * away). A connection silent for close_grace ms (see
+ * herd_http_options_t) is closed without an answer. nginx and Node.js
+ * close idle keep-alive connections at once, losing a request on its way;
+ * herd gives them the grace (see docs/http.md). close_cb (may be NULL) runs
+ * when the last connection has closed and every request the handler holds
+ * has been answered. Call once. */
 void herd_http_server_close(herd_http_server_t* server,
                             herd_http_close_cb close_cb);
 

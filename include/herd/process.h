@@ -2,10 +2,15 @@
  * Included by <herd.h>; do not include directly. docs/process.md is the
  * reference with examples; the comments here are the contract.
  *
- * A child is started with posix_spawn() (fork() + exec when uid/gid are
- * set), watched through a pidfd on the caller's loop, and reaped with
- * waitid(P_PIDFD): herd installs no SIGCHLD handler and never waits for a
- * process it did not start. */
+ * A child is started with clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD), the
+ * way posix_spawn() works inside, with herd's own code between clone and
+ * exec; it is watched through its pidfd on the caller's loop and reaped
+ * with waitid(P_PIDFD). herd installs no SIGCHLD handler (except
+ * herd_subreaper_start()) and never waits for a process it did not start.
+ * It does put SIGCHLD back to its default before a spawn when the program
+ * ignores it (SIG_IGN) or set SA_NOCLDWAIT, which would make the kernel
+ * discard every exit status: libuv's own SIGCHLD handler replaces SIG_IGN
+ * likewise under Node. */
 #ifndef HERD_PROCESS_H
 #define HERD_PROCESS_H
 
@@ -38,14 +43,22 @@ typedef struct {
 } herd_stdio_t;
 
 #define HERD_STDIO_MAX 16
+/* The most fds herd_spawn_options_t.listen_fds may hold. */
+#define HERD_LISTEN_FDS_MAX 64
 
 /* herd_spawn_options_t.flags. */
 typedef enum {
-  HERD_SPAWN_DETACHED = (1 << 0),  /* child leads a new session (setsid) */
-  HERD_SPAWN_SETUID = (1 << 1),    /* use `uid` */
-  HERD_SPAWN_SETGID = (1 << 2),    /* use `gid` */
-  HERD_SPAWN_SHELL = (1 << 3),     /* run through `shell` (default /bin/sh) */
-  HERD_SPAWN_ENV_EXTEND = (1 << 4) /* `env` adds to the parent's environment */
+  HERD_SPAWN_DETACHED = (1 << 0),   /* child leads a new session (setsid),
+                                       Node's `detached` */
+  HERD_SPAWN_SETUID = (1 << 1),     /* use `uid` */
+  HERD_SPAWN_SETGID = (1 << 2),     /* use `gid` */
+  HERD_SPAWN_SHELL = (1 << 3),      /* run through `shell` (default /bin/sh) */
+  HERD_SPAWN_ENV_EXTEND = (1 << 4), /* `env` adds to the parent's environment */
+  HERD_SPAWN_PROCESS_GROUP = (1 << 5) /* child leads a new process group in
+                                         the parent's session (setpgid(0,
+                                         0)), so kill(-pid, sig) reaches it
+                                         and everything it starts; implied
+                                         by HERD_SPAWN_DETACHED */
 } herd_spawn_flags_t;
 
 /* exit_cb: the child exited. Exactly one of the two is meaningful: when the
@@ -87,6 +100,27 @@ typedef struct herd_spawn_options_s {
   uint64_t kill_grace; /* ms after kill_signal (timeout or abort) before
                           SIGKILL, if the child is still alive; 0: 2000 */
   herd_abort_t* abort; /* Node's AbortSignal; NULL: none */
+  /* Linux's parent-death signal (prctl(PR_SET_PDEATHSIG)), set in the child
+   * before exec: the child gets this signal when the thread that called
+   * herd_spawn() ends (with the process or alone: spawn from a thread that
+   * lives as long as the child). If the parent died before the child could
+   * ask for it, the child sends it to itself, as systemd's children do.
+   * Cleared by the kernel when the child runs a set-user-ID program. 0:
+   * none. */
+  int parent_death_signal;
+  /* systemd's socket activation (sd_listen_fds(3)): listen_fds[i] (fds of
+   * the parent, any number) becomes the child's fd 3 + i, and the child's
+   * environment gets LISTEN_FDS=<listen_fds_count>, LISTEN_PID=<the
+   * child's own pid> (written by the child itself before exec) and, when
+   * listen_fd_names is set, LISTEN_FDNAMES=<the names joined by ':'>. Any
+   * LISTEN_FDS, LISTEN_PID or LISTEN_FDNAMES of the parent's environment
+   * or of `env` is left out. The stdio entries must then fit below fd 3
+   * (stdio_count 0..3, 0 still meaning three pipes); entries missing below
+   * fd 3 are /dev/null. Names follow systemd's rule: printable ASCII
+   * without ':', at most 255 characters. 0 fds: off. */
+  const int* listen_fds;
+  int listen_fds_count;               /* at most HERD_LISTEN_FDS_MAX */
+  const char* const* listen_fd_names; /* listen_fds_count names, or NULL */
   herd_exit_cb exit_cb;
   herd_child_error_cb error_cb;
   herd_child_close_cb close_cb;
@@ -111,13 +145,18 @@ struct herd_child_s {
  * none). `file` is looked up in PATH (the child's environment's PATH, else the
  * parent's, else /bin:/usr/bin) when it has no slash, as execvp() does.
  * With HERD_SPAWN_SHELL it runs `<shell> -c "<file> <args joined by
- * spaces>"` instead. Returns 0 and fills child->pid, or a negative error for
- * misuse (UV_EINVAL: NULL loop/child/file, stdio_count out of range, two IPC
- * entries, a negative HERD_STDIO_FD fd, an unknown stdio kind) and
- * out-of-memory (UV_ENOMEM); with an error no callback runs. Failures to start
- * the program (UV_ENOENT, UV_EACCES, UV_EMFILE, a bad cwd, ...) are NOT
- * returned: they arrive through error_cb, followed by close_cb, as in Node.
- * child->data is preserved; the child handle is alive until close_cb runs. */
+ * spaces>"` instead. The child starts with every signal at its default and
+ * none blocked, and with exactly the fds its options give it. Returns 0 and
+ * fills child->pid, or a negative error for misuse (UV_EINVAL: NULL
+ * loop/child/file, stdio_count out of range, two IPC entries, a negative
+ * HERD_STDIO_FD fd, an unknown stdio kind, listen_fds with stdio_count
+ * above 3, a bad fd name, a parent_death_signal that is no signal) and
+ * out-of-memory (UV_ENOMEM). With an error no callback runs, no process,
+ * fd or memory is left, and herd does not touch `child` again: it may be
+ * freed at once. Failures to start the program (UV_ENOENT, UV_EACCES,
+ * UV_EMFILE, a bad cwd, ...) are NOT returned: they arrive through
+ * error_cb, followed by close_cb, as in Node. child->data is preserved; the
+ * child handle is alive until close_cb runs. */
 int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
                const char* const* args, const herd_spawn_options_t* options);
 
@@ -163,9 +202,12 @@ int herd_child_kill(herd_child_t* child, int signum);
 
 /* Node's ref()/unref(): an unref'd child does not keep uv_run() alive. As in
  * Node this covers the process itself (and its timeout timer), not its stdio
- * pipes or IPC channel: use HERD_STDIO_IGNORE/INHERIT (or uv_unref() on
- * herd_child_stream()) for a child that should not hold the loop. The child
- * is still reaped when it exits; exit_cb runs if the loop is running. */
+ * pipes or IPC channel: while the child runs, an open pipe keeps the loop
+ * alive (read or not, as Node's streams do) and after exit the pipes are
+ * drained and closed. Use HERD_STDIO_IGNORE/INHERIT, or uv_unref() each
+ * herd_child_stream() before herd_child_unref(), for a child that should
+ * not hold the loop. The child is still reaped when it exits; exit_cb runs
+ * if the loop is running. */
 void herd_child_ref(herd_child_t* child);
 void herd_child_unref(herd_child_t* child);
 
@@ -173,8 +215,10 @@ void herd_child_unref(herd_child_t* child);
  * no exit_cb (nor pending error_cb) will come, close_cb runs from the loop.
  * The child keeps running and is still reaped (no zombie) when it exits, by
  * a small process-wide thread that holds its pidfd, so the loop itself can
- * be closed right after close_cb. Safe to call more than once, and after
- * exit (then it only closes the pipes). */
+ * be closed right after close_cb. Allocates nothing; should no thread be
+ * available (pthread_create() failing), the child is killed with SIGKILL
+ * and reaped at once rather than left behind. Safe to call more than once,
+ * and after exit (then it only closes the pipes). */
 void herd_child_close(herd_child_t* child);
 
 /* An abort controller, Node's AbortController: herd_abort() ends every child
@@ -199,7 +243,8 @@ typedef struct herd_exec_s herd_exec_t;
 typedef struct herd_exec_options_s {
   const char* cwd;
   const char* const* env;
-  unsigned flags; /* HERD_SPAWN_ENV_EXTEND, DETACHED, SETUID/SETGID */
+  unsigned flags; /* HERD_SPAWN_ENV_EXTEND, DETACHED, PROCESS_GROUP,
+                     SETUID/SETGID (and SHELL for exec_file) */
   uid_t uid;
   gid_t gid;
   const char*
@@ -216,11 +261,13 @@ typedef struct herd_exec_options_s {
  * callback returns, unless the callback takes them (sets the pointer NULL). */
 typedef struct herd_exec_result_s {
   int error;         /* 0, or: a spawn error (UV_ENOENT, ...),
-                        HERD_EMAXBUFFER, UV_ETIMEDOUT, UV_ECANCELED, or
+                        HERD_EMAXBUFFER, UV_ETIMEDOUT, UV_ECANCELED,
+                        UV_ENOMEM (output could not be stored), or
                         HERD_ECMDFAILED (non-zero exit or killed by a signal) */
   int64_t code;      /* exit code, -1 when a signal ended it or no start */
   int signal;        /* the signal that ended it, 0 if none */
-  int killed;        /* herd killed it (timeout, max_buffer, abort) */
+  int killed;        /* herd sent it a signal (timeout, max_buffer, abort,
+                        herd_child_kill()) */
   int max_buffer_fd; /* with HERD_EMAXBUFFER: 1 (stdout) or 2 (stderr) */
   const char* cmd;   /* the command line, for messages */
   char* out;         /* stdout bytes, NUL-terminated for convenience */
@@ -240,13 +287,22 @@ struct herd_exec_s {
 
 /* Runs `command` with the shell (`/bin/sh -c command`, or options->shell).
  * cb runs exactly once, from the loop, unless an error is returned (UV_EINVAL
- * for a NULL argument, UV_ENOMEM). Output beyond max_buffer on either stream
- * ends the command: that stream is cut at exactly max_buffer bytes, the child
- * gets kill_signal, and the result says HERD_EMAXBUFFER with max_buffer_fd.
- * A timeout kills it likewise (UV_ETIMEDOUT, killed=1, signal set, code -1);
- * a non-zero exit or a signal gives HERD_ECMDFAILED with code and signal.
- * The request's `child` is a full herd_child_t (pid, kill) while it runs;
- * the request may be reused from cb. */
+ * for a NULL argument, UV_ENOMEM, or another herd_spawn() error); then no
+ * callback runs and `req` may be freed at once. Output beyond max_buffer on
+ * either stream ends the command: that stream is cut at exactly max_buffer
+ * bytes, the child gets kill_signal, and the result says HERD_EMAXBUFFER
+ * with max_buffer_fd. A timeout kills it likewise (UV_ETIMEDOUT, killed=1,
+ * signal set, code -1); a non-zero exit or a signal gives HERD_ECMDFAILED
+ * with code and signal. As in Node, a kill by timeout, max_buffer or abort
+ * closes the child's pipes at once, so cb comes as soon as the child exits,
+ * even if a process it started still holds them (such a process gets EPIPE
+ * if it writes on). The timeout counts until the output ends, not only
+ * until exit: pipes still held open by such a process when it expires are
+ * closed and the result is UV_ETIMEDOUT with the exit code. killed = 1 when
+ * herd sent a signal. kill_signal is followed by SIGKILL kill_grace ms
+ * later if the child is still alive (Node sends kill_signal only). The
+ * request's `child` is a full herd_child_t (pid, kill) while it runs; the
+ * request may be reused from cb. */
 int herd_exec(uv_loop_t* loop, herd_exec_t* req, const char* command,
               const herd_exec_options_t* options, herd_exec_cb cb);
 /* Runs `file` with `args` directly, never through a shell unless
@@ -291,14 +347,19 @@ typedef struct herd_sync_result_s {
 /* Runs `file` (as herd_spawn() would, options NULL for defaults) to the end
  * and fills `result`; returns the same value as result->error: 0 (whatever
  * the exit status), a spawn error (UV_ENOENT, ...; status -1, pid 0),
- * UV_ETIMEDOUT (killed by the timeout), UV_ENOBUFS (the pipes together
- * produced more than max_buffer: the output is cut there and the child
- * killed), or UV_EINVAL (also for input_len above UINT_MAX, the most one
- * uv_write() takes) or UV_ENOMEM. `input` is written to stdin, which is then
- * closed (closed at once without input). out/err hold what fds 1 and 2
- * produced when they are pipes (NUL-terminated, possibly empty), NULL
- * otherwise; output of pipes >= 3 is read and dropped. Always free the
- * result with herd_sync_result_free(), whatever the return. */
+ * UV_ETIMEDOUT (the timeout expired: the child was killed, or its pipes
+ * were still held open by a process it started), UV_ENOBUFS (the pipes
+ * together produced more than max_buffer: the output is cut there and the
+ * child killed), or UV_EINVAL (also for input_len above UINT_MAX, the most
+ * one uv_write() takes) or UV_ENOMEM (nothing was started, or the output
+ * could not be stored and the child was killed). As Node's spawnSync does,
+ * a kill by timeout or max_buffer closes every pipe at once, so the call
+ * returns as soon as the child exits, whatever holds its pipes (kill_signal
+ * is followed by SIGKILL after kill_grace ms). `input` is written to stdin,
+ * which is then closed (closed at once without input). out/err hold what
+ * fds 1 and 2 produced when they are pipes (NUL-terminated, possibly
+ * empty), NULL otherwise; output of pipes >= 3 is read and dropped. Always
+ * free the result with herd_sync_result_free(), whatever the return. */
 int herd_spawn_sync(const char* file, const char* const* args,
                     const herd_spawn_sync_options_t* options,
                     herd_sync_result_t* result);
@@ -316,6 +377,46 @@ int herd_exec_file_sync(const char* file, const char* const* args,
                         herd_sync_result_t* result);
 /* Frees out and err and sets them NULL; safe to call twice. */
 void herd_sync_result_free(herd_sync_result_t* result);
+
+/* The subreaper: for a supervisor, or PID 1 in a container, that must reap
+ * the processes its children leave behind. herd_subreaper_start() makes the
+ * process a child subreaper (Linux's prctl(PR_SET_CHILD_SUBREAPER)): an
+ * orphan among its descendants is re-parented to it instead of to init. On
+ * `loop` it then waits for SIGCHLD (a uv_signal_t, so libuv's handler
+ * replaces any other) and reaps every such orphan as it exits, starting with
+ * those already gone; orphan_cb (may be NULL) gets each one's pid and status
+ * (as herd_exit_cb's), from the loop. It never takes the status of a child
+ * that herd_spawn() (or exec, fork, the sync forms) watches: herd keeps a
+ * registry of them, and the subreaper leaves those to their watchers. It
+ * does reap every other child of the process, so a program using it should
+ * start its children with herd only (not uv_spawn(), system() or
+ * fork()+waitpid()). One subreaper per process. Returns 0, UV_EINVAL (NULL
+ * argument), UV_EBUSY (one is already started), or the error of prctl() or
+ * uv_signal_init(); with an error nothing is left running and `sr` is not
+ * touched again. */
+typedef struct herd_subreaper_s herd_subreaper_t;
+typedef void (*herd_orphan_cb)(herd_subreaper_t* sr, pid_t pid,
+                               int64_t exit_status, int term_signal);
+typedef void (*herd_subreaper_close_cb)(herd_subreaper_t* sr);
+
+struct herd_subreaper_s {
+  void* data; /* free for the user */
+  uv_loop_t* loop;
+  uint64_t reaped; /* orphans reaped so far */
+  /* private */
+  uv_signal_t signal_;
+  herd_orphan_cb orphan_cb_;
+  herd_subreaper_close_cb close_cb_;
+  int closing_;
+};
+
+int herd_subreaper_start(uv_loop_t* loop, herd_subreaper_t* sr,
+                         herd_orphan_cb orphan_cb);
+/* Stops reaping and clears the subreaper attribute (orphans go to init
+ * again; those already re-parented stay children of this process). close_cb
+ * (may be NULL) runs from the loop, after which `sr` may be freed. */
+void herd_subreaper_close(herd_subreaper_t* sr,
+                          herd_subreaper_close_cb close_cb);
 
 #ifdef __cplusplus
 }

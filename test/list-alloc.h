@@ -1,0 +1,15 @@
+/* Allocation-failure tests: TEST(name, timeout_ms) and HELPER(name). */
+#define HERD_TESTS_ALLOC(TEST, HELPER)  \
+  TEST(alloc_spawn_pipes, 30000)        \
+  TEST(alloc_spawn_shell_env, 30000)    \
+  TEST(alloc_spawn_ipc, 30000)          \
+  TEST(alloc_spawn_listen_fds, 30000)   \
+  TEST(alloc_spawn_failure, 30000)      \
+  TEST(alloc_child_close_reaper, 30000) \
+  TEST(alloc_fork, 30000)               \
+  TEST(alloc_exec, 30000)               \
+  TEST(alloc_exec_file, 30000)          \
+  TEST(alloc_exec_large_output, 60000)  \
+  TEST(alloc_spawn_sync, 30000)         \
+  TEST(alloc_exec_sync, 30000)          \
+  TEST(alloc_exec_file_sync, 30000)

@@ -1,0 +1,569 @@
+/* Allocation failures: the injection framework (alloc.h) and one sweep per
+ * public call of the process module that allocates. Each case runs a whole
+ * operation; alloc_sweep() makes each of its allocations fail in turn. */
+#include "alloc.h"
+#include "task.h"
+
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+static atomic_long alloc_calls;   /* allocations attempted in this run */
+static atomic_long alloc_fail_at; /* the one that fails; 0: none */
+static atomic_long alloc_live_n;
+static atomic_int alloc_fired;
+static int alloc_installed;
+
+static int fail_now(void) {
+  long n = atomic_fetch_add(&alloc_calls, 1) + 1;
+  if (n == atomic_load(&alloc_fail_at)) {
+    atomic_store(&alloc_fired, 1);
+    return 1;
+  }
+  return 0;
+}
+
+static void* inject_malloc(size_t size) {
+  void* p = fail_now() ? NULL : malloc(size);
+  if (p != NULL)
+    atomic_fetch_add(&alloc_live_n, 1);
+  return p;
+}
+
+static void* inject_calloc(size_t n, size_t size) {
+  void* p = fail_now() ? NULL : calloc(n, size);
+  if (p != NULL)
+    atomic_fetch_add(&alloc_live_n, 1);
+  return p;
+}
+
+static void* inject_realloc(void* old, size_t size) {
+  void* p = fail_now() ? NULL : realloc(old, size);
+  if (p != NULL && old == NULL)
+    atomic_fetch_add(&alloc_live_n, 1);
+  return p;
+}
+
+static void inject_free(void* p) {
+  if (p != NULL)
+    atomic_fetch_sub(&alloc_live_n, 1);
+  free(p);
+}
+
+int alloc_failed(void) {
+  return atomic_load(&alloc_fired);
+}
+
+long alloc_live(void) {
+  return atomic_load(&alloc_live_n);
+}
+
+/* After a run: the reaper thread may still be closing a pidfd (and its
+ * epoll fd) right after it reaped the last child, so fds get a deadline. */
+static void alloc_check_clean(const char* name, long n, long live0, int fds0) {
+  if (alloc_live() != live0)
+    FATAL("%s, allocation %ld failing: %ld herd allocations leaked", name, n,
+          alloc_live() - live0);
+  test_assert_no_children(5000);
+  for (int waited = 0; test_count_fds() != fds0; waited += 10) {
+    if (waited >= 2000)
+      FATAL("%s, allocation %ld failing: %d fds leaked", name, n,
+            test_count_fds() - fds0);
+    test_sleep_ms(10);
+  }
+}
+
+long alloc_sweep(const char* name, void (*run)(void* arg), void* arg) {
+  if (!alloc_installed) {
+    /* Before herd allocates anything in this process. */
+    ASSERT_OK(herd_replace_allocator(inject_malloc, inject_realloc,
+                                     inject_calloc, inject_free));
+    alloc_installed = 1;
+  }
+  for (long n = 1;; n++) {
+    long live0 = alloc_live();
+    int fds0 = test_count_fds();
+    atomic_store(&alloc_calls, 0);
+    atomic_store(&alloc_fired, 0);
+    atomic_store(&alloc_fail_at, n);
+    run(arg);
+    atomic_store(&alloc_fail_at, 0);
+    alloc_check_clean(name, n, live0, fds0);
+    if (!alloc_failed()) {
+      printf("%s: %ld allocations, each failed in turn\n", name,
+             atomic_load(&alloc_calls));
+      return atomic_load(&alloc_calls);
+    }
+    if (n >= 1000)
+      FATAL("%s: more than 1000 allocations", name);
+  }
+}
+
+/* What the callbacks of one run saw. */
+static struct {
+  int exits, errors, closes;
+  int err;
+  int64_t status;
+  char out[64];
+  size_t out_len;
+} seen;
+
+static void seen_exit(herd_child_t* child, int64_t status, int sig) {
+  (void)child;
+  (void)sig;
+  seen.exits++;
+  seen.status = status;
+}
+
+static void seen_error(herd_child_t* child, int err) {
+  (void)child;
+  seen.errors++;
+  seen.err = err;
+}
+
+static void seen_close(herd_child_t* child) {
+  seen.closes++;
+  free(child);
+}
+
+static void seen_read(herd_child_t* child, int fd, const char* buf,
+                      ssize_t nread) {
+  size_t len = strlen(seen.out);
+  (void)child;
+  (void)fd;
+  if (nread > 0 && len + (size_t)nread < sizeof(seen.out))
+    memcpy(seen.out + len, buf, (size_t)nread);
+}
+
+/* One herd_spawn() on a fresh loop with a malloc'd handle: an error return
+ * must be UV_ENOMEM from the injected failure, with no callback then or
+ * later, and the handle is freed at once; otherwise close_cb (which frees
+ * the handle) comes exactly once, and a run without failure succeeds. */
+typedef struct {
+  const char* file;
+  const char* const* args;
+  herd_spawn_options_t opts;
+  void (*started)(herd_child_t* child);
+  const char* out;  /* expected stdout, or NULL */
+  int expect_error; /* a run without failure ends with this error_cb */
+  int channel;      /* the IPC channel allocates on the loop (its read
+                       buffer), failing through its own callbacks */
+} spawn_case_t;
+
+static void spawn_case(void* arg) {
+  spawn_case_t* sc = arg;
+  herd_spawn_options_t o = sc->opts;
+  herd_child_t* child = malloc(sizeof(*child));
+  uv_loop_t loop;
+  int r;
+
+  ASSERT(child != NULL);
+  memset(&seen, 0, sizeof(seen));
+  memset(child, 0, sizeof(*child));
+  ASSERT_OK(uv_loop_init(&loop));
+  o.exit_cb = seen_exit;
+  o.error_cb = seen_error;
+  o.close_cb = seen_close;
+  r = herd_spawn(&loop, child, sc->file, sc->args, &o);
+  if (r != 0) {
+    ASSERT_EQ(r, UV_ENOMEM);
+    ASSERT(alloc_failed());
+    free(child);
+    test_loop_run_close(&loop);
+    ASSERT_EQ(seen.exits + seen.errors + seen.closes, 0);
+    return;
+  }
+  if (sc->started != NULL)
+    sc->started(child);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(seen.closes, 1);
+  /* herd_spawn() allocates only before it returns. */
+  if (alloc_failed() && !sc->channel)
+    FATAL("an allocation failed after herd_spawn() returned 0");
+  if (alloc_failed()) {
+    ASSERT_EQ(seen.exits, 1);
+    return;
+  }
+  if (sc->expect_error != 0) {
+    ASSERT_EQ(seen.errors, 1);
+    ASSERT_EQ(seen.err, sc->expect_error);
+    return;
+  }
+  ASSERT_EQ(seen.errors, 0);
+  ASSERT_EQ(seen.exits, 1);
+  ASSERT_EQ(seen.status, 0);
+  if (sc->out != NULL)
+    ASSERT_STR_EQ(seen.out, sc->out);
+}
+
+static void read_stdout(herd_child_t* child) {
+  ASSERT_OK(herd_child_read_start(child, 1, seen_read));
+}
+
+TEST_IMPL(alloc_spawn_pipes) {
+  const char* args[] = {"-c", "echo hi; echo oops >&2", NULL};
+  spawn_case_t sc;
+  memset(&sc, 0, sizeof(sc));
+  sc.file = "/bin/sh";
+  sc.args = args;
+  sc.started = read_stdout;
+  sc.out = "hi\n";
+  ASSERT_GE(alloc_sweep("spawn with pipes", spawn_case, &sc), 2);
+  return 0;
+}
+
+TEST_IMPL(alloc_spawn_shell_env) {
+  const char* args[] = {"$HERD_ALLOC_VAR", NULL};
+  const char* env[] = {"HERD_ALLOC_VAR=from-env", NULL};
+  spawn_case_t sc;
+  memset(&sc, 0, sizeof(sc));
+  sc.file = "echo";
+  sc.args = args;
+  sc.opts.flags = HERD_SPAWN_SHELL | HERD_SPAWN_ENV_EXTEND;
+  sc.opts.env = env;
+  sc.opts.argv0 = "herd-shell";
+  sc.opts.cwd = "/";
+  sc.started = read_stdout;
+  sc.out = "from-env\n";
+  ASSERT_GE(alloc_sweep("spawn with shell and env", spawn_case, &sc), 2);
+  /* A replaced environment, and PATH looked up in it. */
+  {
+    const char* env2[] = {"PATH=/nonexistent:/usr/bin:/bin", NULL};
+    const char* args2[] = {"replaced", NULL};
+    memset(&sc, 0, sizeof(sc));
+    sc.file = "echo";
+    sc.args = args2;
+    sc.opts.env = env2;
+    sc.started = read_stdout;
+    sc.out = "replaced\n";
+    ASSERT_GE(alloc_sweep("spawn with env", spawn_case, &sc), 2);
+  }
+  return 0;
+}
+
+TEST_IMPL(alloc_spawn_ipc) {
+  herd_stdio_t stdio[4] = {{HERD_STDIO_PIPE, 0},
+                           {HERD_STDIO_PIPE, 0},
+                           {HERD_STDIO_IGNORE, 0},
+                           {HERD_STDIO_IPC, 0}};
+  spawn_case_t sc;
+  memset(&sc, 0, sizeof(sc));
+  sc.file = "/bin/true";
+  sc.opts.stdio = stdio;
+  sc.opts.stdio_count = 4;
+  sc.channel = 1;
+  ASSERT_GE(alloc_sweep("spawn with an IPC channel", spawn_case, &sc), 3);
+  return 0;
+}
+
+TEST_IMPL(alloc_spawn_listen_fds) {
+  const char* names[] = {"one", "two"};
+  const char* args[] = {"-c", "echo $LISTEN_FDS $LISTEN_FDNAMES", NULL};
+  spawn_case_t sc;
+  int fds[2];
+  fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  fds[1] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT(fds[0] >= 0 && fds[1] >= 0);
+  memset(&sc, 0, sizeof(sc));
+  sc.file = "/bin/sh";
+  sc.args = args;
+  sc.opts.listen_fds = fds;
+  sc.opts.listen_fds_count = 2;
+  sc.opts.listen_fd_names = names;
+  sc.started = read_stdout;
+  sc.out = "2 one:two\n";
+  ASSERT_GE(alloc_sweep("spawn with listen fds", spawn_case, &sc), 2);
+  close(fds[0]);
+  close(fds[1]);
+  return 0;
+}
+
+/* Failures to start come through error_cb even when allocations fail
+ * around them, and an aborted controller starts nothing. */
+TEST_IMPL(alloc_spawn_failure) {
+  spawn_case_t sc;
+  herd_abort_t ab;
+  memset(&sc, 0, sizeof(sc));
+  sc.file = "/nonexistent/program";
+  sc.expect_error = UV_ENOENT;
+  ASSERT_GE(alloc_sweep("spawn of a missing program", spawn_case, &sc), 2);
+  herd_abort_init(&ab);
+  herd_abort(&ab);
+  memset(&sc, 0, sizeof(sc));
+  sc.file = "/bin/true";
+  sc.opts.abort = &ab;
+  sc.expect_error = UV_ECANCELED;
+  ASSERT_GE(alloc_sweep("spawn with an aborted controller", spawn_case, &sc),
+            1);
+  return 0;
+}
+
+/* herd_child_close() of a running child hands it to the reaper thread; the
+ * sweep's end checks see it reaped and its pidfd closed. */
+static void close_at_once(herd_child_t* child) {
+  herd_child_close(child);
+}
+
+static void spawn_close_case(void* arg) {
+  spawn_case_t* sc = arg;
+  herd_spawn_options_t o = sc->opts;
+  herd_child_t* child = malloc(sizeof(*child));
+  uv_loop_t loop;
+  int r;
+  ASSERT(child != NULL);
+  memset(&seen, 0, sizeof(seen));
+  ASSERT_OK(uv_loop_init(&loop));
+  o.exit_cb = seen_exit;
+  o.error_cb = seen_error;
+  o.close_cb = seen_close;
+  r = herd_spawn(&loop, child, sc->file, sc->args, &o);
+  if (r != 0) {
+    ASSERT_EQ(r, UV_ENOMEM);
+    free(child);
+    test_loop_run_close(&loop);
+    ASSERT_EQ(seen.closes, 0);
+    return;
+  }
+  close_at_once(child);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(seen.closes, 1);
+  ASSERT_EQ(seen.exits, 0);
+}
+
+TEST_IMPL(alloc_child_close_reaper) {
+  const char* args[] = {"0.1", NULL};
+  spawn_case_t sc;
+  memset(&sc, 0, sizeof(sc));
+  sc.file = "sleep";
+  sc.args = args;
+  ASSERT_GE(
+      alloc_sweep("herd_child_close to the reaper", spawn_close_case, &sc), 2);
+  return 0;
+}
+
+/* herd_fork(): its own argv, then herd_spawn() with a channel. */
+typedef struct {
+  const char* program;
+  const char* const* args;
+  herd_fork_options_t opts;
+} fork_case_t;
+
+static void fork_case(void* arg) {
+  fork_case_t* fc = arg;
+  herd_fork_options_t o = fc->opts;
+  herd_child_t* child = malloc(sizeof(*child));
+  uv_loop_t loop;
+  int r;
+  ASSERT(child != NULL);
+  memset(&seen, 0, sizeof(seen));
+  ASSERT_OK(uv_loop_init(&loop));
+  o.spawn.exit_cb = seen_exit;
+  o.spawn.error_cb = seen_error;
+  o.spawn.close_cb = seen_close;
+  r = herd_fork(&loop, child, fc->program, fc->args, &o);
+  if (r != 0) {
+    ASSERT_EQ(r, UV_ENOMEM);
+    ASSERT(alloc_failed());
+    free(child);
+    test_loop_run_close(&loop);
+    ASSERT_EQ(seen.exits + seen.errors + seen.closes, 0);
+    return;
+  }
+  test_loop_run_close(&loop);
+  ASSERT_EQ(seen.closes, 1);
+  if (!alloc_failed()) {
+    ASSERT_EQ(seen.errors, 0);
+    ASSERT_EQ(seen.exits, 1);
+    ASSERT_EQ(seen.status, 0);
+  }
+}
+
+TEST_IMPL(alloc_fork) {
+  fork_case_t fc;
+  memset(&fc, 0, sizeof(fc));
+  fc.program = test_exe();
+  fc.args = test_helper_args("hello", NULL, NULL);
+  fc.opts.silent = 1;
+  ASSERT_GE(alloc_sweep("fork", fork_case, &fc), 3);
+  {
+    /* exec_path and exec_argv: `/bin/sh -c true <program>`. */
+    const char* exec_argv[] = {"-c", "true", NULL};
+    memset(&fc, 0, sizeof(fc));
+    fc.program = "program-name";
+    fc.opts.exec_path = "/bin/sh";
+    fc.opts.exec_argv = exec_argv;
+    fc.opts.silent = 1;
+    ASSERT_GE(alloc_sweep("fork with exec_path", fork_case, &fc), 4);
+  }
+  return 0;
+}
+
+/* herd_exec() and herd_exec_file(): a failure inside the call is returned;
+ * one while the output grows reaches the callback as UV_ENOMEM. */
+typedef struct {
+  const char* command; /* herd_exec(), or NULL for herd_exec_file() */
+  const char* file;
+  const char* const* args;
+  const char* out; /* expected stdout of a run without failure */
+  size_t out_len;  /* or its length, when out is NULL */
+  int grows;       /* output large enough to grow the buffer */
+} exec_case_t;
+
+static void seen_exec(herd_exec_t* req, herd_exec_result_t* result) {
+  seen.closes++;
+  seen.err = result->error;
+  seen.status = result->code;
+  ASSERT(result->out != NULL && result->err != NULL);
+  snprintf(seen.out, sizeof(seen.out), "%s", result->out);
+  seen.out_len = result->out_len;
+  free(req);
+}
+
+static void exec_case(void* arg) {
+  exec_case_t* ec = arg;
+  herd_exec_t* req = malloc(sizeof(*req));
+  uv_loop_t loop;
+  int r;
+  ASSERT(req != NULL);
+  memset(&seen, 0, sizeof(seen));
+  ASSERT_OK(uv_loop_init(&loop));
+  if (ec->command != NULL)
+    r = herd_exec(&loop, req, ec->command, NULL, seen_exec);
+  else
+    r = herd_exec_file(&loop, req, ec->file, ec->args, NULL, seen_exec);
+  if (r != 0) {
+    ASSERT_EQ(r, UV_ENOMEM);
+    ASSERT(alloc_failed());
+    free(req);
+    test_loop_run_close(&loop);
+    ASSERT_EQ(seen.closes, 0);
+    return;
+  }
+  test_loop_run_close(&loop);
+  ASSERT_EQ(seen.closes, 1);
+  if (alloc_failed()) {
+    ASSERT(ec->grows);
+    ASSERT_EQ(seen.err, UV_ENOMEM);
+    return;
+  }
+  ASSERT_EQ(seen.err, 0);
+  ASSERT_EQ(seen.status, 0);
+  if (ec->out != NULL)
+    ASSERT_STR_EQ(seen.out, ec->out);
+  else
+    ASSERT_EQ(seen.out_len, ec->out_len);
+}
+
+TEST_IMPL(alloc_exec) {
+  exec_case_t ec;
+  memset(&ec, 0, sizeof(ec));
+  ec.command = "echo hi; echo oops >&2";
+  ec.out = "hi\n";
+  ASSERT_GE(alloc_sweep("exec", exec_case, &ec), 3);
+  return 0;
+}
+
+TEST_IMPL(alloc_exec_file) {
+  const char* args[] = {"hello", "world", NULL};
+  exec_case_t ec;
+  memset(&ec, 0, sizeof(ec));
+  ec.file = "/bin/echo";
+  ec.args = args;
+  ec.out = "hello world\n";
+  ASSERT_GE(alloc_sweep("exec_file", exec_case, &ec), 3);
+  return 0;
+}
+
+TEST_IMPL(alloc_exec_large_output) {
+  exec_case_t ec;
+  memset(&ec, 0, sizeof(ec));
+  ec.command = "head -c 200000 /dev/zero";
+  ec.out_len = 200000;
+  ec.grows = 1;
+  ASSERT_GE(alloc_sweep("exec with growing output", exec_case, &ec), 4);
+  return 0;
+}
+
+/* The blocking forms: an injected failure gives UV_ENOMEM, whether inside
+ * the call before the start or while the output grows. */
+typedef struct {
+  int kind; /* 0 spawn_sync, 1 exec_sync, 2 exec_file_sync */
+  const char* file;
+  const char* const* args;
+  const char* input;
+  const char* out; /* expected stdout of a run without failure */
+  size_t out_len;  /* or its length, when out is NULL */
+} sync_case_t;
+
+static void sync_case(void* arg) {
+  sync_case_t* sc = arg;
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t res;
+  int r;
+  memset(&o, 0, sizeof(o));
+  if (sc->input != NULL) {
+    o.input = sc->input;
+    o.input_len = strlen(sc->input);
+  }
+  if (sc->kind == 0)
+    r = herd_spawn_sync(sc->file, sc->args, &o, &res);
+  else if (sc->kind == 1)
+    r = herd_exec_sync(sc->file, &o, &res);
+  else
+    r = herd_exec_file_sync(sc->file, sc->args, &o, &res);
+  ASSERT_EQ(r, res.error);
+  if (alloc_failed()) {
+    ASSERT_EQ(r, UV_ENOMEM);
+  } else {
+    ASSERT_OK(r);
+    ASSERT_EQ(res.status, 0);
+    if (sc->out != NULL)
+      ASSERT_STR_EQ(res.out, sc->out);
+    else
+      ASSERT_EQ(res.out_len, sc->out_len);
+  }
+  herd_sync_result_free(&res);
+}
+
+TEST_IMPL(alloc_spawn_sync) {
+  sync_case_t sc;
+  memset(&sc, 0, sizeof(sc));
+  sc.kind = 0;
+  sc.file = "cat";
+  sc.input = "fed to stdin";
+  sc.out = "fed to stdin";
+  ASSERT_GE(alloc_sweep("spawn_sync", sync_case, &sc), 3);
+  {
+    /* Output that grows its buffer. */
+    const char* args[] = {"-c", "200000", "/dev/zero", NULL};
+    memset(&sc, 0, sizeof(sc));
+    sc.kind = 0;
+    sc.file = "head";
+    sc.args = args;
+    sc.out_len = 200000;
+    ASSERT_GE(alloc_sweep("spawn_sync with growing output", sync_case, &sc), 4);
+  }
+  return 0;
+}
+
+TEST_IMPL(alloc_exec_sync) {
+  sync_case_t sc;
+  memset(&sc, 0, sizeof(sc));
+  sc.kind = 1;
+  sc.file = "echo hi";
+  sc.out = "hi\n";
+  ASSERT_GE(alloc_sweep("exec_sync", sync_case, &sc), 2);
+  return 0;
+}
+
+TEST_IMPL(alloc_exec_file_sync) {
+  const char* args[] = {"hi", NULL};
+  sync_case_t sc;
+  memset(&sc, 0, sizeof(sc));
+  sc.kind = 2;
+  sc.file = "/bin/echo";
+  sc.args = args;
+  sc.out = "hi\n";
+  ASSERT_GE(alloc_sweep("exec_file_sync", sync_case, &sc), 2);
+  return 0;
+}
