@@ -65,7 +65,8 @@ enum {
   HERD__CHILD_UNREF = (1 << 7),         /* herd_child_unref() */
   HERD__CHILD_ERROR_PENDING = (1 << 8), /* spawn_error waits for the loop */
   HERD__CHILD_TIMEOUT_ARMED = (1 << 9), /* the timer runs the timeout */
-  HERD__CHILD_CAPTURE = (1 << 10)       /* exec/sync: see herd__spawn() */
+  HERD__CHILD_CAPTURE = (1 << 10),      /* exec/sync: see herd__spawn() */
+  HERD__CHILD_KILL_GROUP = (1 << 11)    /* see herd__child_kill_group_at_exit */
 };
 
 /* Told that the timeout of a capturing spawn expired. */
@@ -123,6 +124,13 @@ int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
  * child->killed); with capture, the pipes are closed as well, even after
  * exit. */
 void herd__child_terminate(herd_child_t* child);
+
+/* spawn.c: when the child (a process group leader: HERD_SPAWN_PROCESS_GROUP)
+ * exits, SIGKILL what is left of its group before reaping it: its zombie
+ * holds the group's id until then, so the signal cannot reach a process
+ * that merely reused the number. For the supervisor, whose workers' leftover
+ * children must not outlive them. */
+void herd__child_kill_group_at_exit(herd_child_t* child);
 
 /* exec.c: an empty buffer with room for `cap` bytes and the NUL. Returns 0
  * or UV_ENOMEM. */

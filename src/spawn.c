@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 extern char** environ;
@@ -398,6 +399,17 @@ static void poll_cb(uv_poll_t* h, int status, int events) {
   int sig, r;
   (void)status;
   (void)events;
+  if (priv->flags & HERD__CHILD_KILL_GROUP) {
+    siginfo_t info;
+    memset(&info, 0, sizeof(info));
+    /* WNOWAIT: only look. The group goes while its leader is a zombie. */
+    if (waitid(P_PIDFD, (id_t)priv->pidfd, &info,
+               WEXITED | WNOHANG | WNOWAIT | __WALL) == 0 &&
+        info.si_pid != 0) {
+      priv->flags &= ~HERD__CHILD_KILL_GROUP;
+      kill(-priv->child->pid, SIGKILL);
+    }
+  }
   r = herd__watch_reap(&priv->watch, &code, &sig);
   if (r == UV_EAGAIN)
     return;
@@ -425,6 +437,12 @@ void herd__child_channel_closed(herd_child_t* child) {
     return;
   priv->flags &= ~HERD__CHILD_CHANNEL;
   child_maybe_finish(priv);
+}
+
+void herd__child_kill_group_at_exit(herd_child_t* child) {
+  herd_child_private_t* priv = child->priv;
+  if (priv != NULL && child->pid > 0)
+    priv->flags |= HERD__CHILD_KILL_GROUP;
 }
 
 void herd__child_terminate(herd_child_t* child) {

@@ -14,6 +14,7 @@
 #include "list-systemd.h"
 #include "list-log.h"
 #include "list-run.h"
+#include "list-supervisor.h"
 
 /* Tests of optional companions, built when their library is found. */
 #ifdef HERD_TEST_JANSSON
@@ -41,6 +42,7 @@
   HERD_TESTS_LISTEN(TEST, HELPER)     \
   HERD_TESTS_SYSTEMD(TEST, HELPER)    \
   HERD_TESTS_LOG(TEST, HELPER)        \
-  HERD_TESTS_RUN(TEST, HELPER)
+  HERD_TESTS_RUN(TEST, HELPER)        \
+  HERD_TESTS_SUPERVISOR(TEST, HELPER)
 
 #endif
