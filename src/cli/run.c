@@ -4,6 +4,7 @@
  * privilege drop, and the program (found and executable, as a shell would
  * find it). docs/run.md is the reference. */
 #include "cli.h"
+#include "run.h"
 
 #include <herd.h>
 #include <errno.h>
@@ -16,62 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Defaults; docs/run.md gives the reasons. */
-#define DEFAULT_READY_DELAY_MS      1000 /* einhorn's timer ACK */
-#define DEFAULT_READY_TIMEOUT_MS    30000
-#define DEFAULT_GRACEFUL_TIMEOUT_MS 10000 /* as herd demo */
-#define DEFAULT_MAX_RESTARTS        10
-#define DEFAULT_RESTART_WINDOW_MS   60000
-#define MAX_DURATION_MS             (7ULL * 24 * 3600 * 1000)
-#define MAX_WORKERS                 1024
-#define MAX_NAME                    64
-
-typedef enum {
-  READY_AUTO = 0, /* listening for Node, else READY=1 or the delay */
-  READY_LISTENING,
-  READY_NOTIFY,
-  READY_DELAY
-} ready_mode_t;
-
 static const char* const ready_names[] = {"auto", "listening", "notify",
                                           "delay"};
-
-typedef struct {
-  const char* text; /* as given, for messages */
-  herd_listen_addr_t addr;
-  int fd;
-} run_listen_t;
-
-typedef struct {
-  int workers; /* 0 until resolved: auto */
-  run_listen_t* listen;
-  int nlisten;
-  int inherited; /* listen[] came from LISTEN_FDS */
-  herd_sched_policy_t policy;
-  int policy_set;
-  const char* name;
-  ready_mode_t ready;
-  uint64_t ready_delay_ms;
-  uint64_t ready_timeout_ms;
-  uint64_t graceful_timeout_ms;
-  int stop_signal;
-  int max_restarts;
-  uint64_t restart_window_ms;
-  const char** env; /* "K=V", NULL-terminated */
-  int nenv;
-  const char* user; /* --user as given */
-  char* user_name;  /* for initgroups(); NULL for a uid without a name */
-  uid_t uid;
-  gid_t gid;
-  int check;
-  const char* program; /* as given */
-  char* path;          /* as found */
-  char** args;         /* after the program */
-  int node;            /* the program speaks Node's cluster protocol */
-} run_options_t;
 
 static void run_usage(FILE* f) {
   fprintf(
@@ -136,6 +88,7 @@ static void options_free(run_options_t* o) {
   free(o->env);
   free(o->user_name);
   free(o->path);
+  herd_sd_names_free(o->fdnames);
 }
 
 /* Names herd sets in each worker's environment itself. */
@@ -307,6 +260,7 @@ static int parse_options(int argc, char** argv, run_options_t* o) {
         if (cli_parse_signal(v, &o->stop_signal) != 0 ||
             o->stop_signal == SIGSTOP)
           return usage_error("bad signal '%s' (e.g. TERM, SIGINT, 15)", v);
+        o->stop_signal_set = 1;
         break;
       case OPT_MAX_RESTARTS:
         if (cli_parse_int(v, 0, 1000000, &o->max_restarts) != 0)
@@ -554,7 +508,14 @@ static int adopt_inherited(run_options_t* o) {
     o->nlisten++;
   }
   o->inherited = 1;
-  herd_sd_names_free(names);
+  /* Passed on to the workers, except systemd's placeholder. */
+  for (int i = 0; i < n; i++) {
+    if (strcmp(names[i], "unknown") == 0) {
+      herd_sd_names_free(names);
+      return 0;
+    }
+  }
+  o->fdnames = names;
   return 0;
 }
 
@@ -562,6 +523,27 @@ static int adopt_inherited(run_options_t* o) {
  * reuseport each slot gets a socket of its own later; the one bound here
  * is the first of its group. Returns 0 or 1 after a message naming the
  * address. */
+/* Under reuseport a busy port would not fail: a socket with SO_REUSEPORT
+ * joins any group of the same user on it, another herd's included. A
+ * socket without it is refused by a port anyone listens on, so it probes
+ * first. Returns 0 or a negative error. */
+static int port_free(const herd_listen_addr_t* a) {
+  int fd, on = 1, v6only = !(a->flags & HERD_LISTEN_ANY), r = 0;
+  if (a->family == AF_UNIX || a->port == 0)
+    return 0;
+  fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return 0; /* the real bind reports it */
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  if (a->family == AF_INET6)
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+  if (bind(fd, (const struct sockaddr*)&a->sa, a->len) != 0 &&
+      errno == EADDRINUSE)
+    r = UV_EADDRINUSE;
+  close(fd);
+  return r;
+}
+
 static int bind_all(run_options_t* o) {
   if (o->inherited)
     return 0;
@@ -572,7 +554,9 @@ static int bind_all(run_options_t* o) {
     memset(&lo, 0, sizeof(lo));
     if (o->policy == HERD_SCHED_REUSEPORT)
       lo.flags = HERD_LISTEN_REUSEPORT;
-    r = herd_listen_bind(&l->addr, &lo, &l->fd);
+    r = o->policy == HERD_SCHED_REUSEPORT ? port_free(&l->addr) : 0;
+    if (r == 0)
+      r = herd_listen_bind(&l->addr, &lo, &l->fd);
     if (r != 0) {
       fprintf(stderr, "herd: cannot listen on %s: %s\n", l->text,
               herd_strerror(r));
@@ -659,17 +643,8 @@ int herd_cli_run(int argc, char** argv) {
   r = adopt_inherited(&o);
   if (r == 0)
     r = bind_all(&o);
-  if (r == 0 && o.user != NULL)
-    r = drop_privileges(&o);
   if (r != 0)
     goto done;
-  if (o.user != NULL && eaccess(o.path, X_OK) != 0) {
-    /* Found as root; the workers run as --user. */
-    fprintf(stderr, "herd: %s: %s (as %s)\n", o.program, strerror(errno),
-            o.user);
-    r = 126;
-    goto done;
-  }
   if (o.name == NULL) {
     const char* base = strrchr(o.program, '/');
     o.name = base != NULL ? base + 1 : o.program;
@@ -678,13 +653,33 @@ int herd_cli_run(int argc, char** argv) {
     o.workers = (int)uv_available_parallelism();
   if (o.workers > MAX_WORKERS)
     o.workers = MAX_WORKERS;
+  /* The pool is set up before the privilege drop: under reuseport it
+   * binds the initial slots' sockets, which must be bound by the same
+   * user as the first. */
+  if (!o.check) {
+    r = run_pool_prepare(&o);
+    if (r != 0)
+      goto done;
+  }
+  if (o.user != NULL)
+    r = drop_privileges(&o);
+  if (r == 0 && o.user != NULL && eaccess(o.path, X_OK) != 0) {
+    /* Found as root; the workers run as --user. */
+    fprintf(stderr, "herd: %s: %s (as %s)\n", o.program, strerror(errno),
+            o.user);
+    r = 126;
+  }
+  if (r != 0) {
+    if (!o.check)
+      run_pool_abandon();
+    goto done;
+  }
   if (o.check) {
     print_plan(&o);
     r = 0;
     goto done;
   }
-  fprintf(stderr, "herd: run: the supervisor is not available yet\n");
-  r = 70;
+  r = run_pool_run(&o);
 
 done:
   if (!o.inherited)

@@ -1,0 +1,288 @@
+/* `herd run`: the pool, on the supervisor (include/herd/supervisor.h).
+ * This file chooses the timeouts and maps signals and events; the library
+ * does the supervising.
+ *
+ * Signals. TERM and INT stop gracefully, a second one at once; QUIT stops
+ * at once; HUP reloads; USR1 and USR2 are passed on to every worker;
+ * TTIN and TTOU add and retire a worker. TTIN and TTOU are also what the
+ * kernel sends a background process that touches its terminal, so they
+ * are read with their siginfo (a signalfd) and only those sent with
+ * kill(2) count. herd handles every signal that ends a process by
+ * default and matters here, which is also what PID 1 in a container must
+ * do (the kernel delivers it no signal it does not handle); SIGPIPE is
+ * ignored.
+ *
+ * Exit status: 0 after a stop asked for by a signal, in which every
+ * worker ended within the graceful timeout; 128 + N when the stop asked
+ * for by signal N had to kill workers (the deadline passed, a second
+ * signal, QUIT); 1 when herd gave up or could not run. */
+#include "cli.h"
+#include "run.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+static struct {
+  uv_loop_t* loop;
+  herd_log_t out;
+  herd_log_t err;
+  int out_on;
+  int err_on;
+  herd_sd_notifier_t notifier;
+  int notifier_on;
+  herd_supervisor_t sup;
+  int sup_on;
+  uv_signal_t signals[6];
+  int nsignals;
+  int sigfd;
+  uv_poll_t sigpoll;
+  int sigpoll_on;
+  int stop_signal; /* the signal that asked for the stop, 0: none */
+  uint64_t kills_at_stop;
+  int status;
+} R = {.sigfd = -1};
+
+static void say(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* One line of herd's own on stderr, through the log so it never splits a
+ * worker's line. */
+static void say(const char* fmt, ...) {
+  char line[1024];
+  va_list ap;
+  int n;
+  va_start(ap, fmt);
+  n = vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  if ((size_t)n >= sizeof(line))
+    n = sizeof(line) - 1;
+  if (R.err_on)
+    herd_log_write(&R.err, "herd: ", line, (size_t)n);
+  else
+    fprintf(stderr, "herd: %s\n", line);
+}
+
+static void on_stopped(herd_supervisor_t* s);
+
+static void on_event(herd_supervisor_t* s, const herd_supervisor_event_t* e) {
+  (void)s;
+  switch (e->type) {
+    case HERD_SUPERVISOR_READY:
+    case HERD_SUPERVISOR_EXITED:
+    case HERD_SUPERVISOR_ORPHAN:
+      /* READY is in ALL_READY and RELOAD_DONE; an exit that matters is
+       * CRASHED, which says how it ended. */
+      return;
+    case HERD_SUPERVISOR_STOPPED:
+      if (s->orphans > 0)
+        say("%s; %llu orphan%s reaped", e->text, (unsigned long long)s->orphans,
+            s->orphans == 1 ? "" : "s");
+      else
+        say("%s", e->text);
+      /* Also after giving up, where no stop was asked for. */
+      on_stopped(s);
+      return;
+    default:
+      say("%s", e->text);
+  }
+}
+
+static void on_closed(herd_supervisor_t* s) {
+  (void)s;
+  for (int i = 0; i < R.nsignals; i++)
+    uv_close((uv_handle_t*)&R.signals[i], NULL);
+  if (R.sigpoll_on)
+    uv_close((uv_handle_t*)&R.sigpoll, NULL);
+  if (R.notifier_on)
+    herd_sd_notifier_close(&R.notifier, NULL);
+  if (R.out_on)
+    herd_log_close(&R.out, NULL);
+  if (R.err_on)
+    herd_log_close(&R.err, NULL);
+  R.sigpoll_on = R.notifier_on = R.out_on = R.err_on = 0;
+}
+
+static void on_stopped(herd_supervisor_t* s) {
+  if (s->gave_up)
+    R.status = 1;
+  else if (R.stop_signal != 0 && s->kills > R.kills_at_stop)
+    R.status = 128 + R.stop_signal;
+  else
+    R.status = 0;
+  herd_supervisor_close(s, on_closed);
+}
+
+static void stop(int signum, int now) {
+  herd_supervisor_t* s = &R.sup;
+  if (!s->stopping) {
+    R.stop_signal = signum;
+    R.kills_at_stop = s->kills;
+  }
+  herd_supervisor_stop(s, now, NULL);
+}
+
+static void on_signal(uv_signal_t* h, int signum) {
+  herd_supervisor_t* s = &R.sup;
+  (void)h;
+  switch (signum) {
+    case SIGTERM:
+    case SIGINT:
+      /* A second one: at once. */
+      stop(signum, s->stopping);
+      break;
+    case SIGQUIT:
+      stop(signum, 1);
+      break;
+    case SIGHUP:
+      herd_supervisor_reload(s);
+      break;
+    default:
+      herd_supervisor_signal(s, signum);
+  }
+}
+
+/* TTIN and TTOU, from the signalfd: only those sent by a process. */
+static void on_sigfd(uv_poll_t* h, int status, int events) {
+  struct signalfd_siginfo si;
+  (void)h;
+  (void)status;
+  (void)events;
+  while (read(R.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+    int r;
+    if (si.ssi_code == SI_KERNEL)
+      continue;
+    r = herd_supervisor_scale(&R.sup, si.ssi_signo == SIGTTIN ? 1 : -1);
+    if (r == UV_EINVAL)
+      say("%s ignored: the pool has %d worker%s (1 to %d)",
+          si.ssi_signo == SIGTTIN ? "SIGTTIN" : "SIGTTOU", R.sup.workers,
+          R.sup.workers == 1 ? "" : "s", MAX_WORKERS);
+  }
+}
+
+static int signals_init(void) {
+  static const int sigs[] = {SIGTERM, SIGINT,  SIGQUIT,
+                             SIGHUP,  SIGUSR1, SIGUSR2};
+  sigset_t tt;
+  int r;
+  for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+    r = uv_signal_init(R.loop, &R.signals[R.nsignals]);
+    if (r != 0)
+      return r;
+    R.nsignals++;
+    r = uv_signal_start(&R.signals[R.nsignals - 1], on_signal, sigs[i]);
+    if (r != 0)
+      return r;
+  }
+  /* Blocked before any thread exists, so every thread inherits the mask
+   * and the signalfd sees them all. Workers start with nothing blocked
+   * (herd_spawn()). */
+  sigemptyset(&tt);
+  sigaddset(&tt, SIGTTIN);
+  sigaddset(&tt, SIGTTOU);
+  sigprocmask(SIG_BLOCK, &tt, NULL);
+  R.sigfd = signalfd(-1, &tt, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (R.sigfd < 0)
+    return -errno;
+  r = uv_poll_init(R.loop, &R.sigpoll, R.sigfd);
+  if (r != 0)
+    return r;
+  R.sigpoll_on = 1;
+  return uv_poll_start(&R.sigpoll, UV_READABLE, on_sigfd);
+}
+
+int run_pool_prepare(run_options_t* o) {
+  static const herd_ready_mode_t modes[] = {
+      HERD_READY_AUTO, HERD_READY_LISTENING, HERD_READY_NOTIFY,
+      HERD_READY_DELAY};
+  herd_supervisor_socket_t socks[HERD_LISTEN_FDS_MAX];
+  herd_supervisor_options_t so;
+  int r;
+
+  R.loop = uv_default_loop();
+  signal(SIGPIPE, SIG_IGN);
+  if (herd_log_init(R.loop, &R.out, STDOUT_FILENO, NULL) == 0)
+    R.out_on = 1;
+  if (herd_log_init(R.loop, &R.err, STDERR_FILENO, NULL) == 0)
+    R.err_on = 1;
+  /* NOTIFY_SOCKET and the watchdog are herd's, never its workers'. */
+  r = herd_sd_notifier_init(R.loop, &R.notifier, HERD_SD_UNSET_ENV);
+  if (r == 0)
+    R.notifier_on = 1;
+  else
+    say("NOTIFY_SOCKET ignored: %s", herd_strerror(r));
+  if (o->nlisten > HERD_LISTEN_FDS_MAX) {
+    say("at most %d addresses", HERD_LISTEN_FDS_MAX);
+    run_pool_abandon();
+    return 2;
+  }
+  memset(socks, 0, sizeof(socks));
+  for (int i = 0; i < o->nlisten; i++) {
+    socks[i].fd = o->listen[i].fd;
+    socks[i].addr = &o->listen[i].addr;
+    socks[i].name = o->fdnames != NULL ? o->fdnames[i] : NULL;
+  }
+  memset(&so, 0, sizeof(so));
+  so.protocol = o->node ? HERD_WORKER_CLUSTER : HERD_WORKER_SYSTEMD;
+  so.name = o->name;
+  so.file = o->path;
+  so.args = (const char* const*)o->args;
+  so.env = (const char* const*)o->env;
+  so.workers = o->workers;
+  so.max_workers = MAX_WORKERS;
+  so.policy = o->policy;
+  so.sockets = socks;
+  so.socket_count = o->nlisten;
+  so.ready = modes[o->ready];
+  so.ready_delay = o->ready_delay_ms;
+  so.ready_timeout = o->ready_timeout_ms;
+  so.graceful_timeout = o->graceful_timeout_ms == 0 ? HERD_SUPERVISOR_NO_GRACE
+                                                    : o->graceful_timeout_ms;
+  so.stop_signal = o->stop_signal_set ? o->stop_signal : 0;
+  so.max_restarts = o->max_restarts == 0 ? HERD_RESTARTS_NONE : o->max_restarts;
+  so.restart_window = o->restart_window_ms;
+  so.out = R.out_on ? &R.out : NULL;
+  so.err = R.err_on ? &R.err : NULL;
+  so.notifier = R.notifier_on ? &R.notifier : NULL;
+  so.flags = HERD_SUPERVISOR_SUBREAPER | HERD_SUPERVISOR_SENTINEL;
+  r = herd_supervisor_init(R.loop, &R.sup, &so, on_event, NULL);
+  if (r != 0) {
+    say("cannot run %s: %s", o->program, herd_strerror(r));
+    run_pool_abandon();
+    return 1;
+  }
+  R.sup_on = 1;
+  return 0;
+}
+
+int run_pool_run(run_options_t* o) {
+  int r;
+  (void)o;
+  R.status = 1;
+  r = signals_init();
+  if (r == 0)
+    r = herd_supervisor_start(&R.sup);
+  if (r != 0) {
+    say("cannot start: %s", herd_strerror(r));
+    herd_supervisor_close(&R.sup, on_closed);
+  }
+  uv_run(R.loop, UV_RUN_DEFAULT);
+  uv_loop_close(R.loop);
+  if (R.sigfd >= 0)
+    close(R.sigfd);
+  return R.status;
+}
+
+void run_pool_abandon(void) {
+  if (R.sup_on)
+    herd_supervisor_close(&R.sup, on_closed);
+  else
+    on_closed(NULL);
+  uv_run(R.loop, UV_RUN_DEFAULT);
+  uv_loop_close(R.loop);
+}
