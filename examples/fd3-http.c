@@ -3,7 +3,9 @@
  * tells its manager it is ready (sd_notify(3) READY=1 on NOTIFY_SOCKET),
  * and on SIGTERM or SIGINT stops accepting and finishes the requests it
  * has before it exits. It answers every request with its pid, so a client
- * can tell which process served it. The same program runs under systemd,
+ * can tell which process served it; GET /sleep/MS answers after MS
+ * milliseconds (a slow request, to see a graceful stop finish it). The
+ * same program runs under systemd,
  * `systemd-socket-activate`, or as the workers of `herd run`:
  *
  *   herd run -w 4 -l 127.0.0.1:8000 -- ./fd3-http
@@ -29,7 +31,25 @@ static uv_signal_t sigterm, sigint;
 static char body[32];
 static size_t body_len;
 
+static void on_slept(uv_timer_t* timer) {
+  herd_http_req_t* req = timer->data;
+  herd_http_respond(req, 200, "text/plain", body, body_len);
+  uv_close((uv_handle_t*)timer, (uv_close_cb)free);
+}
+
 static void on_request(herd_http_req_t* req) {
+  uv_timer_t* timer;
+  if (req->url_len > 7 && req->url_len < 20 &&
+      memcmp(req->url, "/sleep/", 7) == 0 &&
+      (timer = malloc(sizeof(*timer))) != NULL) {
+    char ms[16]; /* the url is not NUL-terminated */
+    memcpy(ms, req->url + 7, req->url_len - 7);
+    ms[req->url_len - 7] = '\0';
+    uv_timer_init(loop, timer);
+    timer->data = req;
+    uv_timer_start(timer, on_slept, strtoull(ms, NULL, 10), 0);
+    return;
+  }
   herd_http_respond(req, 200, "text/plain", body, body_len);
 }
 

@@ -169,8 +169,11 @@ void herd__restart_crashed(herd__sup_t* p, herd__sup_slot_t* slot,
     snprintf(then, sizeof(then), "its successor takes over");
   } else {
     herd__restart_schedule(p, slot, delay);
-    snprintf(then, sizeof(then), "restarting it in %llu ms",
-             (unsigned long long)delay);
+    if (delay == 0)
+      snprintf(then, sizeof(then), "restarting it now");
+    else
+      snprintf(then, sizeof(then), "restarting it in %llu ms",
+               (unsigned long long)delay);
   }
   herd__sup_emit(p, HERD_SUPERVISOR_CRASHED, slot->index, proc, error, delay,
                  "%s %s; %s", who, how, then);

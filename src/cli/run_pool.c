@@ -262,8 +262,11 @@ int run_pool_prepare(run_options_t* o) {
 
 int run_pool_run(run_options_t* o) {
   int r;
-  (void)o;
   R.status = 1;
+  /* With port 0 this is where the port is told. */
+  for (int i = 0; i < o->nlisten; i++)
+    say("listening on %s%s", o->listen[i].addr.text,
+        o->inherited ? " (inherited)" : "");
   r = signals_init();
   if (r == 0)
     r = herd_supervisor_start(&R.sup);
