@@ -176,6 +176,7 @@ struct herd_supervisor_private_s {
   /* Subreaper. */
   herd_subreaper_t subreaper;
   int subreaper_on;
+  pid_t orphan_pid; /* for the ORPHAN event */
 
   char text[512]; /* the text of the event being sent */
 };

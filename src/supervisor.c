@@ -42,6 +42,8 @@ void herd__sup_emit(herd__sup_t* p, herd_supervisor_event_type_t type, int slot,
         e.error = proc->start_error;
     }
   }
+  if (type == HERD_SUPERVISOR_ORPHAN)
+    e.pid = p->orphan_pid;
   va_start(ap, fmt);
   vsnprintf(p->text, sizeof(p->text), fmt, ap);
   va_end(ap);
@@ -496,6 +498,16 @@ fail:
   return r;
 }
 
+static void on_orphan(herd_subreaper_t* sr, pid_t pid, int64_t status,
+                      int sig) {
+  herd__sup_t* p = sr->data;
+  p->pub->orphans++;
+  p->orphan_pid = pid;
+  herd__sup_emit(p, HERD_SUPERVISOR_ORPHAN, -1, NULL, 0, 0,
+                 "reaped orphan %d (%s %lld)", (int)pid,
+                 sig ? "signal" : "status", (long long)(sig ? sig : status));
+}
+
 int herd_supervisor_start(herd_supervisor_t* s) {
   herd__sup_t* p = s->priv;
   int r;
@@ -504,7 +516,8 @@ int herd_supervisor_start(herd_supervisor_t* s) {
   if (p->started)
     return UV_EALREADY;
   if (p->flags & HERD_SUPERVISOR_SUBREAPER) {
-    r = herd_subreaper_start(s->loop, &p->subreaper, NULL);
+    p->subreaper.data = p;
+    r = herd_subreaper_start(s->loop, &p->subreaper, on_orphan);
     if (r != 0)
       return r;
     p->subreaper.data = p;

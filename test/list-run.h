@@ -11,4 +11,17 @@
   TEST(run_reload_c_shared, 60000)      \
   TEST(run_reload_c_reuseport, 60000)   \
   TEST(run_reload_python_shared, 60000) \
-  TEST(run_reload_python_reuseport, 60000) /* end */
+  TEST(run_reload_python_reuseport, 60000) \
+  TEST(run_bad_deploys, 60000)             \
+  TEST(run_crash_loop, 40000)              \
+  TEST(run_crash_after_long_life, 30000)   \
+  TEST(run_graceful_stop_inflight, 30000)  \
+  TEST(run_stop_kills_at_deadline, 30000)  \
+  TEST(run_kill9_leaves_nothing, 30000)    \
+  TEST(run_pid1_reaps_orphans, 30000)      \
+  TEST(run_socket_activation, 30000)       \
+  TEST(run_sd_notify_order, 30000)         \
+  TEST(run_log_integrity, 90000)           \
+  TEST(run_scale_ttin_ttou, 60000)         \
+  TEST(run_passes_usr1, 30000)             \
+  HELPER(run_log_lines) /* end */

@@ -4,6 +4,7 @@
 #include "test-cluster.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const char* hr_herd(void) {
@@ -20,13 +21,28 @@ const char* hr_fd3_http(void) {
   return path;
 }
 
+/* Grows by doubling: a test may collect megabytes. The capacity is kept
+ * just before the buffer. */
 static void append(char** buf, size_t* len, const char* data, size_t n) {
-  char* nb = realloc(*buf, *len + n + 1);
-  ASSERT(nb != NULL);
-  memcpy(nb + *len, data, n);
+  size_t* base = *buf != NULL ? (size_t*)*buf - 1 : NULL;
+  size_t cap = base != NULL ? *base : 0;
+  if (*len + n + 1 > cap) {
+    size_t ncap = cap ? cap : 4096;
+    while (ncap < *len + n + 1)
+      ncap *= 2;
+    base = realloc(base, sizeof(size_t) + ncap);
+    ASSERT(base != NULL);
+    *base = ncap;
+    *buf = (char*)(base + 1);
+  }
+  memcpy(*buf + *len, data, n);
   *len += n;
-  nb[*len] = '\0';
-  *buf = nb;
+  (*buf)[*len] = '\0';
+}
+
+static void buf_free(char* buf) {
+  if (buf != NULL)
+    free((size_t*)buf - 1);
 }
 
 static void on_read(herd_child_t* child, int fd, const char* buf,
@@ -87,6 +103,11 @@ static void on_tick(uv_timer_t* t) {
 }
 
 void hr_start(hr_t* h, const char* const* args, const char* const* env) {
+  hr_start_file(h, hr_herd(), args, env);
+}
+
+void hr_start_file(hr_t* h, const char* file, const char* const* args,
+                   const char* const* env) {
   herd_spawn_options_t o;
   herd_stdio_t stdio[3];
   const char* envp[32];
@@ -116,7 +137,7 @@ void hr_start(hr_t* h, const char* const* args, const char* const* env) {
   o.exit_cb = on_exit_cb;
   o.close_cb = on_close;
   h->child.data = h;
-  ASSERT_OK(herd_spawn(&h->loop, &h->child, hr_herd(), args, &o));
+  ASSERT_OK(herd_spawn(&h->loop, &h->child, file, args, &o));
   ASSERT(h->child.pid > 0);
   h->pid = h->child.pid;
   ASSERT_OK(herd_child_read_start(&h->child, 1, on_read));
@@ -239,6 +260,58 @@ void hr_finish(hr_t* h) {
   herd_sd_notify_socket_close(&h->notify, NULL);
   uv_close((uv_handle_t*)&h->tick, NULL);
   test_loop_run_close(&h->loop);
-  free(h->out);
-  free(h->err);
+  buf_free(h->out);
+  buf_free(h->err);
+}
+
+static char script_path[128];
+static char mode_path[128];
+
+void hr_deploy(const char* mode) {
+  char tmp[160];
+  FILE* f;
+  /* Replaced whole, as a deploy would: a start never reads half a file. */
+  snprintf(tmp, sizeof(tmp), "%s.new", mode_path);
+  f = fopen(tmp, "we");
+  ASSERT(f != NULL);
+  fprintf(f, "%s\n", mode);
+  fclose(f);
+  ASSERT_EQ(rename(tmp, mode_path), 0);
+}
+
+const char* hr_script(const char* mode) {
+  const char* fd3 = hr_fd3_http();
+  FILE* f;
+  snprintf(script_path, sizeof(script_path), "/tmp/herd-run-%d.sh",
+           (int)getpid());
+  snprintf(mode_path, sizeof(mode_path), "/tmp/herd-run-%d.mode",
+           (int)getpid());
+  f = fopen(script_path, "we");
+  ASSERT(f != NULL);
+  fprintf(f,
+          "#!/bin/sh\n"
+          "read mode arg < %s\n"
+          "case $mode in\n"
+          "serve) exec %s ;;\n"
+          "exit) exit $arg ;;\n"
+          "slow) sleep $arg; exec %s ;;\n"
+          "never) exec sleep 1000 ;;\n"
+          "hang) trap '' TERM; sleep 1000 & while :; do sleep 1; done ;;\n"
+          "crash) sleep $(($arg / 1000)).$(printf %%03d $(($arg %% 1000))); "
+          "exit 1 ;;\n"
+          "usr1) trap 'echo got USR1' USR1; while :; do sleep 0.05; done ;;\n"
+          "orphans) i=0; while [ $i -lt $arg ]; do ( : & ); i=$((i+1)); "
+          "done; exec %s ;;\n"
+          "esac\n"
+          "exit 99\n",
+          mode_path, fd3, fd3, fd3);
+  fclose(f);
+  ASSERT_EQ(chmod(script_path, 0755), 0);
+  hr_deploy(mode);
+  return script_path;
+}
+
+void hr_script_remove(void) {
+  unlink(script_path);
+  unlink(mode_path);
 }

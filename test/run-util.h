@@ -38,6 +38,10 @@ const char* hr_fd3_http(void);
 /* Starts `herd` with args (argv without argv[0]) and env entries added;
  * stdin is /dev/null. */
 void hr_start(hr_t* h, const char* const* args, const char* const* env);
+/* The same with another program (e.g. unshare or systemd-socket-activate
+ * running herd). */
+void hr_start_file(hr_t* h, const char* file, const char* const* args,
+                   const char* const* env);
 /* Runs the loop until cond(h, arg) holds or `ms` pass; returns whether it
  * held. */
 int hr_wait(hr_t* h, int (*cond)(hr_t* h, void* arg), void* arg, int ms);
@@ -59,6 +63,23 @@ int hr_workers(hr_t* h, int* pids, int cap);
  * and every one of old[] is gone; fills pids. Returns 1 if it happened. */
 int hr_wait_new_workers(hr_t* h, const int* old, int nold, int n, int* pids,
                         int ms);
+/* A worker program that does what its mode file says, so that a test can
+ * deploy a new version by rewriting the file (hr_deploy()). Modes, with
+ * an argument:
+ *   serve        exec fd3-http
+ *   exit N       exit with status N at once
+ *   slow S       sleep S seconds, then exec fd3-http (READY=1 late)
+ *   never        never ready: sleep, silent
+ *   hang         ignore SIGTERM, with children in its group
+ *   crash MS     silent, exit 1 after MS ms
+ *   orphans N    leave N orphans that exit at once, then exec fd3-http
+ *   usr1         says "got USR1" on stdout for each SIGUSR1
+ * Returns the script's path (static buffer). */
+const char* hr_script(const char* mode);
+/* Rewrites the mode file of hr_script(). */
+void hr_deploy(const char* mode);
+/* Removes the script and its mode file. */
+void hr_script_remove(void);
 /* Kills herd if it still runs, closes everything, checks the loop. */
 void hr_finish(hr_t* h);
 
