@@ -279,6 +279,10 @@ void hr_deploy(const char* mode) {
   ASSERT_EQ(rename(tmp, mode_path), 0);
 }
 
+const char* hr_mode_path(void) {
+  return mode_path;
+}
+
 const char* hr_script(const char* mode) {
   const char* fd3 = hr_fd3_http();
   FILE* f;
@@ -299,12 +303,14 @@ const char* hr_script(const char* mode) {
           "hang) trap '' TERM; sleep 1000 & while :; do sleep 1; done ;;\n"
           "crash) sleep $(($arg / 1000)).$(printf %%03d $(($arg %% 1000))); "
           "exit 1 ;;\n"
+          "split) [ \"$HERD_WORKER_ID\" = 1 ] && exit 2; exec %s ;;\n"
+          "leave) sleep 1000 & echo $! > %s.child; exit 3 ;;\n"
           "usr1) trap 'echo got USR1' USR1; while :; do sleep 0.05; done ;;\n"
           "orphans) i=0; while [ $i -lt $arg ]; do ( : & ); i=$((i+1)); "
           "done; exec %s ;;\n"
           "esac\n"
           "exit 99\n",
-          mode_path, fd3, fd3, fd3);
+          mode_path, fd3, fd3, fd3, mode_path, fd3);
   fclose(f);
   ASSERT_EQ(chmod(script_path, 0755), 0);
   hr_deploy(mode);
@@ -312,6 +318,9 @@ const char* hr_script(const char* mode) {
 }
 
 void hr_script_remove(void) {
+  char child[160];
+  snprintf(child, sizeof(child), "%s.child", mode_path);
+  unlink(child);
   unlink(script_path);
   unlink(mode_path);
 }

@@ -74,8 +74,13 @@ int hr_wait_new_workers(hr_t* h, const int* old, int nold, int n, int* pids,
  *   crash MS     silent, exit 1 after MS ms
  *   orphans N    leave N orphans that exit at once, then exec fd3-http
  *   usr1         says "got USR1" on stdout for each SIGUSR1
+ *   split        slot 1 exits with status 2 at once, the others serve
+ *   leave        starts `sleep 1000` in its group (pid in <mode file>.child)
+ *                and exits with status 3
  * Returns the script's path (static buffer). */
 const char* hr_script(const char* mode);
+/* The mode file's path. */
+const char* hr_mode_path(void);
 /* Rewrites the mode file of hr_script(). */
 void hr_deploy(const char* mode);
 /* Removes the script and its mode file. */

@@ -2,6 +2,7 @@
  * fd3-http example, shell scripts that misbehave on purpose) on
  * loopback sockets, driven by events and checked with an HTTP client on a
  * thread. Each test is bounded by deadlines on the loop, not sleeps. */
+#include "run-util.h"
 #include "test-cluster.h"
 
 #include <fcntl.h>
@@ -33,8 +34,6 @@ struct sup_test_s {
   /* What the test does next, on an event. */
   void (*on_event)(sup_test_t* t, const herd_supervisor_event_t* e);
   void* data;
-  char script[128];
-  char mode_file[128];
 };
 
 static void on_deadline(uv_timer_t* timer) {
@@ -110,16 +109,18 @@ static void sup_stopped(herd_supervisor_t* s) {
   herd_supervisor_close(s, sup_closed);
 }
 
+/* For tests where the supervisor stops by itself (giving up). */
+static void close_on_stopped(sup_test_t* t, const herd_supervisor_event_t* e) {
+  if (e->type == HERD_SUPERVISOR_STOPPED)
+    herd_supervisor_close(&t->sup, sup_closed);
+}
+
 /* Runs the loop to its end and checks everything was released. */
 static void sup_finish(sup_test_t* t) {
   ASSERT_EQ(uv_run(&t->loop, UV_RUN_DEFAULT), 0);
   ASSERT(t->closed);
   test_loop_close(&t->loop);
   close(t->fd);
-  if (t->script[0] != '\0')
-    unlink(t->script);
-  if (t->mode_file[0] != '\0')
-    unlink(t->mode_file);
 }
 
 /* The pid a fd3-http worker answered with, or -1. */
@@ -127,46 +128,6 @@ static int get_pid(int port) {
   char body[64];
   int status = tc_http_get(port, body, sizeof(body), 3000);
   return status == 200 ? atoi(body) : -1;
-}
-
-/* A shell script that runs the mode its mode file holds, so a test can
- * "deploy" a new version by rewriting the file:
- *   serve      exec fd3-http
- *   exit N     exit with status N at once
- *   slow MS    READY=1 only after MS (fd3-http after a sleep)
- *   hang       never ready, ignores SIGTERM (with a child in its group)
- *   crash MS   serve, exit 1 after MS */
-static void write_mode(sup_test_t* t, const char* mode) {
-  FILE* f = fopen(t->mode_file, "we");
-  ASSERT(f != NULL);
-  fprintf(f, "%s\n", mode);
-  fclose(f);
-}
-
-__attribute__((unused)) static void make_script(sup_test_t* t,
-                                                const char* mode) {
-  FILE* f;
-  snprintf(t->script, sizeof(t->script), "/tmp/herd-sup-%d.sh", (int)getpid());
-  snprintf(t->mode_file, sizeof(t->mode_file), "/tmp/herd-sup-%d.mode",
-           (int)getpid());
-  f = fopen(t->script, "we");
-  ASSERT(f != NULL);
-  fprintf(f,
-          "#!/bin/sh\n"
-          "read mode arg < %s\n"
-          "case $mode in\n"
-          "serve) exec %s ;;\n"
-          "exit) exit $arg ;;\n"
-          "slow) sleep $arg; exec %s ;;\n"
-          "hang) trap '' TERM; sleep 1000 & while :; do sleep 1; done ;;\n"
-          "crash) %s & sleep $arg; exit 1 ;;\n"
-          "esac\n"
-          "exit 99\n",
-          t->mode_file, fd3_http(), fd3_http(), fd3_http());
-  fclose(f);
-  ASSERT_EQ(chmod(t->script, 0755), 0);
-  write_mode(t, mode);
-  t->opts.file = t->script;
 }
 
 /* supervisor_serve_reload_stop: start, serve, reload (every pid new),
@@ -210,9 +171,15 @@ static void srs_collected(void* arg) {
 }
 
 static void srs_event(sup_test_t* t, const herd_supervisor_event_t* e) {
+  /* After the reload, once the old workers are gone: until they have
+   * exited they may still take a connection. */
   if (e->type == HERD_SUPERVISOR_ALL_READY ||
-      e->type == HERD_SUPERVISOR_RELOAD_DONE)
+      (e->type == HERD_SUPERVISOR_EXITED &&
+       t->count[HERD_SUPERVISOR_EXITED] == 2 && !t->sup.stopping)) {
+    ASSERT(e->type != HERD_SUPERVISOR_EXITED ||
+           t->count[HERD_SUPERVISOR_RELOAD_DONE] == 1);
     tc_job_start(&t->loop, srs_collect, srs_collected, t);
+  }
 }
 
 static void serve_reload_stop(herd_sched_policy_t policy) {
@@ -243,5 +210,365 @@ static void serve_reload_stop(herd_sched_policy_t policy) {
 TEST_IMPL(supervisor_serve_reload_stop) {
   serve_reload_stop(HERD_SCHED_REUSEPORT);
   serve_reload_stop(HERD_SCHED_SHARED);
+  return 0;
+}
+
+/* Readiness: READY=1 (NOTIFY, and AUTO before the delay), the delay
+ * (DELAY, and AUTO for a silent worker), and a worker never ready within
+ * ready_timeout is a failure, never ready. */
+static void ready_case(herd_ready_mode_t mode, const char* file, uint64_t delay,
+                       uint64_t min_ms, uint64_t max_ms) {
+  sup_test_t t;
+  uint64_t t0;
+  sup_setup(&t, file, 1, HERD_SCHED_SHARED, 20000);
+  t.opts.ready = mode;
+  t.opts.ready_delay = delay;
+  t0 = uv_now(&t.loop);
+  sup_start(&t);
+  while (t.count[HERD_SUPERVISOR_ALL_READY] == 0)
+    ASSERT(uv_run(&t.loop, UV_RUN_ONCE) != 0);
+  uv_update_time(&t.loop);
+  ASSERT_GE(uv_now(&t.loop) - t0, min_ms);
+  ASSERT_LE(uv_now(&t.loop) - t0, max_ms);
+  ASSERT_OK(herd_supervisor_stop(&t.sup, 0, sup_stopped));
+  sup_finish(&t);
+  ASSERT_EQ(t.count[HERD_SUPERVISOR_NOT_READY], 0);
+  ASSERT_EQ(t.count[HERD_SUPERVISOR_CRASHED], 0);
+}
+
+TEST_IMPL(supervisor_ready_modes) {
+  const char* silent = hr_script("never");
+  ready_case(HERD_READY_NOTIFY, fd3_http(), 0, 0, 5000);
+  /* AUTO: READY=1 long before a 10 s delay. */
+  ready_case(HERD_READY_AUTO, fd3_http(), 10000, 0, 5000);
+  /* A silent worker: the delay. */
+  ready_case(HERD_READY_DELAY, silent, 300, 290, 5000);
+  ready_case(HERD_READY_AUTO, silent, 300, 290, 5000);
+  /* A silent worker under NOTIFY is never ready: stopped at the timeout,
+   * and, as no worker ever was ready, herd gives up at once. */
+  {
+    sup_test_t t;
+    sup_setup(&t, silent, 1, HERD_SCHED_SHARED, 20000);
+    t.opts.ready = HERD_READY_NOTIFY;
+    t.opts.ready_timeout = 300;
+    t.opts.graceful_timeout = 200;
+    t.on_event = close_on_stopped;
+    sup_start(&t);
+    sup_finish(&t);
+    ASSERT_EQ(t.count[HERD_SUPERVISOR_STOPPED], 1);
+    ASSERT_EQ(t.count[HERD_SUPERVISOR_NOT_READY], 1);
+    ASSERT_EQ(t.count[HERD_SUPERVISOR_READY], 0);
+    ASSERT_EQ(t.count[HERD_SUPERVISOR_ALL_READY], 0);
+    ASSERT_EQ(t.count[HERD_SUPERVISOR_GAVE_UP], 1);
+    ASSERT_EQ(t.last[HERD_SUPERVISOR_GAVE_UP].error, HERD_ENEVERREADY);
+    ASSERT(t.sup.gave_up);
+  }
+  hr_script_remove();
+  return 0;
+}
+
+/* Crash restarts: the slot's backoff doubles from backoff_min up to
+ * backoff_max, each delay drawn within [b/2, b] (equal jitter), and more
+ * than max_restarts crashes within the window make it give up. Slot 0
+ * serves all along, so this is no fail-fast case. */
+typedef struct {
+  uint64_t delays[16];
+  int n;
+} backoff_t;
+
+static void backoff_event(sup_test_t* t, const herd_supervisor_event_t* e) {
+  backoff_t* b = t->data;
+  if (e->type == HERD_SUPERVISOR_CRASHED) {
+    ASSERT_EQ(e->slot, 1);
+    ASSERT_EQ(e->exit_status, 2);
+    if (b->n < 16)
+      b->delays[b->n++] = e->delay;
+  }
+  close_on_stopped(t, e);
+}
+
+TEST_IMPL(supervisor_backoff_gives_up) {
+  sup_test_t t;
+  backoff_t b;
+  uint64_t expect = 40;
+  memset(&b, 0, sizeof(b));
+  sup_setup(&t, hr_script("split"), 2, HERD_SCHED_SHARED, 20000);
+  t.opts.ready = HERD_READY_NOTIFY;
+  t.opts.backoff_min = 40;
+  t.opts.backoff_max = 200;
+  t.opts.max_restarts = 5;
+  t.data = &b;
+  t.on_event = backoff_event;
+  sup_start(&t);
+  sup_finish(&t);
+  /* Five restarts, the sixth crash gives up. */
+  ASSERT_EQ(b.n, 5);
+  for (int i = 0; i < b.n; i++) {
+    ASSERT_GE(b.delays[i], expect / 2);
+    ASSERT_LE(b.delays[i], expect);
+    expect = expect * 2 > 200 ? 200 : expect * 2;
+  }
+  ASSERT_EQ(t.count[HERD_SUPERVISOR_GAVE_UP], 1);
+  ASSERT_EQ(t.last[HERD_SUPERVISOR_GAVE_UP].error, HERD_ECRASHLOOP);
+  ASSERT_EQ(t.sup.error, HERD_ECRASHLOOP);
+  ASSERT_EQ(t.sup.restarts, 6);
+  ASSERT_EQ(t.count[HERD_SUPERVISOR_STOPPED], 1);
+  hr_script_remove();
+  return 0;
+}
+
+/* Fail fast: every worker of the first generation failed before ready. */
+TEST_IMPL(supervisor_fail_fast) {
+  sup_test_t t;
+  sup_setup(&t, "/bin/false", 3, HERD_SCHED_SHARED, 20000);
+  t.on_event = close_on_stopped;
+  sup_start(&t);
+  sup_finish(&t);
+  /* Two crashes restart; the third is the last of the first generation. */
+  ASSERT_EQ(t.count[HERD_SUPERVISOR_CRASHED], 2);
+  ASSERT_EQ(t.count[HERD_SUPERVISOR_GAVE_UP], 1);
+  ASSERT_EQ(t.last[HERD_SUPERVISOR_GAVE_UP].error, HERD_ENEVERREADY);
+  /* A program that does not exist fails the same way. */
+  sup_setup(&t, "/no/such/program", 2, HERD_SCHED_SHARED, 20000);
+  t.on_event = close_on_stopped;
+  sup_start(&t);
+  sup_finish(&t);
+  ASSERT_EQ(t.count[HERD_SUPERVISOR_GAVE_UP], 1);
+  ASSERT_EQ(t.last[HERD_SUPERVISOR_EXITED].error, UV_ENOENT);
+  ASSERT_EQ(t.count[HERD_SUPERVISOR_STARTED], 0);
+  return 0;
+}
+
+/* A crash after min_uptime of readiness restarts at once and resets the
+ * slot's backoff. */
+static void uptime_event(sup_test_t* t, const herd_supervisor_event_t* e) {
+  if (e->type == HERD_SUPERVISOR_CRASHED) {
+    herd_slot_info_t info;
+    ASSERT_EQ(e->delay, 0);
+    ASSERT_OK(herd_supervisor_slot(&t->sup, 0, &info));
+    ASSERT_EQ(info.backoff, 40);
+    ASSERT_EQ(info.restarts, 1);
+  }
+  if (e->type == HERD_SUPERVISOR_STARTED &&
+      t->count[HERD_SUPERVISOR_STARTED] == 2)
+    ASSERT_OK(herd_supervisor_stop(&t->sup, 1, sup_stopped));
+}
+
+TEST_IMPL(supervisor_restart_after_uptime) {
+  sup_test_t t;
+  sup_setup(&t, hr_script("crash 500"), 1, HERD_SCHED_SHARED, 20000);
+  t.opts.ready = HERD_READY_DELAY;
+  t.opts.ready_delay = 50;
+  t.opts.min_uptime = 300;
+  t.opts.backoff_min = 40;
+  t.on_event = uptime_event;
+  sup_start(&t);
+  sup_finish(&t);
+  ASSERT_EQ(t.count[HERD_SUPERVISOR_CRASHED], 1);
+  ASSERT_EQ(t.count[HERD_SUPERVISOR_STARTED], 2);
+  hr_script_remove();
+  return 0;
+}
+
+/* Stop: a worker that ignores its stop signal is killed, with its whole
+ * process group, at graceful_timeout. */
+static void hang_event(sup_test_t* t, const herd_supervisor_event_t* e) {
+  if (e->type == HERD_SUPERVISOR_ALL_READY) {
+    int* kids = t->data;
+    herd_slot_info_t info;
+    uint64_t deadline = tc_now_ms() + 5000;
+    ASSERT_OK(herd_supervisor_slot(&t->sup, 0, &info));
+    while (tc_children(info.pid, kids, 8) < 2 && tc_now_ms() < deadline)
+      test_sleep_ms(5);
+    ASSERT_OK(herd_supervisor_stop(&t->sup, 0, sup_stopped));
+  }
+}
+
+TEST_IMPL(supervisor_stop_escalates) {
+  sup_test_t t;
+  int kids[8] = {0};
+  uint64_t t0;
+  sup_setup(&t, hr_script("hang"), 1, HERD_SCHED_SHARED, 20000);
+  t.opts.ready = HERD_READY_DELAY;
+  t.opts.ready_delay = 50;
+  t.opts.graceful_timeout = 400;
+  t.data = kids;
+  t.on_event = hang_event;
+  sup_start(&t);
+  t0 = tc_now_ms();
+  sup_finish(&t);
+  ASSERT_GE(tc_now_ms() - t0, 400);
+  ASSERT_EQ(t.count[HERD_SUPERVISOR_KILLED], 1);
+  ASSERT_EQ(t.sup.kills, 1);
+  ASSERT_EQ(t.last[HERD_SUPERVISOR_EXITED].term_signal, SIGKILL);
+  /* The worker's children went with its group. */
+  ASSERT(kids[0] > 0 && kids[1] > 0);
+  ASSERT(tc_wait_state(kids[0], 0, 2000) || tc_proc_state(kids[0]) == 'Z');
+  ASSERT(tc_wait_state(kids[1], 0, 2000) || tc_proc_state(kids[1]) == 'Z');
+  hr_script_remove();
+  return 0;
+}
+
+/* A worker that exits leaves nothing of its process group behind: what it
+ * started is killed before it is reaped. (It never was ready: herd gives
+ * up at once.) */
+TEST_IMPL(supervisor_exit_kills_group) {
+  sup_test_t t;
+  char path[160], buf[32] = "";
+  int child;
+  FILE* f;
+  sup_setup(&t, hr_script("leave"), 1, HERD_SCHED_SHARED, 20000);
+  t.on_event = close_on_stopped;
+  sup_start(&t);
+  sup_finish(&t);
+  snprintf(path, sizeof(path), "%s.child", hr_mode_path());
+  f = fopen(path, "re");
+  ASSERT(f != NULL);
+  ASSERT(fgets(buf, sizeof(buf), f) != NULL);
+  fclose(f);
+  child = atoi(buf);
+  ASSERT(child > 0);
+  if (!tc_wait_state(child, 0, 2000) && tc_proc_state(child) != 'Z')
+    FATAL("the worker's child %d outlived it", child);
+  hr_script_remove();
+  return 0;
+}
+
+/* A deploy that removed the program: the successor cannot start
+ * (UV_ENOENT), the reload fails, the old workers keep serving. */
+static void gone_event(sup_test_t* t, const herd_supervisor_event_t* e) {
+  if (e->type == HERD_SUPERVISOR_ALL_READY) {
+    unlink((const char*)t->data);
+    ASSERT_OK(herd_supervisor_reload(&t->sup));
+    /* A second one is queued behind it. */
+    ASSERT_OK(herd_supervisor_reload(&t->sup));
+  }
+  if (e->type == HERD_SUPERVISOR_RELOAD_FAILED &&
+      t->count[HERD_SUPERVISOR_RELOAD_FAILED] == 2) {
+    herd_slot_info_t info;
+    ASSERT_OK(herd_supervisor_slot(&t->sup, 0, &info));
+    ASSERT_EQ(info.state, HERD_SLOT_READY);
+    ASSERT_OK(herd_supervisor_stop(&t->sup, 0, sup_stopped));
+  }
+}
+
+TEST_IMPL(supervisor_reload_program_gone) {
+  sup_test_t t;
+  char copy[64];
+  herd_sync_result_t r;
+  const char* cp_args[2 + 1];
+  snprintf(copy, sizeof(copy), "/tmp/herd-sup-gone-%d", (int)getpid());
+  cp_args[0] = fd3_http();
+  cp_args[1] = copy;
+  cp_args[2] = NULL;
+  ASSERT_OK(herd_spawn_sync("cp", cp_args, NULL, &r));
+  ASSERT_EQ(r.status, 0);
+  herd_sync_result_free(&r);
+  sup_setup(&t, copy, 2, HERD_SCHED_REUSEPORT, 20000);
+  t.opts.ready = HERD_READY_NOTIFY;
+  t.data = copy;
+  t.on_event = gone_event;
+  sup_start(&t);
+  sup_finish(&t);
+  ASSERT_EQ(t.count[HERD_SUPERVISOR_RELOAD_FAILED], 2);
+  ASSERT_EQ(t.last[HERD_SUPERVISOR_RELOAD_FAILED].error, UV_ENOENT);
+  ASSERT_EQ(t.sup.reload_failures, 2);
+  ASSERT_EQ(t.count[HERD_SUPERVISOR_RELOAD_DONE], 0);
+  /* The old workers were never touched. */
+  ASSERT_EQ(t.count[HERD_SUPERVISOR_CRASHED], 0);
+  return 0;
+}
+
+/* Readiness is believed only from the worker's process group: READY=1
+ * from another process (its own group) does not count. */
+TEST_IMPL(supervisor_notify_from_group_only) {
+  static const char foreign[] =
+      "#!/bin/sh\n"
+      "send='import os,socket; a=os.environ[\"NOTIFY_SOCKET\"]; "
+      "a=\"\\0\"+a[1:] if a[0]==\"@\" else a; "
+      "socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b\"READY=1\", "
+      "a)'\n"
+      "case $1 in\n"
+      "foreign) setsid python3 -c \"$send\" ;;\n"
+      "group) python3 -c \"$send\" ;;\n"
+      "esac\n"
+      "exec sleep 1000\n";
+  char path[64];
+  FILE* f;
+  for (int c = 0; c < 2; c++) {
+    const char* args[] = {c == 0 ? "foreign" : "group", NULL};
+    sup_test_t t;
+    snprintf(path, sizeof(path), "/tmp/herd-sup-notify-%d", (int)getpid());
+    f = fopen(path, "we");
+    ASSERT(f != NULL);
+    fputs(foreign, f);
+    fclose(f);
+    ASSERT_EQ(chmod(path, 0755), 0);
+    sup_setup(&t, path, 1, HERD_SCHED_SHARED, 20000);
+    t.opts.args = args;
+    t.opts.ready = HERD_READY_NOTIFY;
+    t.opts.ready_timeout = 1500;
+    t.opts.graceful_timeout = 100;
+    t.opts.max_restarts = HERD_RESTARTS_NONE;
+    t.on_event = close_on_stopped;
+    sup_start(&t);
+    if (c == 1) {
+      while (t.count[HERD_SUPERVISOR_READY] == 0)
+        ASSERT(uv_run(&t.loop, UV_RUN_ONCE) != 0);
+      ASSERT_OK(herd_supervisor_stop(&t.sup, 0, NULL));
+    }
+    sup_finish(&t);
+    ASSERT_EQ(t.count[HERD_SUPERVISOR_READY], c);
+    ASSERT_EQ(t.count[HERD_SUPERVISOR_NOT_READY], 1 - c);
+    unlink(path);
+  }
+  return 0;
+}
+
+/* Options herd_supervisor_init() refuses, leaving nothing behind. */
+TEST_IMPL(supervisor_bad_options) {
+  sup_test_t t;
+  herd_supervisor_socket_t bad;
+  int p[2];
+  sup_setup(&t, fd3_http(), 1, HERD_SCHED_SHARED, 20000);
+  t.opts.file = NULL;
+  ASSERT_EQ(herd_supervisor_init(&t.loop, &t.sup, &t.opts, NULL, NULL),
+            UV_EINVAL);
+  t.opts.file = fd3_http();
+  t.opts.policy = HERD_SCHED_RR;
+  ASSERT_EQ(herd_supervisor_init(&t.loop, &t.sup, &t.opts, NULL, NULL),
+            UV_EINVAL);
+  t.opts.policy = HERD_SCHED_SHARED;
+  t.opts.ready = HERD_READY_LISTENING;
+  ASSERT_EQ(herd_supervisor_init(&t.loop, &t.sup, &t.opts, NULL, NULL),
+            UV_EINVAL);
+  t.opts.ready = HERD_READY_AUTO;
+  t.opts.workers = 5;
+  t.opts.max_workers = 4;
+  ASSERT_EQ(herd_supervisor_init(&t.loop, &t.sup, &t.opts, NULL, NULL),
+            UV_EINVAL);
+  t.opts.workers = 1;
+  t.opts.max_workers = 0;
+  bad = t.sock;
+  bad.name = "a:b";
+  t.opts.sockets = &bad;
+  ASSERT_EQ(herd_supervisor_init(&t.loop, &t.sup, &t.opts, NULL, NULL),
+            UV_EINVAL);
+  /* Not a listening socket. */
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  bad.name = NULL;
+  bad.fd = p[0];
+  bad.addr = NULL;
+  ASSERT_EQ(herd_supervisor_init(&t.loop, &t.sup, &t.opts, NULL, NULL),
+            UV_EINVAL);
+  close(p[0]);
+  close(p[1]);
+  /* A usable one, closed before it starts. */
+  t.opts.sockets = &t.sock;
+  ASSERT_OK(herd_supervisor_init(&t.loop, &t.sup, &t.opts, NULL, NULL));
+  ASSERT_EQ(herd_supervisor_reload(&t.sup), UV_EINVAL);
+  ASSERT_EQ(herd_supervisor_stop(&t.sup, 0, NULL), UV_EINVAL);
+  herd_supervisor_close(&t.sup, sup_closed);
+  sup_finish(&t);
   return 0;
 }
