@@ -77,6 +77,7 @@ struct herd__sup_slot_s {
   unsigned restarts;
   uint64_t backoff;
   int first_failed; /* initial slots: the first process failed unready */
+  int started_once; /* a process was started in it */
   int* fds;         /* one per socket: what this slot's workers get */
   int* own;         /* one per socket: fds[i] is this slot's own socket */
   int draining;     /* retiring under reuseport: waiting for an empty
@@ -160,6 +161,13 @@ struct herd_supervisor_private_s {
   /* Stop and close. */
   int stopped_reported;
   int stop_deferred; /* STOPPED is due from the timer */
+  /* Work and events the public calls leave to the timer, so that no
+   * callback runs inside a call. */
+  int reload_due;
+  int scaled_due;
+  int stopping_due;
+  int stopping_count;
+  int stopping_now;
   herd_supervisor_cb stop_cb;
   int closing;
   herd_supervisor_cb close_cb;

@@ -116,7 +116,7 @@ void herd__sup_arm(herd__sup_t* p) {
   if (!p->timer_init || uv_is_closing((uv_handle_t*)&p->timer))
     return;
   now = uv_now(p->pub->loop);
-  if (p->stop_deferred)
+  if (p->stop_deferred || p->stopping_due || p->scaled_due || p->reload_due)
     due = now;
   for (int i = 0; i < p->pub->workers; i++) {
     herd__sup_slot_t* slot = p->slots[i];
@@ -154,7 +154,36 @@ static void drain_check(herd__sup_t* p, herd__sup_slot_t* slot, uint64_t now) {
 
 static void sup_timer_cb(uv_timer_t* t) {
   herd__sup_t* p = t->data;
+  herd_supervisor_t* s = p->pub;
   uint64_t now = uv_now(p->pub->loop);
+  /* What the public calls left for the loop, in the order they asked. */
+  if (p->stopping_due) {
+    p->stopping_due = 0;
+    herd__sup_emit(p, HERD_SUPERVISOR_STOPPING, -1, NULL, s->error, 0,
+                   "stopping %d worker%s%s", p->stopping_count,
+                   p->stopping_count == 1 ? "" : "s",
+                   p->stopping_now ? " now" : "");
+    if (p->closing)
+      return;
+  }
+  if (p->scaled_due) {
+    p->scaled_due = 0;
+    herd__sup_emit(p, HERD_SUPERVISOR_SCALED, -1, NULL, 0, 0,
+                   "scaled to %d worker%s", s->workers,
+                   s->workers == 1 ? "" : "s");
+    if (p->closing)
+      return;
+    herd__sup_update(p);
+    if (s->reloading && !p->reload_due)
+      herd__reload_step(p);
+  }
+  if (p->reload_due) {
+    p->reload_due = 0;
+    if (s->reloading && !s->stopping)
+      herd__reload_begin(p);
+    if (p->closing)
+      return;
+  }
   if (p->stop_deferred) {
     p->stop_deferred = 0;
     report_stopped(p);
@@ -498,6 +527,10 @@ fail:
   return r;
 }
 
+static void subreaper_closed(herd_subreaper_t* sr) {
+  herd__sup_handle_closed(sr->data);
+}
+
 static void on_orphan(herd_subreaper_t* sr, pid_t pid, int64_t status,
                       int sig) {
   herd__sup_t* p = sr->data;
@@ -528,25 +561,20 @@ int herd_supervisor_start(herd_supervisor_t* s) {
     r = herd__sentinel_start(p);
     if (r != 0) {
       if (p->subreaper_on) {
+        /* Its handle is in our memory: the close waits for it. */
         p->subreaper_on = 0;
-        herd_subreaper_close(&p->subreaper, NULL);
-        p->handles--;
+        herd_subreaper_close(&p->subreaper, subreaper_closed);
       }
       return r;
     }
   }
+  /* The workers start from the loop: no callback runs inside a call. */
   p->started = 1;
-  for (int i = 0; i < s->workers && !s->stopping; i++) {
-    herd__sup_slot_t* slot = p->slots[i];
-    r = herd__proc_start(p, slot, 0);
-    if (r == 0 && slot->cur != NULL) {
-      slot->cur->flags |= HERD__PROC_FIRST;
-    } else if (r != 0) {
-      slot->first_failed = 1;
-      herd__restart_crashed(p, slot, NULL, r);
-    }
+  for (int i = 0; i < s->workers; i++) {
+    p->slots[i]->restart_due = 1;
+    p->slots[i]->restart_at = uv_now(s->loop);
   }
-  herd__sockets_steer(p);
+  herd__sup_arm(p);
   return 0;
 }
 
@@ -560,7 +588,10 @@ int herd_supervisor_reload(herd_supervisor_t* s) {
     p->reload_pending = 1;
     return 0;
   }
-  herd__reload_begin(p);
+  /* It begins from the loop. */
+  s->reloading = 1;
+  p->reload_due = 1;
+  herd__sup_arm(p);
   return 0;
 }
 
@@ -604,14 +635,14 @@ int herd_supervisor_scale(herd_supervisor_t* s, int delta) {
       return r;
     while (s->workers < want) {
       herd__sup_slot_t* slot = slot_new(p, s->workers);
+      if (slot == NULL && s->workers == want - delta)
+        return UV_ENOMEM;
       if (slot == NULL)
         break;
       p->slots[s->workers++] = slot;
-      r = herd__proc_start(p, slot, 0);
-      if (r != 0)
-        herd__restart_crashed(p, slot, NULL, r);
-      if (s->stopping)
-        break;
+      /* Its worker starts from the loop. */
+      slot->restart_due = 1;
+      slot->restart_at = uv_now(s->loop);
     }
   } else {
     while (s->workers > want) {
@@ -624,15 +655,8 @@ int herd_supervisor_scale(herd_supervisor_t* s, int delta) {
       p->reload_next = s->workers;
   }
   herd__sockets_steer(p);
-  herd__sup_emit(p, HERD_SUPERVISOR_SCALED, -1, NULL, 0, 0,
-                 "scaled to %d worker%s", s->workers,
-                 s->workers == 1 ? "" : "s");
-  if (!p->closing) {
-    herd__sup_update(p);
-    if (s->reloading)
-      herd__reload_step(p);
-    herd__sup_arm(p);
-  }
+  p->scaled_due = 1;
+  herd__sup_arm(p);
   return s->workers;
 }
 
@@ -700,10 +724,6 @@ void herd__sup_handle_closed(herd__sup_t* p) {
 
 static void timer_closed(uv_handle_t* h) {
   herd__sup_handle_closed(h->data);
-}
-
-static void subreaper_closed(herd_subreaper_t* sr) {
-  herd__sup_handle_closed(sr->data);
 }
 
 void herd__sup_close_step(herd__sup_t* p) {

@@ -114,6 +114,7 @@ void herd__reload_failed(herd__sup_t* p, const herd__sup_proc_t* proc,
 
 void herd__reload_abandon(herd__sup_t* p) {
   p->pub->reloading = 0;
+  p->reload_due = 0;
   p->reload_pending = 0;
   p->reload_inflight = 0;
 }

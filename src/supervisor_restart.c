@@ -191,14 +191,21 @@ void herd__restart_run(herd__sup_t* p) {
   uint64_t now = uv_now(s->loop);
   for (int i = 0; i < s->workers && !s->stopping && !p->closing; i++) {
     herd__sup_slot_t* slot = p->slots[i];
-    int r;
+    int r, first;
     if (!slot->restart_due || slot->restart_at > now)
       continue;
     slot->restart_due = 0;
     if (slot->cur != NULL || slot->next != NULL)
       continue;
+    first = !slot->started_once && slot->index < p->initial_workers;
+    slot->started_once = 1;
     r = herd__proc_start(p, slot, 0);
-    if (r != 0)
+    if (r == 0 && first && slot->cur != NULL)
+      slot->cur->flags |= HERD__PROC_FIRST;
+    if (r != 0) {
+      if (first)
+        slot->first_failed = 1;
       herd__restart_crashed(p, slot, NULL, r);
+    }
   }
 }

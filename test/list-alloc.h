@@ -12,4 +12,6 @@
   TEST(alloc_exec_large_output, 60000)  \
   TEST(alloc_spawn_sync, 30000)         \
   TEST(alloc_exec_sync, 30000)          \
-  TEST(alloc_exec_file_sync, 30000)
+  TEST(alloc_exec_file_sync, 30000)     \
+  TEST(alloc_supervisor, 120000)        \
+  TEST(alloc_supervisor_reload_scale, 120000)

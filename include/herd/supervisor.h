@@ -138,6 +138,14 @@
  *   re-parented to it and reaped, never left as a zombie. As PID 1 this
  *   reaps every orphan the kernel hands it.
  *
+ * Callbacks
+ * ---------
+ * Every event comes from the loop, never from inside a call: the workers
+ * of herd_supervisor_start() and herd_supervisor_scale() start, a
+ * reload begins, SCALED and STOPPING are reported, on the loop's next
+ * turn. A callback may call any function of the supervisor, close
+ * included.
+ *
  * Output
  * ------
  * With `out` and `err` set, workers' stdout and stderr go through those
@@ -351,8 +359,8 @@ int herd_supervisor_init(uv_loop_t* loop, herd_supervisor_t* s,
                          const herd_supervisor_options_t* options,
                          herd_supervisor_event_cb event_cb,
                          herd_supervisor_message_cb message_cb);
-/* Starts the pool (and the sentinel, the subreaper). Events follow from
- * the loop; a worker that cannot be started counts as a crash. Errors:
+/* Starts the pool (and the sentinel, the subreaper, here): the workers
+ * start from the loop; one that cannot be started counts as a crash. Errors:
  * UV_EALREADY (started before), UV_ECANCELED (closing), UV_EBUSY (another
  * subreaper runs in this process), and the errors of fork(), pipe() and
  * prctl() for the sentinel and the subreaper. After an error nothing was
@@ -362,9 +370,10 @@ int herd_supervisor_start(herd_supervisor_t* s);
  * running one), UV_EINVAL (not started), UV_ECANCELED (stopping). */
 int herd_supervisor_reload(herd_supervisor_t* s);
 /* Adds (delta > 0) or retires (delta < 0) slots, keeping 1 .. max_workers.
- * Returns the new count, or UV_EINVAL (out of range, not started),
- * UV_ECANCELED (stopping). A slot that cannot be set up (no memory) is
- * started later as after a crash. */
+ * Returns the new count (fewer slots than asked when memory ran out after
+ * the first), or UV_EINVAL (out of range, not started), UV_ECANCELED
+ * (stopping), UV_ENOMEM (no slot could be added). A new slot whose worker
+ * cannot be started is restarted as after a crash. */
 int herd_supervisor_scale(herd_supervisor_t* s, int delta);
 /* Sends `signum` to every worker process (e.g. USR1 and USR2, passed on).
  * Returns how many were signalled, or UV_EINVAL for a bad signal. */
