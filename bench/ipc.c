@@ -11,6 +11,13 @@
  * callback, as an application would. The first 100 round trips warm up.
  * Nothing is pinned to a CPU: each side runs where the scheduler puts it.
  *
+ * The same one-way and ping-pong run again in Node's `advanced`
+ * serialization, herd<->herd against node<->node (both forked with
+ * serialization 'advanced'). herd's ends use values there, as a program
+ * would: the sender builds {cmd:'notifyRequest', i} in a heap for each
+ * message and sends it with herd_ipc_send_value(), the receivers take
+ * values in the value callback, and the ping-pong echoes the value.
+ *
  * The ping-pong has a second anchor, `epoll`: the same bytes over a bare
  * socketpair where each end waits in epoll_wait() and then recv()s, as any
  * epoll-based event loop must. It is the floor for herd (and for Node, and
@@ -22,9 +29,10 @@
  *   ipc [rounds]          run the benchmark (needs `node` in PATH)
  *   ipc placement [rounds]  ping-pong only, both ends pinned to one CPU and
  *                         then to two, for herd, epoll and the limit
- *   ipc herd MODE N       one herd figure alone (for profiling)
+ *   ipc herd MODE N [advanced]  one herd figure alone (for profiling)
  *   ipc limit MODE N      one limit figure alone (oneway or pingpong)
- *   ipc child MODE N [CPU]  the herd child (used by the benchmark itself) */
+ *   ipc child MODE N [CPU]  the herd child (used by the benchmark itself;
+ *                         the serialization comes with the channel) */
 #include "bench.h"
 
 #include <herd.h>
@@ -112,14 +120,34 @@ static int format_notify(char* out, long i) {
 typedef struct {
   long n;
   long sent;
+  herd_value_heap_t heap;
 } child_t;
+
+/* {cmd: 'notifyRequest', i} as a value, in a heap emptied for each one. */
+static herd_value_t* notify_value(herd_value_heap_t* heap, long i) {
+  herd_value_t* v;
+  herd_value_heap_free(heap);
+  v = herd_value_new_object(heap);
+  if (herd_value_object_set(
+          v, "cmd", herd_value_new_string(heap, "notifyRequest", 13)) != 0 ||
+      herd_value_object_set(v, "i", herd_value_new_number(heap, (double)i)) !=
+          0)
+    return NULL;
+  return v;
+}
 
 static void oneway_send(herd_ipc_t* ipc) {
   child_t* c = ipc->data;
   char msg[64];
   while (c->sent < c->n) {
-    int len = format_notify(msg, c->sent);
-    int r = herd_ipc_send(ipc, msg, (size_t)len);
+    int r;
+    if (ipc->serialization == HERD_SERIALIZATION_ADVANCED) {
+      herd_value_t* v = notify_value(&c->heap, c->sent);
+      r = v != NULL ? herd_ipc_send_value(ipc, v) : UV_ENOMEM;
+    } else {
+      int len = format_notify(msg, c->sent);
+      r = herd_ipc_send(ipc, msg, (size_t)len);
+    }
     if (r < 0) {
       herd_ipc_disconnect(ipc);
       return;
@@ -136,6 +164,12 @@ static void echo_cb(herd_ipc_t* ipc, const char* json, size_t len,
   herd_ipc_send(ipc, json, len);
 }
 
+static void echo_value_cb(herd_ipc_t* ipc, herd_value_t* v,
+                          herd_handle_t* handle) {
+  (void)handle;
+  herd_ipc_send_value(ipc, v);
+}
+
 static void handles_cb(herd_ipc_t* ipc, const char* json, size_t len,
                        herd_handle_t* handle) {
   (void)handle;
@@ -146,9 +180,10 @@ static void handles_cb(herd_ipc_t* ipc, const char* json, size_t len,
 static int child_main(const char* mode, long n, int cpu) {
   uv_loop_t loop;
   herd_ipc_t ipc;
-  herd_ipc_callbacks_t cbs = {NULL, NULL, NULL, NULL};
-  child_t c = {n, 0};
+  herd_ipc_callbacks_t cbs = {.message = NULL};
+  child_t c = {n, 0, {0}};
   pin_to(cpu);
+  herd_value_heap_init(&c.heap);
   uv_loop_init(&loop);
   if (herd_ipc_open_parent(&loop, &ipc) != 0)
     return 1;
@@ -158,7 +193,10 @@ static int child_main(const char* mode, long n, int cpu) {
     herd_ipc_start(&ipc, &cbs);
     oneway_send(&ipc);
   } else if (strcmp(mode, "pingpong") == 0) {
-    cbs.message = echo_cb;
+    if (ipc.serialization == HERD_SERIALIZATION_ADVANCED)
+      cbs.value = echo_value_cb;
+    else
+      cbs.message = echo_cb;
     herd_ipc_start(&ipc, &cbs);
   } else {
     cbs.message = handles_cb;
@@ -166,6 +204,7 @@ static int child_main(const char* mode, long n, int cpu) {
   }
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
+  herd_value_heap_free(&c.heap);
   return 0;
 }
 
@@ -207,6 +246,26 @@ static void pingpong_msg(herd_ipc_t* ipc, const char* json, size_t len,
   herd_ipc_send(ipc, json, len);
 }
 
+static void oneway_value(herd_ipc_t* ipc, herd_value_t* v,
+                         herd_handle_t* handle) {
+  (void)v;
+  oneway_msg(ipc, NULL, 0, handle);
+}
+
+static void pingpong_value(herd_ipc_t* ipc, herd_value_t* v,
+                           herd_handle_t* handle) {
+  run_t* r = ipc->data;
+  (void)handle;
+  if (r->got == 100)
+    r->t0 = bench_now();
+  if (++r->got == r->n + 100) {
+    r->t1 = bench_now();
+    herd_ipc_disconnect(ipc);
+    return;
+  }
+  herd_ipc_send_value(ipc, v);
+}
+
 static void handles_msg(herd_ipc_t* ipc, const char* json, size_t len,
                         herd_handle_t* handle) {
   run_t* r = ipc->data;
@@ -237,11 +296,11 @@ static void child_closed(herd_child_t* child) {
 
 static int tcp_pair(int sv[2]);
 
-static double run_herd(const char* mode, long n) {
+static double run_herd(const char* mode, long n, herd_serialization_t ser) {
   uv_loop_t loop;
   run_t r;
   herd_fork_options_t opts;
-  herd_ipc_callbacks_t cbs = {NULL, NULL, NULL, NULL};
+  herd_ipc_callbacks_t cbs = {.message = NULL};
   char nbuf[32], cbuf[16];
   const char* args[] = {"child", mode, nbuf, NULL, NULL};
 
@@ -254,17 +313,25 @@ static double run_herd(const char* mode, long n) {
     args[3] = cbuf;
   }
   opts.spawn.close_cb = child_closed;
+  opts.spawn.serialization = ser;
   uv_loop_init(&loop);
   if (herd_fork(&loop, &r.child, self_path, args, &opts) != 0)
     return -1;
   watch(r.child.pid);
   r.child.channel->data = &r;
   if (strcmp(mode, "oneway") == 0) {
-    cbs.message = oneway_msg;
+    if (ser == HERD_SERIALIZATION_ADVANCED)
+      cbs.value = oneway_value;
+    else
+      cbs.message = oneway_msg;
     herd_ipc_start(r.child.channel, &cbs);
   } else if (strcmp(mode, "pingpong") == 0) {
-    cbs.message = pingpong_msg;
+    if (ser == HERD_SERIALIZATION_ADVANCED)
+      cbs.value = pingpong_value;
+    else
+      cbs.message = pingpong_msg;
     herd_ipc_start(r.child.channel, &cbs);
+    /* On an advanced channel the text goes as the value it stands for. */
     herd_ipc_send(r.child.channel, "{\"cmd\":\"ping\",\"i\":1}", 20);
   } else {
     int sv[2];
@@ -328,13 +395,14 @@ fail:
   return -1;
 }
 
-/* node bench/ipc.js MODE N prints one number. */
-static double run_node(const char* mode, long n) {
+/* node bench/ipc.js MODE N SERIALIZATION prints one number. */
+static double run_node(const char* mode, long n, const char* ser) {
   char cmd[8400];
   char line[256];
   double v = -1;
   FILE* f;
-  snprintf(cmd, sizeof(cmd), "timeout 60 node %s %s %ld", js_path, mode, n);
+  snprintf(cmd, sizeof(cmd), "timeout 60 node %s %s %ld %s", js_path, mode, n,
+           ser);
   f = popen(cmd, "r");
   if (f == NULL)
     return -1;
@@ -525,7 +593,7 @@ static int run_placement(int rounds) {
   for (int i = 0; i < rounds; i++) {
     for (int pl = 0; pl < 2; pl++) {
       child_cpu = cpus[pl];
-      v[pl][0][i] = run_herd("pingpong", PINGPONG_N);
+      v[pl][0][i] = run_herd("pingpong", PINGPONG_N, HERD_SERIALIZATION_JSON);
       v[pl][1][i] = run_epoll_pingpong(PINGPONG_N);
       v[pl][2][i] = run_limit_pingpong(PINGPONG_N);
       fprintf(stderr, "round %d %s: rtt herd %.1f epoll %.1f limit %.1f us\n",
@@ -549,7 +617,7 @@ static int run_placement(int rounds) {
 int main(int argc, char** argv) {
   int rounds = 7;
   ssize_t len;
-  double h[3][16], nd[3][16], lim[2][16], ep[16];
+  double h[3][16], nd[3][16], lim[2][16], ep[16], ha[2][16], na[2][16];
 
   if (argc >= 4 && strcmp(argv[1], "child") == 0)
     return child_main(argv[2], atol(argv[3]), argc >= 5 ? atoi(argv[4]) : -1);
@@ -559,7 +627,10 @@ int main(int argc, char** argv) {
     /* One herd figure alone, for profiling: ipc herd MODE N */
     if (readlink("/proc/self/exe", self_path, sizeof(self_path) - 1) < 0)
       return 1;
-    printf("%f\n", run_herd(argv[2], atol(argv[3])));
+    printf("%f\n", run_herd(argv[2], atol(argv[3]),
+                            argc >= 5 && strcmp(argv[4], "advanced") == 0
+                                ? HERD_SERIALIZATION_ADVANCED
+                                : HERD_SERIALIZATION_JSON));
     return 0;
   }
   if (argc >= 4 && strcmp(argv[1], "limit") == 0) {
@@ -596,15 +667,19 @@ int main(int argc, char** argv) {
   for (int i = 0; i < rounds; i++) {
     /* herd and its limit run back to back, so that both meet the same
      * background load as far as possible on a shared machine. */
-    h[0][i] = run_herd("oneway", ONEWAY_N);
+    h[0][i] = run_herd("oneway", ONEWAY_N, HERD_SERIALIZATION_JSON);
     lim[0][i] = run_limit_oneway(ONEWAY_N);
-    nd[0][i] = run_node("oneway", ONEWAY_NODE_N);
-    h[1][i] = run_herd("pingpong", PINGPONG_N);
+    nd[0][i] = run_node("oneway", ONEWAY_NODE_N, "json");
+    h[1][i] = run_herd("pingpong", PINGPONG_N, HERD_SERIALIZATION_JSON);
     lim[1][i] = run_limit_pingpong(PINGPONG_N);
     ep[i] = run_epoll_pingpong(PINGPONG_N);
-    nd[1][i] = run_node("pingpong", PINGPONG_NODE_N);
-    h[2][i] = run_herd("handles", HANDLES_N);
-    nd[2][i] = run_node("handles", HANDLES_NODE_N);
+    nd[1][i] = run_node("pingpong", PINGPONG_NODE_N, "json");
+    h[2][i] = run_herd("handles", HANDLES_N, HERD_SERIALIZATION_JSON);
+    nd[2][i] = run_node("handles", HANDLES_NODE_N, "json");
+    ha[0][i] = run_herd("oneway", ONEWAY_N, HERD_SERIALIZATION_ADVANCED);
+    na[0][i] = run_node("oneway", ONEWAY_NODE_N, "advanced");
+    ha[1][i] = run_herd("pingpong", PINGPONG_N, HERD_SERIALIZATION_ADVANCED);
+    na[1][i] = run_node("pingpong", PINGPONG_NODE_N, "advanced");
     fprintf(
         stderr,
         "round %d: oneway herd %.0f node %.0f limit %.0f msg/s; rtt herd "
@@ -612,6 +687,10 @@ int main(int argc, char** argv) {
         "/s\n",
         i + 1, h[0][i], nd[0][i], lim[0][i], h[1][i], nd[1][i], lim[1][i],
         ep[i], h[2][i], nd[2][i]);
+    fprintf(stderr,
+            "round %d advanced: oneway herd %.0f node %.0f msg/s; rtt herd "
+            "%.1f node %.1f us\n",
+            i + 1, ha[0][i], na[0][i], ha[1][i], na[1][i]);
   }
   bench_result("ipc", "oneway_throughput", "msg/s", "higher",
                bench_median(h[0], rounds), 2, "node",
@@ -623,5 +702,11 @@ int main(int argc, char** argv) {
   bench_result("ipc", "handles_passed", "handles/s", "higher",
                bench_median(h[2], rounds), 1, "node",
                bench_median(nd[2], rounds));
+  bench_result("ipc", "oneway_throughput_advanced", "msg/s", "higher",
+               bench_median(ha[0], rounds), 1, "node",
+               bench_median(na[0], rounds));
+  bench_result("ipc", "pingpong_rtt_advanced", "us", "lower",
+               bench_median(ha[1], rounds), 1, "node",
+               bench_median(na[1], rounds));
   return 0;
 }

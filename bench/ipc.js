@@ -1,10 +1,11 @@
 'use strict';
-// The node<->node side of bench/ipc.c: `node ipc.js MODE N` forks itself,
-// measures, and prints "value X" (msg/s, us per round trip, or handles/s).
+// The node<->node side of bench/ipc.c: `node ipc.js MODE N [SERIALIZATION]`
+// forks itself (serialization 'json' by default, or 'advanced'), measures,
+// and prints "value X" (msg/s, us per round trip, or handles/s).
 const { fork } = require('child_process');
 const net = require('net');
 
-const [mode, nArg, role] = process.argv.slice(2);
+const [mode, nArg, serialization = 'json', role] = process.argv.slice(2);
 const n = Number(nArg);
 
 if (role === 'child') {
@@ -20,7 +21,8 @@ if (role === 'child') {
   }
   process.on('disconnect', () => process.exit(0));
 } else {
-  const child = fork(__filename, [mode, nArg, 'child']);
+  const child = fork(__filename, [mode, nArg, serialization, 'child'],
+                     { serialization });
   let got = 0;
   let t0 = 0;
   const done = (value) => {

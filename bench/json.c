@@ -100,7 +100,7 @@ static void child_send(herd_ipc_t* ipc) {
 static int child_main(const char* mode, long n) {
   uv_loop_t loop;
   herd_ipc_t ipc;
-  herd_ipc_callbacks_t cbs = {NULL, NULL, NULL, child_send};
+  herd_ipc_callbacks_t cbs = {.drain = child_send};
   child_t c = {n, 0, strcmp(mode, "build") == 0};
   uv_loop_init(&loop);
   if (herd_ipc_open_parent(&loop, &ipc) != 0)
@@ -151,7 +151,7 @@ static double run_herd(const char* send, int parse, long n) {
   uv_loop_t loop;
   run_t r;
   herd_fork_options_t opts;
-  herd_ipc_callbacks_t cbs = {on_message, NULL, NULL, NULL};
+  herd_ipc_callbacks_t cbs = {.message = on_message};
   char nbuf[32];
   const char* args[] = {"child", send, nbuf, NULL};
 

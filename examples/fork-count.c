@@ -37,7 +37,7 @@ static void send_some(herd_ipc_t* ipc) {
 static int child_main(long n) {
   uv_loop_t* loop = uv_default_loop();
   herd_ipc_t ipc;
-  herd_ipc_callbacks_t cbs = {NULL, NULL, NULL, send_some};
+  herd_ipc_callbacks_t cbs = {.drain = send_some};
   sender_t s = {n, 0};
   int r = herd_ipc_open_parent(loop, &ipc);
   if (r != 0) {
@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   opts.spawn.close_cb = on_close;
   for (unsigned i = 0; i < ncpu; i++) {
     const char* args[] = {"child", n_arg, NULL};
-    herd_ipc_callbacks_t cbs = {on_message, NULL, NULL, NULL};
+    herd_ipc_callbacks_t cbs = {.message = on_message};
     int r = herd_fork(loop, &children[i], self, args, &opts);
     if (r != 0) {
       /* The children already started still run to the end and are reaped

@@ -4,7 +4,9 @@
  *   process.on('message', (m, handle) => process.send(m, handle));
  *
  * Run it from a Node parent (spawn with stdio [0, 1, 2, 'ipc'], or fork with
- * execPath set to this program) or from herd_fork(). It exits when the
+ * execPath set to this program) or from herd_fork(), with either
+ * serialization: messages are taken as values, so in `advanced` mode a
+ * Buffer, Map, Date or BigInt goes back as what it was. It exits when the
  * channel closes. */
 #include <herd.h>
 
@@ -25,12 +27,12 @@ static void on_sent(herd_ipc_t* ipc, int status, void* arg) {
     uv_close(handle, on_handle_close);
 }
 
-static void on_message(herd_ipc_t* ipc, const char* json, size_t len,
-                       herd_handle_t* handle) {
+static void on_value(herd_ipc_t* ipc, herd_value_t* value,
+                     herd_handle_t* handle) {
   herd_uv_any_t* h;
   int r;
   if (handle == NULL) {
-    r = herd_ipc_send(ipc, json, len);
+    r = herd_ipc_send_value(ipc, value);
     if (r < 0)
       fprintf(stderr, "ipc-echo: send: %s\n", herd_strerror(r));
     return;
@@ -47,8 +49,8 @@ static void on_message(herd_ipc_t* ipc, const char* json, size_t len,
       free(h);
     return;
   }
-  r = herd_ipc_send_ex(ipc, json, len, &h->handle, HERD_SEND_KEEP_OPEN, NULL,
-                       on_sent, h);
+  r = herd_ipc_send_value_ex(ipc, value, &h->handle, HERD_SEND_KEEP_OPEN, NULL,
+                             on_sent, h);
   if (r < 0) {
     fprintf(stderr, "ipc-echo: send: %s\n", herd_strerror(r));
     uv_close(&h->handle, on_handle_close);
@@ -63,7 +65,7 @@ static void on_error(herd_ipc_t* ipc, int err) {
 int main(void) {
   uv_loop_t* loop = uv_default_loop();
   herd_ipc_t ipc;
-  herd_ipc_callbacks_t cbs = {on_message, on_error, NULL, NULL};
+  herd_ipc_callbacks_t cbs = {.error = on_error, .value = on_value};
   int r = herd_ipc_open_parent(loop, &ipc);
   if (r != 0) {
     fprintf(stderr, "ipc-echo: %s\n", herd_strerror(r));

@@ -32,7 +32,7 @@ static void on_internal(herd_ipc_t* ipc, const char* json, size_t len,
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uv_loop_t loop;
   herd_ipc_t ipc;
-  herd_ipc_callbacks_t cbs = {on_message, NULL, NULL, NULL};
+  herd_ipc_callbacks_t cbs = {.message = on_message};
   int sv[2];
   herd__json_info_t info;
 

@@ -27,7 +27,9 @@ extern "C" {
 #define HERD_VERSION_PATCH  0
 #define HERD_VERSION_STRING "0.1.0"
 
-/* herd's own error codes, in a block no errno or libuv code uses. */
+/* herd's own error codes, in a block no errno or libuv code uses.
+ * HERD_EADVANCED is no longer returned (herd speaks Node's `advanced`
+ * serialization since 0.1); it stays defined so that code naming it builds. */
 #define HERD_ERRNO_MAP(XX)                                                   \
   XX(EMAXBUFFER, -30001, "maxBuffer length exceeded")                        \
   XX(ECMDFAILED, -30002, "command failed")                                   \
@@ -39,9 +41,10 @@ extern "C" {
   XX(ECHANNELCLOSED, -30008, "IPC channel is closed")                        \
   XX(EHANDLENACK, -30009, "peer refused the handle (NACK) too many times")   \
   XX(EBADHANDLE, -30010, "handle type cannot be sent over IPC")              \
-  XX(EBADPROTO, -30011, "peer violated the cluster protocol")                \
+  XX(EBADPROTO, -30011, "peer violated the IPC or cluster protocol")         \
   XX(ENOTWORKER, -30012, "not a cluster worker (NODE_UNIQUE_ID is not set)") \
   XX(EWORKERDIED, -30013, "worker died")                                     \
+  XX(ENOJSON, -30014, "IPC message has no JSON form")                        \
   XX(EBADVALUE, -30101, "malformed serialized value")                        \
   XX(EVALUETYPE, -30102, "serialized value of a type herd cannot represent") \
   XX(EVALUELIMIT, -30103, "value exceeds a depth or size limit")             \
@@ -84,10 +87,10 @@ int herd_replace_allocator(herd_malloc_func malloc_func,
 #endif
 
 #include "herd/process.h"
+#include "herd/value.h"
 #include "herd/ipc.h"
 #include "herd/cluster.h"
 #include "herd/http.h"
-#include "herd/value.h"
 #include "herd/listen.h"
 #include "herd/systemd.h"
 #include "herd/log.h"

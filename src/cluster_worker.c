@@ -1,7 +1,12 @@
 /* The worker side of cluster: the channel to the primary, the NODE_CLUSTER
  * messages it sends and answers (online, newconn, disconnect, the replies to
  * queryServer), and the guarantee that a worker does not outlive its
- * primary. One worker per process, as in Node. */
+ * primary. One worker per process, as in Node.
+ *
+ * The primary's answers are matched against what this worker asked: a
+ * reply ({"ack":N}) counts only when N is the seq of a queryServer still
+ * unanswered or of the exitedAfterDisconnect sent; anything else is
+ * ignored, and an fd that came with it is closed by the channel. */
 #include "internal.h"
 
 #include <signal.h>
@@ -18,6 +23,17 @@ typedef struct index_s {
   char key[];
 } index_t;
 
+/* A queryServer sent and not yet answered. `server` is NULL until
+ * herd__worker_server_add() names it, and again once that server closed
+ * (`orphan`): the primary must then be told to forget the key it answers
+ * with, or it would keep handing this worker connections. */
+typedef struct query_s {
+  struct query_s* next;
+  int64_t seq;
+  herd_server_t* server;
+  int orphan;
+} query_t;
+
 static struct {
   int id;    /* NODE_UNIQUE_ID, once setup ran */
   int setup; /* herd_cluster_worker_setup() succeeded */
@@ -32,10 +48,7 @@ static struct {
   int64_t disconnect_seq; /* exitedAfterDisconnect waiting for its ack */
   herd_server_t* servers;
   index_t* indexes;
-  /* queryServers whose server closed before the answer came: the primary
-   * must be told to forget us, or it would keep handing us connections. */
-  int64_t orphans[16];
-  int norphans;
+  query_t* queries;
 } W = {.disconnect_seq = -1};
 
 int herd_cluster_is_worker(void) {
@@ -53,28 +66,63 @@ herd_ipc_t* herd_cluster_worker_channel(void) {
 }
 
 int64_t herd__worker_send(const char* fields, size_t len) {
+  static const char query_act[] = "\"act\":\"queryServer\"";
   char stack[1024];
   char* buf = stack;
   size_t need = len + 64;
   int64_t seq = W.seq;
+  query_t* q = NULL;
   int n, r;
 
   if (!W.connected)
     return HERD_ECHANNELCLOSED;
+  /* A queryServer is remembered from the moment it is sent, so its answer
+   * can be told from a made-up one; the record is made first so that
+   * remembering cannot fail afterwards. */
+  if (len >= sizeof(query_act) - 1 &&
+      memcmp(fields, query_act, sizeof(query_act) - 1) == 0) {
+    q = herd__calloc(1, sizeof(*q));
+    if (q == NULL)
+      return UV_ENOMEM;
+  }
   if (need > sizeof(stack)) {
     buf = herd__malloc(need);
-    if (buf == NULL)
+    if (buf == NULL) {
+      herd__free(q);
       return UV_ENOMEM;
+    }
   }
   n = snprintf(buf, need, "{\"cmd\":\"NODE_CLUSTER\",%.*s%s\"seq\":%lld}",
                (int)len, fields, len ? "," : "", (long long)seq);
   r = herd_ipc_send(&W.ipc, buf, (size_t)n);
   if (buf != stack)
     herd__free(buf);
-  if (r < 0)
+  if (r < 0) {
+    herd__free(q);
     return r;
+  }
+  if (q != NULL) {
+    q->seq = seq;
+    q->next = W.queries;
+    W.queries = q;
+  }
   W.seq++;
   return seq;
+}
+
+static query_t* find_query(int64_t seq) {
+  for (query_t* q = W.queries; q != NULL; q = q->next)
+    if (q->seq == seq)
+      return q;
+  return NULL;
+}
+
+static void drop_query(query_t* q) {
+  query_t** qp = &W.queries;
+  while (*qp != q)
+    qp = &(*qp)->next;
+  *qp = q->next;
+  herd__free(q);
 }
 
 int herd_cluster_worker_send(const char* json, size_t len) {
@@ -117,6 +165,9 @@ int herd__worker_index(const char* key, int delta) {
 
 void herd__worker_server_add(herd_server_t* server) {
   herd_server_t** sp = &W.servers;
+  query_t* q = find_query(herd__server_query_seq(server));
+  if (q != NULL && q->server == NULL && !q->orphan)
+    q->server = server;
   while (*sp != NULL)
     sp = (herd_server_t**)herd__server_next_ref(*sp);
   *sp = server;
@@ -131,18 +182,63 @@ void herd__worker_server_remove(herd_server_t* server) {
 }
 
 void herd__worker_query_orphaned(int64_t seq) {
-  if (W.norphans < (int)HERD_ARRAY_SIZE(W.orphans))
-    W.orphans[W.norphans++] = seq;
+  query_t* q = find_query(seq);
+  if (q != NULL) {
+    q->server = NULL;
+    q->orphan = 1;
+  }
 }
 
-static int take_orphan(int64_t ack) {
-  for (int i = 0; i < W.norphans; i++) {
-    if (W.orphans[i] == ack) {
-      W.orphans[i] = W.orphans[--W.norphans];
-      return 1;
-    }
+/* The answer to a query whose server closed meanwhile: tell the primary to
+ * forget the key it gave, as the closed server would have. */
+static void forget_orphan(const char* json, size_t len) {
+  static const char pre[] = "\"act\":\"close\",\"key\":";
+  char stack[512];
+  char* fields = stack;
+  const char* key;
+  size_t key_len;
+  if (herd_json_get(json, len, "key", &key, &key_len) != 0 || key[0] != '"')
+    return; /* no key: nothing was registered */
+  if (sizeof(pre) + key_len > sizeof(stack)) {
+    fields = herd__malloc(sizeof(pre) + key_len);
+    if (fields == NULL)
+      return;
   }
-  return 0;
+  memcpy(fields, pre, sizeof(pre) - 1);
+  memcpy(fields + sizeof(pre) - 1, key, key_len);
+  herd__worker_send(fields, sizeof(pre) - 1 + key_len);
+  if (fields != stack)
+    herd__free(fields);
+}
+
+/* A reply from the primary ({"ack":N}). */
+static void on_reply(int64_t ack, const char* json, size_t len,
+                     herd_handle_t* handle) {
+  query_t* q = find_query(ack);
+  if (q != NULL) {
+    herd_server_t* server = q->server;
+    int orphan = q->orphan;
+    drop_query(q);
+    if (server != NULL && herd__server_query_seq(server) == ack)
+      herd__server_reply(server, json, len, handle);
+    else if (orphan)
+      forget_orphan(json, len);
+    return;
+  }
+  if (W.disconnect_seq >= 0 && ack == W.disconnect_seq) {
+    W.disconnect_seq = -1;
+    W.closing_channel = 1;
+    herd_ipc_disconnect(&W.ipc);
+  }
+  /* Anything else answers nothing this worker asked: ignored. */
+}
+
+static void free_queries(void) {
+  query_t* q;
+  while ((q = W.queries) != NULL) {
+    W.queries = q->next;
+    herd__free(q);
+  }
 }
 
 static void close_servers(void) {
@@ -159,6 +255,7 @@ static void on_channel_closed(herd_ipc_t* ipc) {
     W.indexes = e->next;
     herd__free(e);
   }
+  free_queries();
   if (!W.exited_after_disconnect) {
     /* The primary is gone: serve no more, as Node's workers do. */
     close_servers();
@@ -211,25 +308,7 @@ static void on_internal(herd_ipc_t* ipc, const char* json, size_t len,
       strcmp(cmd, "NODE_CLUSTER") != 0)
     return;
   if (herd_json_get_int(json, len, "ack", &ack) == 0) {
-    if (ack == W.disconnect_seq) {
-      W.disconnect_seq = -1;
-      W.closing_channel = 1;
-      herd_ipc_disconnect(&W.ipc);
-      return;
-    }
-    for (s = W.servers; s != NULL; s = herd__server_next(s)) {
-      if (herd__server_query_seq(s) == ack) {
-        herd__server_reply(s, json, len, handle);
-        return;
-      }
-    }
-    if (take_orphan(ack) &&
-        herd_json_get_string(json, len, "key", key, sizeof(key)) >= 0) {
-      char qkey[420], msg[480];
-      herd_json_quote(qkey, sizeof(qkey), key, strlen(key));
-      snprintf(msg, sizeof(msg), "\"act\":\"close\",\"key\":%s", qkey);
-      herd__worker_send(msg, strlen(msg));
-    }
+    on_reply(ack, json, len, handle);
     return;
   }
   if (herd_json_get_string(json, len, "act", act, sizeof(act)) < 0)

@@ -114,6 +114,7 @@ static void exec_close_cb(herd_child_t* child) {
     r->error = UV_ETIMEDOUT;
   if (child->exited) {
     r->signal = child->term_signal;
+    r->signal_name = child->signal_code;
     r->code = child->term_signal ? -1 : child->exit_status;
   } else {
     r->code = -1;
@@ -178,7 +179,8 @@ static int exec_start(uv_loop_t* loop, herd_exec_t* req, const char* file,
   HERD__SPAWN_OPTIONS_COPY(&so, o);
   so.flags = (o->flags & (HERD_SPAWN_ENV_EXTEND | HERD_SPAWN_DETACHED |
                           HERD_SPAWN_PROCESS_GROUP | HERD_SPAWN_SETUID |
-                          HERD_SPAWN_SETGID | HERD_SPAWN_SHELL)) |
+                          HERD_SPAWN_SETGID | HERD_SPAWN_SHELL |
+                          HERD_SPAWN_KILL_GROUP_ON_EXIT)) |
              extra_flags;
   so.abort = o->abort;
   so.error_cb = exec_error_cb;

@@ -27,16 +27,17 @@ void herd__free(void* p);
  *
  * spawn.c, for a HERD_STDIO_IPC entry: creates a socketpair (CLOEXEC), gives
  * one end to the child as that fd, adds NODE_CHANNEL_FD=<n> and
- * NODE_CHANNEL_SERIALIZATION_MODE=json to the child's environment, and after
- * a successful spawn calls herd__ipc_attach() with its own end. On a failed
- * spawn it closes its end itself.
+ * NODE_CHANNEL_SERIALIZATION_MODE=json (or advanced) to the child's
+ * environment, and calls herd__ipc_attach() with its own end and that mode
+ * before the process is started. On a failed spawn it closes its end
+ * itself.
  *
  * ipc.c: herd__ipc_attach() sets child->channel to a herd-allocated channel
  * that starts reading at once (buffering until herd_ipc_start()). When that
  * channel has fully closed (after the disconnect callback), ipc.c calls
  * herd__child_channel_closed(child) and frees the channel; close_cb of the
  * child waits for that. herd_child_close() calls herd__ipc_detach(). */
-int herd__ipc_attach(herd_child_t* child, int fd);
+int herd__ipc_attach(herd_child_t* child, int fd, herd_serialization_t mode);
 void herd__ipc_detach(herd_ipc_t* ipc);
 void herd__child_channel_closed(herd_child_t* child);
 
@@ -72,53 +73,9 @@ int herd__json_scan(const char* json, size_t len, herd__json_info_t* info);
 /* Node's isInternal(): cmd is a string longer than 5 starting with NODE_. */
 int herd__json_is_internal(const herd__json_info_t* info);
 
-/* cluster: the pieces of the primary (cluster_primary.c), its per-port
- * server handles (cluster_rr.c, cluster_shared.c), the socket helpers
- * (cluster_net.c) and the worker side (cluster_worker.c, cluster_server.c).
- * A handle is Node's RoundRobinHandle / SharedHandle: one per key
- * "<address>:<port>:<addressType>:<fd>:<index>", shared by the workers that
- * listen on it. */
-typedef struct herd__cluster_handle_s herd__cluster_handle_t;
-
-typedef struct {
-  herd_worker_t* worker;
-  int fd;      /* rr: the connection in flight to this worker, or -1 */
-  int64_t seq; /* rr: the seq of the newconn carrying it */
-  int leaving; /* rr: left the server, waits for the answer about `fd` */
-} herd__cluster_member_t;
-
-struct herd__cluster_handle_s {
-  herd__cluster_handle_t* next;
-  herd_cluster_t* cluster;
-  herd_sched_policy_t kind;
-  char* key;
-  char* address; /* NULL: any */
-  int address_type;
-  int port;       /* as asked */
-  int bound_port; /* the actual one */
-  int backlog;
-  int pinned; /* from herd_cluster_listen(): lives as long as the cluster */
-  herd__cluster_member_t* members;
-  int nmembers;
-  int cap_members;
-  int fd; /* rr: the listening socket; shared: the bound socket */
-  /* rr */
-  uv_poll_t poll;
-  int polling;
-  int poll_init;    /* poll and retry are initialised */
-  uv_timer_t retry; /* resumes accepting after running out of fds */
-  int closes;       /* handles still closing */
-  int* pending;     /* accepted fds waiting for a free worker (a ring) */
-  int pending_head;
-  int pending_count;
-  int pending_cap;
-  herd_worker_t** free; /* workers ready for a connection, FIFO */
-  int nfree;
-  /* reuseport: one listening socket per worker slot, or -1 */
-  int* slot_fds;
-  int nslots;
-};
-
+/* cluster: the socket helpers (cluster_net.c), shared by the primary and
+ * herd_server_t, and the worker side (cluster_worker.c, cluster_server.c).
+ * The primary's own declarations are in cluster-int.h. */
 /* cluster_net.c */
 struct sockaddr_storage;
 int herd__cluster_sockaddr(const char* host, int port, int* address_type,
@@ -127,31 +84,6 @@ int herd__cluster_bind(const char* host, int port, int reuseport, int backlog,
                        int* fd, int* bound_port);
 int herd__cluster_sockname(int fd, char* address, size_t cap, int* family,
                            int* port);
-
-/* cluster_primary.c */
-int64_t herd__cluster_send(herd_worker_t* worker, const char* fields, int fd);
-herd__cluster_member_t* herd__cluster_member(herd__cluster_handle_t* handle,
-                                             herd_worker_t* worker);
-int herd__cluster_member_add(herd__cluster_handle_t* handle,
-                             herd_worker_t* worker);
-void herd__cluster_handle_free(herd__cluster_handle_t* handle);
-/* cluster_rr.c reports that a closed handle's memory is gone. */
-void herd__cluster_handle_gone(herd_cluster_t* cluster);
-
-/* cluster_rr.c */
-int herd__rr_open(herd__cluster_handle_t* handle);
-void herd__rr_add(herd__cluster_handle_t* handle, herd_worker_t* worker);
-int herd__rr_ack(herd__cluster_handle_t* handle, herd_worker_t* worker,
-                 int64_t ack, int accepted);
-int herd__rr_remove(herd__cluster_handle_t* handle, herd_worker_t* worker,
-                    int graceful);
-void herd__rr_close(herd__cluster_handle_t* handle);
-
-/* cluster_shared.c (shared and reuseport) */
-int herd__shared_open(herd__cluster_handle_t* handle);
-int herd__shared_add(herd__cluster_handle_t* handle, herd_worker_t* worker);
-int herd__shared_remove(herd__cluster_handle_t* handle, herd_worker_t* worker);
-void herd__shared_close(herd__cluster_handle_t* handle);
 
 /* cluster_worker.c <-> cluster_server.c */
 int64_t herd__worker_send(const char* fields, size_t len);

@@ -1,5 +1,6 @@
 /* The IPC channel: Node's `json` serialization over an AF_UNIX stream
- * socket, with fds passed as SCM_RIGHTS.
+ * socket, with fds passed as SCM_RIGHTS; ipc_advanced.c adds Node's
+ * `advanced` framing on the same machinery.
  *
  * The channel does its own I/O on a uv_poll_t instead of a uv_pipe_t so it
  * controls every syscall: reads go into one growable buffer with recvmsg()
@@ -11,8 +12,21 @@
  * that writes it in this loop iteration. An idle handle rather than a
  * prepare handle, because an active idle handle keeps the loop from
  * blocking: a send made from any callback, a prepare callback included, is
- * written before the loop sleeps. */
-#include "internal.h"
+ * written before the loop sleeps.
+ *
+ * Where things are:
+ * - framing (input): read_some() reads, parse_lines() splits and validates,
+ *   skip_line() drops a line over the limit without buffering it (frames:
+ *   herd__ipc_parse_frames() in ipc_advanced.c);
+ * - output: out_*(), flush_io(), write_out();
+ * - handle passing: send_handle(), start_handle() (one handle in flight),
+ *   on_ack() (ACK/NACK, trusted only once the handle went out),
+ *   on_handle_message() (receiving);
+ * - flow control: update_poll() and note_reply() (reading pauses while
+ *   herd's own replies pile up unread), need_drain (send() returning 1);
+ * - the peer's protocol state: every internal message is checked against
+ *   what this end sent (on_ack(), on_socket_list()). */
+#include "ipc-int.h"
 
 #include <assert.h>
 #include <fcntl.h>
@@ -27,84 +41,11 @@
 #define SOCKET_BUFSIZE (2 * 1024 * 1024)
 #define SHRINK_ABOVE   (4 * 1024 * 1024)
 #define MAX_NACKS      3
-#define MAX_RECV_FDS   16
-
-/* An outgoing message that needs more than bytes in the output buffer: it
- * has a callback, carries an fd, or waits behind a handle in flight. */
-typedef struct ipc_req_s ipc_req_t;
-struct ipc_req_s {
-  ipc_req_t* next;
-  uint64_t end; /* stream offset just past its bytes, once buffered */
-  herd_ipc_send_cb cb;
-  void* arg;
-  int fd; /* our duplicate of the fd it carries, or -1 */
-  uv_handle_t* handle;
-  uv_close_cb close_cb;
-  int close_on_ack;
-  int nacks;
-  size_t len; /* bytes in line[], with the '\n'; 0 when not kept */
-  char line[];
-};
-
-/* An fd that arrived with the bytes [from, to) of the input stream; it
- * belongs to the NODE_HANDLE message that starts in that range. */
-typedef struct {
-  int fd;
-  uint64_t from;
-  uint64_t to;
-} recv_fd_t;
-
-typedef struct herd_ipc_private_s {
-  herd_ipc_t* ipc;
-  int fd;
-  uv_poll_t poll;
-  uv_idle_t flusher;
-  int poll_events;
-  int closes_pending;
-  herd_ipc_callbacks_t cb;
-  herd__ipc_internal_cb internal_cb;
-  herd_child_t* child; /* set when the channel belongs to a spawned child */
-  size_t max_line;
-  unsigned started : 1;
-  unsigned closing : 1;
-  unsigned disconnecting : 1;
-  unsigned eof : 1;
-  unsigned paused : 1;
-  unsigned parse_pending : 1;
-  unsigned need_drain : 1;
-  unsigned want_write : 1;
-  unsigned in_read : 1;   /* message callbacks of one read are running */
-  unsigned flush_due : 1; /* they sent: write at the end of that read */
-  int werr; /* a write error met inside send(), handled from the loop */
-
-  /* The message being delivered to the message callback: it has been
-   * validated and holds no raw newline, so sending it on as it is needs no
-   * second scan. */
-  const char* deliv;
-  size_t deliv_len;
-
-  /* Input: rbuf[rstart, rlen) is unparsed; rbase is the stream offset of
-   * rbuf[0]; memchr resumes at `scan`; `tail` is where the last incomplete
-   * line starts while nothing is parsed (before herd_ipc_start()). */
-  char* rbuf;
-  size_t rcap, rstart, rlen, scan, tail;
-  uint64_t rbase;
-  recv_fd_t rfds[MAX_RECV_FDS * 4];
-  size_t nrfds;
-
-  /* Output: obuf[ohead, olen) waits to be written; obase is the stream offset
-   * of obuf[0]. ofd, when >= 0, must ride on the sendmsg() that starts at
-   * stream offset ofd_at. */
-  char* obuf;
-  size_t ocap, ohead, olen;
-  uint64_t obase;
-  int ofd;
-  uint64_t ofd_at;
-  ipc_req_t *written_head, *written_tail; /* waiting for their bytes to go */
-  ipc_req_t* inflight;                    /* a handle waiting for ACK/NACK */
-  ipc_req_t *wait_head, *wait_tail;       /* queued behind `inflight` */
-  size_t wait_bytes;
-} ipc_priv_t;
+/* Reading pauses while more than this many bytes of replies herd made by
+ * itself (ACK/NACK, answers from the internal hooks) wait to be written:
+ * a peer that keeps asking and never reads cannot grow the output queue. A
+ * well-behaved peer has a handful of such requests outstanding at most. */
+#define REPLY_LIMIT (64 * 1024)
 
 static const char ack_line[] = "{\"cmd\":\"NODE_HANDLE_ACK\"}\n";
 static const char nack_line[] = "{\"cmd\":\"NODE_HANDLE_NACK\"}\n";
@@ -115,15 +56,33 @@ static const char* const handle_types[] = {
 static void ipc_close(ipc_priv_t* p, int err);
 static void flush_and_notify(ipc_priv_t* p);
 static void parse_lines(ipc_priv_t* p);
+static void on_hangup(ipc_priv_t* p);
+
+/* Splits what was read into messages: lines or frames. */
+static void parse_input(ipc_priv_t* p) {
+  if (p->advanced)
+    herd__ipc_parse_frames(p);
+  else
+    parse_lines(p);
+}
 
 static int set_poll(ipc_priv_t* p, int events);
 
+/* What the poll handle waits for. Reading stops before herd_ipc_start()
+ * once enough is buffered (`paused`) and while herd's own replies wait
+ * unwritten (`throttled`); then only the peer hanging up is watched for, so
+ * a peer that goes away is still noticed. After a hang-up the rest is read
+ * whatever the throttle says: nothing more can come. */
 static void update_poll(ipc_priv_t* p) {
   int events = 0;
   if (p->closing)
     return;
-  if (!p->eof && !p->paused)
-    events |= UV_READABLE;
+  if (!p->eof) {
+    if (!p->paused && (!p->throttled || p->hangup))
+      events |= UV_READABLE;
+    else if (!p->hangup)
+      events |= UV_DISCONNECT;
+  }
   if (p->want_write)
     events |= UV_WRITABLE;
   if (events != p->poll_events)
@@ -131,6 +90,50 @@ static void update_poll(ipc_priv_t* p) {
 }
 
 static void on_flush(uv_idle_t* handle);
+
+static void report(ipc_priv_t* p, int err) {
+  if (p->cb.error != NULL)
+    p->cb.error(p->ipc, err);
+}
+
+void herd__ipc_report(ipc_priv_t* p, int err) {
+  report(p, err);
+}
+
+/* Lines already read wait to be parsed: parse them from the idle callback. */
+static void arm_parse(ipc_priv_t* p) {
+  p->parse_pending = 1;
+  if (!p->closing && !uv_is_active((uv_handle_t*)&p->flusher))
+    uv_idle_start(&p->flusher, on_flush);
+}
+
+/* Pauses reading while more than REPLY_LIMIT bytes of herd's own replies
+ * are unwritten, and resumes once they are written (the bytes in front of
+ * them included): the output queue cannot grow because a peer keeps asking
+ * without reading the answers. A peer that reads never sees a pause. */
+static void check_throttle(ipc_priv_t* p) {
+  unsigned over;
+  if (p->reply_bytes > 0 && p->obase + p->ohead >= p->reply_end)
+    p->reply_bytes = 0;
+  over = p->reply_bytes + p->reply_wait > REPLY_LIMIT;
+  if (over == p->throttled)
+    return;
+  p->throttled = over;
+  if (!over)
+    arm_parse(p);
+  update_poll(p);
+}
+
+/* `len` bytes just put at the end of obuf are a reply herd made itself. */
+static void note_reply(ipc_priv_t* p, size_t len) {
+  p->reply_bytes += len;
+  p->reply_end = p->obase + p->olen;
+  check_throttle(p);
+}
+
+void herd__ipc_note_reply(ipc_priv_t* p, size_t len) {
+  note_reply(p, len);
+}
 
 /* Makes sure what was just queued gets written before the loop sleeps. While
  * the messages of one read are being delivered that is the end of the read;
@@ -173,6 +176,10 @@ static int out_reserve(ipc_priv_t* p, size_t need) {
   p->obuf = nb;
   p->ocap = cap;
   return 0;
+}
+
+int herd__ipc_out_reserve(ipc_priv_t* p, size_t need) {
+  return out_reserve(p, need);
 }
 
 /* Copies a validated JSON text, turning raw newlines (whitespace between
@@ -261,7 +268,9 @@ static void req_free(ipc_req_t* req) {
 }
 
 /* Puts a handle message into the output buffer and makes it the one in
- * flight. */
+ * flight. Its fd rides on the sendmsg() that starts with the line; `end`
+ * tells when the whole line (so the fd too) has been written. ofd only
+ * borrows req->fd, which the request keeps until it is answered. */
 static int start_handle(ipc_priv_t* p, ipc_req_t* req) {
   uint64_t at;
   int r;
@@ -274,8 +283,16 @@ static int start_handle(ipc_priv_t* p, ipc_req_t* req) {
   p->olen += req->len;
   p->ofd = req->fd;
   p->ofd_at = at;
+  req->end = at + req->len;
   p->inflight = req;
   return 0;
+}
+
+/* Whether the handle in flight has gone out, fd and all: only then can the
+ * peer have seen it, and only then may an ACK or NACK be about it. */
+static int inflight_written(const ipc_priv_t* p) {
+  return p->inflight != NULL && p->ofd < 0 &&
+         p->obase + p->ohead >= p->inflight->end;
 }
 
 static void push_written(ipc_priv_t* p, ipc_req_t* req) {
@@ -288,30 +305,36 @@ static void push_written(ipc_priv_t* p, ipc_req_t* req) {
   p->written_tail = req;
 }
 
-/* Moves queued messages into the output buffer until the next handle. */
+void herd__ipc_push_written(ipc_priv_t* p, ipc_req_t* req) {
+  push_written(p, req);
+}
+
+/* Moves queued messages into the output buffer until the next handle. One
+ * that cannot be moved (no memory) stays queued: the channel closes on the
+ * error and fails it there, so its callback still runs exactly once. */
 static void release_waiting(ipc_priv_t* p) {
-  while (p->wait_head != NULL && p->inflight == NULL) {
+  while (p->wait_head != NULL && p->inflight == NULL && p->werr == 0) {
     ipc_req_t* req = p->wait_head;
+    int r = req->fd >= 0 ? start_handle(p, req)
+                         : out_append(p, req->line, req->len);
+    if (r != 0) {
+      p->werr = r;
+      break;
+    }
     p->wait_head = req->next;
     if (p->wait_head == NULL)
       p->wait_tail = NULL;
     p->wait_bytes -= req->len;
-    if (req->fd >= 0) {
-      if (start_handle(p, req) != 0) {
-        p->werr = UV_ENOMEM;
-        req_free(req);
-      }
-      continue;
+    if (req->reply) {
+      p->reply_wait -= req->len;
+      note_reply(p, req->len);
     }
-    if (out_append(p, req->line, req->len) != 0) {
-      p->werr = UV_ENOMEM;
-      req_free(req);
-      continue;
+    if (req->fd < 0) {
+      if (req->cb != NULL)
+        push_written(p, req);
+      else
+        herd__free(req);
     }
-    if (req->cb != NULL)
-      push_written(p, req);
-    else
-      herd__free(req);
   }
   arm(p);
 }
@@ -324,6 +347,27 @@ static void push_waiting(ipc_priv_t* p, ipc_req_t* req) {
     p->wait_head = req;
   p->wait_tail = req;
   p->wait_bytes += req->len;
+  if (req->reply) {
+    p->reply_wait += req->len;
+    check_throttle(p);
+  }
+}
+
+void herd__ipc_push_waiting(ipc_priv_t* p, ipc_req_t* req) {
+  push_waiting(p, req);
+}
+
+/* A request that could not be put into the output buffer (no memory) goes
+ * back to the front of the queue; the channel closes on the error. */
+static void requeue_front(ipc_priv_t* p, ipc_req_t* req, int err) {
+  req->next = p->wait_head;
+  p->wait_head = req;
+  if (p->wait_tail == NULL)
+    p->wait_tail = req;
+  p->wait_bytes += req->len;
+  if (req->reply)
+    p->reply_wait += req->len;
+  p->werr = err;
 }
 
 /* Runs the callbacks of messages whose bytes have all been written. */
@@ -345,6 +389,18 @@ static int nothing_pending(const ipc_priv_t* p) {
   return p->olen == p->ohead && p->inflight == NULL && p->wait_head == NULL;
 }
 
+/* A write failed. EPIPE and ECONNRESET mean the peer closed its end: a
+ * disconnect, after what it wrote before going has been read. */
+static void on_write_error(ipc_priv_t* p, int err) {
+  if (err != UV_EPIPE && err != UV_ECONNRESET) {
+    ipc_close(p, err);
+    return;
+  }
+  if (!p->hangup)
+    on_hangup(p);
+  ipc_close(p, 0);
+}
+
 static void flush_and_notify(ipc_priv_t* p) {
   int r;
   if (p->closing)
@@ -352,18 +408,20 @@ static void flush_and_notify(ipc_priv_t* p) {
   if (p->werr != 0) {
     r = p->werr;
     p->werr = 0;
-    ipc_close(p, r == UV_EPIPE || r == UV_ECONNRESET ? 0 : r);
+    on_write_error(p, r);
     return;
   }
   r = flush_io(p);
   if (r < 0) {
-    ipc_close(p, r == UV_EPIPE || r == UV_ECONNRESET ? 0 : r);
+    on_write_error(p, r);
     return;
   }
   if ((r == 1) != p->want_write) {
     p->want_write = (r == 1);
     update_poll(p);
   }
+  if (p->reply_bytes != 0 || p->throttled)
+    check_throttle(p);
   complete_written(p);
   if (p->closing)
     return;
@@ -407,7 +465,7 @@ static void on_flush(uv_idle_t* handle) {
   uv_idle_stop(handle);
   if (p->parse_pending) {
     p->parse_pending = 0;
-    parse_lines(p);
+    parse_input(p);
     if (p->closing)
       return;
     if (p->eof) {
@@ -472,6 +530,8 @@ static void on_close(uv_handle_t* handle) {
   p->wait_head = p->wait_tail = NULL;
   fail_reqs(p, inflight);
   close_recv_fds(p);
+  herd_value_heap_free(&p->rheap);
+  herd_value_heap_free(&p->sheap);
   herd__free(p->rbuf);
   herd__free(p->obuf);
   herd__free(p);
@@ -499,28 +559,65 @@ static void ipc_close(ipc_priv_t* p, int err) {
   /* uv_close() took the fd out of epoll already. */
   close(p->fd);
   p->fd = -1;
-  if (p->ofd >= 0 && (p->inflight == NULL || p->inflight->fd != p->ofd))
-    close(p->ofd);
+  /* ofd borrowed the fd of the handle in flight; failing that request in
+   * on_close() closes it. */
   p->ofd = -1;
 }
 
-static const char* handle_type(const char* raw, size_t len) {
-  if (len < 2 || raw[0] != '"')
-    return NULL;
+void herd__ipc_close(ipc_priv_t* p, int err) {
+  ipc_close(p, err);
+}
+
+const char* herd__ipc_handle_type(const char* name, size_t len) {
   for (size_t i = 0; i < HERD_ARRAY_SIZE(handle_types); i++)
-    if (strlen(handle_types[i]) == len - 2 &&
-        memcmp(handle_types[i], raw + 1, len - 2) == 0)
+    if (strlen(handle_types[i]) == len &&
+        memcmp(handle_types[i], name, len) == 0)
       return handle_types[i];
   return NULL;
 }
 
+/* The type of a NODE_HANDLE line: its raw JSON string value. */
+static const char* handle_type(const char* raw, size_t len) {
+  if (len < 2 || raw[0] != '"')
+    return NULL;
+  return herd__ipc_handle_type(raw + 1, len - 2);
+}
+
+static int cmd_is(const herd__json_info_t* info, const char* s, size_t n) {
+  return info->cmd_len == n && memcmp(info->cmd, s, n) == 0;
+}
+
+/* Queues a reply herd makes by itself (ACK, NACK, socket-list answers). */
 static void reply(ipc_priv_t* p, const char* line, size_t len) {
-  if (out_append(p, line, len) != 0)
+  if (out_append(p, line, len) != 0) {
     p->werr = UV_ENOMEM;
+  } else {
+    note_reply(p, len);
+  }
   arm(p);
 }
 
-static void describe_fd(herd_handle_t* h) {
+void herd__ipc_reply(ipc_priv_t* p, const char* bytes, size_t len) {
+  reply(p, bytes, len);
+}
+
+/* The internal hook (the cluster module) runs; what it sends from here are
+ * answers to the peer and count as herd's own replies. */
+static void call_internal(ipc_priv_t* p, const char* json, size_t len,
+                          herd_handle_t* handle) {
+  if (p->internal_cb == NULL)
+    return;
+  p->in_internal = 1;
+  p->internal_cb(p->ipc, json, len, handle);
+  p->in_internal = 0;
+}
+
+void herd__ipc_call_internal(ipc_priv_t* p, const char* json, size_t len,
+                             herd_handle_t* handle) {
+  call_internal(p, json, len, handle);
+}
+
+void herd__ipc_describe_fd(herd_handle_t* h) {
   int v;
   socklen_t sl = sizeof(v);
   h->family = 0;
@@ -536,19 +633,46 @@ static void describe_fd(herd_handle_t* h) {
     h->listening = v != 0;
 }
 
+/* The fd that came with the chunk in which the line at stream offset `at`
+ * starts, or -1. Fds of earlier chunks had no line to go with: closed. */
+static int take_recv_fd(ipc_priv_t* p, uint64_t at) {
+  int fd;
+  drop_stray_fds(p, at);
+  if (p->nrfds == 0 || p->rfds[0].from > at)
+    return -1;
+  fd = p->rfds[0].fd;
+  pop_recv_fd(p);
+  return fd;
+}
+
+int herd__ipc_take_recv_fd(ipc_priv_t* p, uint64_t at) {
+  return take_recv_fd(p, at);
+}
+
+/* Hands a user message (validated JSON text, NUL-terminated) to the value
+ * callback, or else to the message callback. */
+static void deliver_line(ipc_priv_t* p, const char* json, size_t len,
+                         herd_handle_t* handle) {
+  if (p->disconnecting)
+    return;
+  if (p->cb.value != NULL) {
+    herd__ipc_deliver_json(p, json, len, handle);
+  } else if (p->cb.message != NULL) {
+    p->deliv = json;
+    p->deliv_len = len;
+    p->cb.message(p->ipc, json, len, handle);
+    p->deliv = NULL;
+  }
+}
+
 static void on_handle_message(ipc_priv_t* p, char* line, size_t len,
                               uint64_t at) {
   herd_handle_t h;
   herd__json_info_t inner;
   const char *type_raw, *msg;
   size_t type_len, msg_len;
-  int fd = -1;
+  int fd = take_recv_fd(p, at);
 
-  drop_stray_fds(p, at);
-  if (p->nrfds > 0 && p->rfds[0].from <= at) {
-    fd = p->rfds[0].fd;
-    pop_recv_fd(p);
-  }
   if (fd < 0) {
     reply(p, nack_line, sizeof(nack_line) - 1);
     return;
@@ -568,36 +692,36 @@ static void on_handle_message(ipc_priv_t* p, char* line, size_t len,
     ((char*)msg)[msg_len] = '\0';
   }
   h.fd = fd;
-  describe_fd(&h);
+  herd__ipc_describe_fd(&h);
   herd__json_scan(msg, msg_len, &inner);
-  if (herd__json_is_internal(&inner)) {
-    if (p->internal_cb != NULL)
-      p->internal_cb(p->ipc, msg, msg_len, &h);
-  } else if (!p->disconnecting && p->cb.message != NULL) {
-    p->deliv = msg;
-    p->deliv_len = msg_len;
-    p->cb.message(p->ipc, msg, msg_len, &h);
-    p->deliv = NULL;
-  }
+  if (herd__json_is_internal(&inner))
+    call_internal(p, msg, msg_len, &h);
+  else
+    deliver_line(p, msg, msg_len, &h);
   if (h.fd >= 0)
     close(h.fd);
 }
 
+/* NODE_HANDLE_ACK / NODE_HANDLE_NACK answer the handle in flight, and can
+ * only do so once it went out with its fd. Any other one (no handle in
+ * flight, or one still in the output buffer) claims what did not happen:
+ * it is reported as HERD_EBADPROTO and ignored, so no fd is released or
+ * sent again because of it. */
 static void on_ack(ipc_priv_t* p, int ok) {
   ipc_req_t* req = p->inflight;
-  if (req == NULL)
-    return;
-  if (!ok && ++req->nacks <= MAX_NACKS) {
-    /* The peer could not take the fd; send the same message and fd again. */
-    p->inflight = NULL;
-    if (start_handle(p, req) != 0) {
-      p->werr = UV_ENOMEM;
-      req_free(req);
-    }
-    arm(p);
+  if (!inflight_written(p)) {
+    report(p, HERD_EBADPROTO);
     return;
   }
   p->inflight = NULL;
+  if (!ok && ++req->nacks <= MAX_NACKS) {
+    /* The peer could not take the fd; send the same message and fd again. */
+    int r = start_handle(p, req);
+    if (r != 0)
+      requeue_front(p, req, r);
+    arm(p);
+    return;
+  }
   if (ok && req->close_on_ack && req->handle != NULL &&
       !uv_is_closing(req->handle))
     uv_close(req->handle, req->close_cb);
@@ -607,72 +731,155 @@ static void on_ack(ipc_priv_t* p, int ok) {
   req_free(req);
 }
 
-static int cmd_is(const herd__json_info_t* info, const char* s, size_t n) {
-  return info->cmd_len == n && memcmp(info->cmd, s, n) == 0;
+/* Node's net.Server keeps count of the sockets it sent to a child (those
+ * carry a "key") and, on close() or getConnections(), asks that child with
+ * NODE_SOCKET_NOTIFY_CLOSE or NODE_SOCKET_GET_COUNT; its close() waits for
+ * the answer. herd hands a received socket to its user and keeps no count,
+ * so it answers as a receiver holding none: NODE_SOCKET_ALL_CLOSED at once,
+ * NODE_SOCKET_COUNT 0. herd never asks, so NODE_SOCKET_ALL_CLOSED and
+ * NODE_SOCKET_COUNT arriving here answer nothing: reported and ignored. */
+static void on_socket_list(ipc_priv_t* p, const herd__json_info_t* info,
+                           const char* line, size_t len) {
+  static const char pre_closed[] =
+      "{\"cmd\":\"NODE_SOCKET_ALL_CLOSED\",\"key\":";
+  static const char pre_count[] = "{\"cmd\":\"NODE_SOCKET_COUNT\",\"key\":";
+  static const char post_count[] = ",\"count\":0}\n";
+  char out[1024];
+  const char *key, *pre, *post;
+  size_t key_len, pre_len, post_len, n;
+  int count = cmd_is(info, "NODE_SOCKET_GET_COUNT", 21);
+
+  if (!count && !cmd_is(info, "NODE_SOCKET_NOTIFY_CLOSE", 24)) {
+    report(p, HERD_EBADPROTO);
+    return;
+  }
+  pre = count ? pre_count : pre_closed;
+  pre_len = count ? sizeof(pre_count) - 1 : sizeof(pre_closed) - 1;
+  post = count ? post_count : "}\n";
+  post_len = count ? sizeof(post_count) - 1 : 2;
+  /* Node's keys are short ("4:127.0.0.1:8000", or a pipe's path). */
+  if (herd_json_get(line, len, "key", &key, &key_len) != 0 || key[0] != '"' ||
+      pre_len + key_len + post_len > sizeof(out)) {
+    report(p, HERD_EBADPROTO);
+    return;
+  }
+  memcpy(out, pre, pre_len);
+  n = pre_len;
+  memcpy(out + n, key, key_len);
+  n += key_len;
+  memcpy(out + n, post, post_len);
+  n += post_len;
+  if (p->advanced)
+    herd__ipc_reply_json(p, out, n - 1);
+  else
+    reply(p, out, n);
+}
+
+/* An internal message other than NODE_HANDLE. */
+static void on_internal(ipc_priv_t* p, const herd__json_info_t* info,
+                        const char* json, size_t len) {
+  if (cmd_is(info, "NODE_HANDLE_ACK", 15))
+    on_ack(p, 1);
+  else if (cmd_is(info, "NODE_HANDLE_NACK", 16))
+    on_ack(p, 0);
+  else if (info->cmd_len > 12 && memcmp(info->cmd, "NODE_SOCKET_", 12) == 0)
+    on_socket_list(p, info, json, len);
+  else
+    call_internal(p, json, len, NULL);
+}
+
+void herd__ipc_internal_json(ipc_priv_t* p, const char* json, size_t len) {
+  herd__json_info_t info;
+  /* herd wrote the text itself: it is valid. */
+  if (herd__json_scan(json, len, &info) != 0)
+    return;
+  on_internal(p, &info, json, len);
 }
 
 static void process_line(ipc_priv_t* p, char* line, size_t len, uint64_t at) {
   herd__json_info_t info;
   int r = herd__json_scan(line, len, &info);
   if (r != 0) {
-    if (p->cb.error != NULL)
-      p->cb.error(p->ipc, r);
+    report(p, r);
     return;
   }
   if (!herd__json_is_internal(&info)) {
-    if (!p->disconnecting && p->cb.message != NULL) {
-      p->deliv = line;
-      p->deliv_len = len;
-      p->cb.message(p->ipc, line, len, NULL);
-      p->deliv = NULL;
-    }
+    deliver_line(p, line, len, NULL);
     return;
   }
   if (cmd_is(&info, "NODE_HANDLE", 11))
     on_handle_message(p, line, len, at);
-  else if (cmd_is(&info, "NODE_HANDLE_ACK", 15))
-    on_ack(p, 1);
-  else if (cmd_is(&info, "NODE_HANDLE_NACK", 16))
-    on_ack(p, 0);
-  else if (p->internal_cb != NULL)
-    p->internal_cb(p->ipc, line, len, NULL);
+  else
+    on_internal(p, &info, line, len);
+}
+
+/* A line longer than max_line: reported (HERD_ELINETOOLONG) and dropped
+ * without being buffered, and the channel goes on. `line` holds its first
+ * `avail` bytes. A NODE_HANDLE among them gets the NACK its sender waits
+ * for, and the fd that came with it is closed. */
+static void skip_line(ipc_priv_t* p, const char* line, size_t avail,
+                      uint64_t at) {
+  static const char handle_prefix[] = "{\"cmd\":\"NODE_HANDLE\",";
+  report(p, HERD_ELINETOOLONG);
+  if (p->closing)
+    return;
+  if (avail >= sizeof(handle_prefix) - 1 &&
+      memcmp(line, handle_prefix, sizeof(handle_prefix) - 1) == 0) {
+    int fd = take_recv_fd(p, at);
+    if (fd >= 0)
+      close(fd);
+    reply(p, nack_line, sizeof(nack_line) - 1);
+  }
 }
 
 static void parse_lines(ipc_priv_t* p) {
   if (p->rbuf == NULL)
     return;
-  while (!p->closing && p->started) {
+  while (!p->closing && p->started && (!p->throttled || p->hangup)) {
     char* nl = memchr(p->rbuf + p->scan, '\n', p->rlen - p->scan);
     size_t start, len;
     if (nl == NULL) {
       p->scan = p->rlen;
+      if (p->skipping) {
+        p->rstart = p->rlen; /* still inside the line being dropped */
+      } else if (p->rlen - p->rstart > p->max_line) {
+        p->skipping = 1;
+        skip_line(p, p->rbuf + p->rstart, p->rlen - p->rstart,
+                  p->rbase + p->rstart);
+        p->rstart = p->rlen;
+      }
       break;
     }
     start = p->rstart;
     len = (size_t)(nl - (p->rbuf + start));
     p->rstart = p->scan = (size_t)(nl - p->rbuf) + 1;
+    if (p->skipping) {
+      p->skipping = 0; /* the end of the line being dropped */
+      continue;
+    }
     if (len > p->max_line) {
-      ipc_close(p, HERD_ELINETOOLONG);
-      return;
+      skip_line(p, p->rbuf + start, len, p->rbase + start);
+      continue;
     }
     *nl = '\0';
     process_line(p, p->rbuf + start, len, p->rbase + start);
   }
+  herd__ipc_parse_done(p);
+}
+
+void herd__ipc_parse_done(ipc_priv_t* p) {
   if (p->closing || !p->started)
     return;
-  p->tail = p->rstart;
   drop_stray_fds(p, p->rbase + p->rstart);
   if (p->rstart == p->rlen) {
     p->rbase += p->rlen;
-    p->rstart = p->rlen = p->scan = p->tail = 0;
+    p->rstart = p->rlen = p->scan = 0;
     /* One huge message must not pin its buffer for the channel's life. */
     if (p->rcap > SHRINK_ABOVE) {
       herd__free(p->rbuf);
       p->rbuf = NULL;
       p->rcap = 0;
     }
-  } else if (p->rlen - p->rstart > p->max_line) {
-    ipc_close(p, HERD_ELINETOOLONG);
   }
 }
 
@@ -689,7 +896,6 @@ static int read_reserve(ipc_priv_t* p) {
     p->rbase += p->rstart;
     p->rlen -= p->rstart;
     p->scan -= p->rstart;
-    p->tail -= p->rstart;
     p->rstart = 0;
     if (p->rcap - p->rlen >= READ_MIN)
       return 0;
@@ -713,7 +919,7 @@ static int read_reserve(ipc_priv_t* p) {
 }
 
 static void read_some(ipc_priv_t* p) {
-  for (int i = 0; i < 32 && !p->closing; i++) {
+  for (int i = 0; i < 32 && !p->closing && (!p->throttled || p->hangup); i++) {
     union {
       char buf[CMSG_SPACE(MAX_RECV_FDS * sizeof(int))];
       struct cmsghdr align;
@@ -784,17 +990,10 @@ static void read_some(ipc_priv_t* p) {
       return;
     }
     p->rlen += (size_t)n;
-    if (p->started) {
-      parse_lines(p);
-    } else {
-      char* nl = memrchr(p->rbuf + p->rlen - n, '\n', (size_t)n);
-      if (nl != NULL)
-        p->tail = (size_t)(nl - p->rbuf) + 1;
-      if (p->rlen - p->tail > p->max_line) {
-        ipc_close(p, HERD_ELINETOOLONG);
-        return;
-      }
-    }
+    /* Before herd_ipc_start() nothing is parsed; reading pauses once
+     * READ_INITIAL bytes wait (read_reserve()). */
+    if (p->started)
+      parse_input(p);
     if ((size_t)n < space)
       return;
   }
@@ -815,10 +1014,40 @@ static void on_readable(ipc_priv_t* p) {
   }
 }
 
+/* The peer hung up (POLLERR, or a write that met EPIPE/ECONNRESET, or the
+ * hang-up watched for while reading was paused). That is a disconnect, never
+ * an error: what the peer wrote before going is read and delivered, then
+ * the channel closes. Before herd_ipc_start() what was read stays buffered
+ * for it. */
+static void on_hangup(ipc_priv_t* p) {
+  p->hangup = 1;
+  /* Nothing written from now on can arrive. */
+  p->want_write = 0;
+  if (!p->eof)
+    on_readable(p);
+  if (p->closing)
+    return;
+  if (p->started || p->child != NULL)
+    ipc_close(p, 0);
+  else
+    update_poll(p);
+}
+
 static void on_poll(uv_poll_t* handle, int status, int events) {
   ipc_priv_t* p = handle->data;
   if (status < 0) {
-    ipc_close(p, status);
+    /* libuv reports POLLERR as UV_EBADF and stops the handle. On this
+     * socket POLLERR means the peer closed its end with our bytes unread. */
+    p->poll_events = 0;
+    on_hangup(p);
+    return;
+  }
+  if ((events & UV_DISCONNECT) && !(p->poll_events & UV_READABLE)) {
+    /* Reading was paused; see update_poll(). */
+    p->hangup = 1;
+    update_poll(p);
+    if (p->poll_events & UV_READABLE)
+      on_readable(p);
     return;
   }
   if (events & UV_WRITABLE)
@@ -841,11 +1070,14 @@ static void free_on_close(uv_handle_t* handle) {
     herd__free(p);
 }
 
-int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd) {
+int herd_ipc_open_ex(uv_loop_t* loop, herd_ipc_t* ipc, int fd,
+                     herd_serialization_t mode) {
   ipc_priv_t* p;
   int v, r;
   socklen_t sl = sizeof(v);
 
+  if (mode != HERD_SERIALIZATION_JSON && mode != HERD_SERIALIZATION_ADVANCED)
+    return UV_EINVAL;
   if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &sl) != 0)
     return -errno;
   if (v != SOCK_STREAM)
@@ -877,6 +1109,9 @@ int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd) {
   p->fd = fd;
   p->ofd = -1;
   p->max_line = HERD_IPC_DEFAULT_MAX_LINE;
+  p->advanced = mode == HERD_SERIALIZATION_ADVANCED;
+  herd_value_heap_init(&p->rheap);
+  herd_value_heap_init(&p->sheap);
   p->poll.data = p;
   p->flusher.data = p;
   r = set_poll(p, UV_READABLE);
@@ -888,6 +1123,7 @@ int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd) {
   }
   ipc->loop = loop;
   ipc->connected = 1;
+  ipc->serialization = mode;
   ipc->priv = p;
   return 0;
 
@@ -896,32 +1132,43 @@ fail:
   return r;
 }
 
+int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd) {
+  return herd_ipc_open_ex(loop, ipc, fd, HERD_SERIALIZATION_JSON);
+}
+
 int herd_ipc_open_parent(uv_loop_t* loop, herd_ipc_t* ipc) {
   const char* s = getenv("NODE_CHANNEL_FD");
   const char* mode = getenv("NODE_CHANNEL_SERIALIZATION_MODE");
   char* end;
   long fd;
-  int advanced;
+  int known = 1;
+  herd_serialization_t ser = HERD_SERIALIZATION_JSON;
 
   if (s == NULL)
     return HERD_ENOCHANNEL;
   errno = 0;
   fd = strtol(s, &end, 10);
-  advanced = mode != NULL && strcmp(mode, "json") != 0;
+  /* Node reads the mode as `env.NODE_CHANNEL_SERIALIZATION_MODE || 'json'`
+   * (lib/internal/process/pre_execution.js). */
+  if (mode != NULL && strcmp(mode, "advanced") == 0)
+    ser = HERD_SERIALIZATION_ADVANCED;
+  else if (mode != NULL && mode[0] != '\0' && strcmp(mode, "json") != 0)
+    known = 0;
   /* Grandchildren must not inherit the channel, as in Node. */
   unsetenv("NODE_CHANNEL_FD");
   unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
   if (end == s || *end != '\0' || errno != 0 || fd < 0 || fd > INT32_MAX)
     return HERD_ENOCHANNEL;
-  if (advanced) {
-    /* The parent would wait forever for a peer speaking its format; closing
-     * the fd tells it at once that this child will not talk. */
+  if (!known) {
+    /* The parent would wait forever for a peer speaking a format that does
+     * not exist; closing the fd tells it at once that this child will not
+     * talk. */
     close((int)fd);
-    return HERD_EADVANCED;
+    return HERD_EBADPROTO;
   }
   if (fcntl((int)fd, F_GETFD) == -1)
     return UV_EBADF;
-  return herd_ipc_open(loop, ipc, (int)fd);
+  return herd_ipc_open_ex(loop, ipc, (int)fd, ser);
 }
 
 int herd_ipc_start(herd_ipc_t* ipc, const herd_ipc_callbacks_t* callbacks) {
@@ -974,6 +1221,10 @@ static int after_queue(ipc_priv_t* p) {
   return 0;
 }
 
+int herd__ipc_after_queue(ipc_priv_t* p) {
+  return after_queue(p);
+}
+
 /* Validates an outgoing text; one the channel is delivering right now has
  * been validated already (a message forwarded as received). */
 static int scan_outgoing(const ipc_priv_t* p, const char* json, size_t len,
@@ -985,13 +1236,13 @@ static int scan_outgoing(const ipc_priv_t* p, const char* json, size_t len,
   return herd__json_scan(json, len, info);
 }
 
-static int send_plain(ipc_priv_t* p, const char* json, size_t len,
+/* Puts one JSON text and its '\n' into the output buffer, or behind the
+ * handle in flight. `newline`: the text holds raw newlines to turn into
+ * spaces. */
+static int queue_line(ipc_priv_t* p, const char* json, size_t len, int newline,
                       herd_ipc_send_cb cb, void* arg) {
-  herd__json_info_t info;
   ipc_req_t* req = NULL;
-  int r = scan_outgoing(p, json, len, &info);
-  if (r != 0)
-    return r;
+  int r;
   if (p->inflight == NULL && p->wait_head == NULL) {
     r = out_reserve(p, len + 1);
     if (r != 0)
@@ -1004,11 +1255,13 @@ static int send_plain(ipc_priv_t* p, const char* json, size_t len,
       req->cb = cb;
       req->arg = arg;
     }
-    copy_json(p->obuf + p->olen, json, len, info.newline);
+    copy_json(p->obuf + p->olen, json, len, newline);
     p->olen += len;
     p->obuf[p->olen++] = '\n';
     if (cb != NULL)
       push_written(p, req);
+    if (p->in_internal)
+      note_reply(p, len + 1);
     return after_queue(p);
   }
   req = herd__malloc(sizeof(*req) + len + 1);
@@ -1018,11 +1271,24 @@ static int send_plain(ipc_priv_t* p, const char* json, size_t len,
   req->fd = -1;
   req->cb = cb;
   req->arg = arg;
+  req->reply = p->in_internal;
   req->len = len + 1;
-  copy_json(req->line, json, len, info.newline);
+  copy_json(req->line, json, len, newline);
   req->line[len] = '\n';
   push_waiting(p, req);
   return after_queue(p);
+}
+
+static int send_plain(ipc_priv_t* p, const char* json, size_t len,
+                      herd_ipc_send_cb cb, void* arg) {
+  herd__json_info_t info;
+  int r;
+  if (p->advanced)
+    return herd__ipc_send_frame(p, NULL, json, len, cb, arg);
+  r = scan_outgoing(p, json, len, &info);
+  if (r != 0)
+    return r;
+  return queue_line(p, json, len, info.newline, cb, arg);
 }
 
 int herd_ipc_send(herd_ipc_t* ipc, const char* json, size_t len) {
@@ -1032,24 +1298,35 @@ int herd_ipc_send(herd_ipc_t* ipc, const char* json, size_t len) {
   return send_plain(p, json, len, NULL, NULL);
 }
 
+int herd__ipc_queue_handle(ipc_priv_t* p, ipc_req_t* req) {
+  int r;
+  req->reply = p->in_internal;
+  if (p->inflight == NULL && p->wait_head == NULL) {
+    r = start_handle(p, req);
+    if (r != 0) {
+      req_free(req);
+      return r;
+    }
+    if (req->reply)
+      note_reply(p, req->len);
+  } else {
+    push_waiting(p, req);
+  }
+  return after_queue(p);
+}
+
 /* Builds {"cmd":"NODE_HANDLE","type":T,"msg":<json>[,"dgramType":D]}\n
  * around a message carrying `fd` (which the request now owns). */
-static int send_handle(ipc_priv_t* p, const char* json, size_t len, int fd,
-                       const char* type, const char* dgram_type,
+static int handle_line(ipc_priv_t* p, const char* json, size_t len, int newline,
+                       int fd, const char* type, const char* dgram_type,
                        uv_handle_t* handle, uv_close_cb close_cb,
                        int close_on_ack, herd_ipc_send_cb cb, void* arg) {
   static const char pre[] = "{\"cmd\":\"NODE_HANDLE\",\"type\":";
-  herd__json_info_t info;
   ipc_req_t* req;
   size_t tlen = strlen(type);
   size_t qlen = herd_json_quote(NULL, 0, type, tlen);
   size_t dlen = dgram_type ? 15 + strlen(dgram_type) : 0;
   size_t total, n = 0;
-  int r = scan_outgoing(p, json, len, &info);
-  if (r != 0) {
-    close(fd);
-    return r;
-  }
   total = sizeof(pre) - 1 + qlen + 7 + len + dlen + 2;
   req = herd__malloc(sizeof(*req) + total + 1);
   if (req == NULL) {
@@ -1063,7 +1340,7 @@ static int send_handle(ipc_priv_t* p, const char* json, size_t len, int fd,
   n += qlen;
   memcpy(req->line + n, ",\"msg\":", 7);
   n += 7;
-  copy_json(req->line + n, json, len, info.newline);
+  copy_json(req->line + n, json, len, newline);
   n += len;
   if (dgram_type != NULL)
     n += (size_t)sprintf(req->line + n, ",\"dgramType\":\"%s\"", dgram_type);
@@ -1076,33 +1353,37 @@ static int send_handle(ipc_priv_t* p, const char* json, size_t len, int fd,
   req->close_on_ack = close_on_ack;
   req->cb = cb;
   req->arg = arg;
-  if (p->inflight == NULL && p->wait_head == NULL) {
-    r = start_handle(p, req);
-    if (r != 0) {
-      req_free(req);
-      return r;
-    }
-  } else {
-    push_waiting(p, req);
-  }
-  return after_queue(p);
+  return herd__ipc_queue_handle(p, req);
 }
 
-int herd_ipc_send_ex(herd_ipc_t* ipc, const char* json, size_t len,
-                     uv_handle_t* handle, unsigned flags,
-                     uv_close_cb handle_close_cb, herd_ipc_send_cb cb,
-                     void* arg) {
-  ipc_priv_t* p = ipc->priv;
-  const char* type;
-  const char* dgram_type = NULL;
+static int send_handle(ipc_priv_t* p, const char* json, size_t len, int fd,
+                       const char* type, const char* dgram_type,
+                       uv_handle_t* handle, uv_close_cb close_cb,
+                       int close_on_ack, herd_ipc_send_cb cb, void* arg) {
+  herd__json_info_t info;
+  int r;
+  if (p->advanced)
+    return herd__ipc_send_frame_handle(p, NULL, json, len, fd, type, dgram_type,
+                                       handle, close_cb, close_on_ack, cb, arg);
+  r = scan_outgoing(p, json, len, &info);
+  if (r != 0) {
+    close(fd);
+    return r;
+  }
+  return handle_line(p, json, len, info.newline, fd, type, dgram_type, handle,
+                     close_cb, close_on_ack, cb, arg);
+}
+
+/* What Node calls a libuv handle on the wire, and a duplicate of its fd
+ * (*fd, close-on-exec). */
+static int handle_fd(uv_handle_t* handle, unsigned flags, const char** type,
+                     const char** dgram_type, int* close_on_ack, int* fd) {
   uv_os_fd_t ufd;
-  int fd, v, close_on_ack = 0;
+  int v;
   socklen_t sl = sizeof(v);
 
-  if (p == NULL || !ipc->connected)
-    return HERD_ECHANNELCLOSED;
-  if (handle == NULL)
-    return send_plain(p, json, len, cb, arg);
+  *dgram_type = NULL;
+  *close_on_ack = 0;
   if (uv_is_closing(handle) || uv_fileno(handle, &ufd) != 0)
     return HERD_EBADHANDLE;
   switch (handle->type) {
@@ -1110,24 +1391,42 @@ int herd_ipc_send_ex(herd_ipc_t* ipc, const char* json, size_t len,
     case UV_NAMED_PIPE:
       if (getsockopt(ufd, SOL_SOCKET, SO_ACCEPTCONN, &v, &sl) != 0)
         return HERD_EBADHANDLE;
-      type = v ? "net.Server" : "net.Socket";
-      close_on_ack = !v && !(flags & HERD_SEND_KEEP_OPEN);
+      *type = v ? "net.Server" : "net.Socket";
+      *close_on_ack = !v && !(flags & HERD_SEND_KEEP_OPEN);
       break;
     case UV_UDP: {
       struct sockaddr_storage ss;
       socklen_t al = sizeof(ss);
       if (getsockname(ufd, (struct sockaddr*)&ss, &al) != 0)
         return HERD_EBADHANDLE;
-      type = "dgram.Socket";
-      dgram_type = ss.ss_family == AF_INET6 ? "udp6" : "udp4";
+      *type = "dgram.Socket";
+      *dgram_type = ss.ss_family == AF_INET6 ? "udp6" : "udp4";
       break;
     }
     default:
       return HERD_EBADHANDLE;
   }
-  fd = fcntl(ufd, F_DUPFD_CLOEXEC, 3);
-  if (fd < 0)
+  *fd = fcntl(ufd, F_DUPFD_CLOEXEC, 3);
+  if (*fd < 0)
     return -errno;
+  return 0;
+}
+
+int herd_ipc_send_ex(herd_ipc_t* ipc, const char* json, size_t len,
+                     uv_handle_t* handle, unsigned flags,
+                     uv_close_cb handle_close_cb, herd_ipc_send_cb cb,
+                     void* arg) {
+  ipc_priv_t* p = ipc->priv;
+  const char *type, *dgram_type;
+  int fd, close_on_ack, r;
+
+  if (p == NULL || !ipc->connected)
+    return HERD_ECHANNELCLOSED;
+  if (handle == NULL)
+    return send_plain(p, json, len, cb, arg);
+  r = handle_fd(handle, flags, &type, &dgram_type, &close_on_ack, &fd);
+  if (r != 0)
+    return r;
   return send_handle(p, json, len, fd, type, dgram_type, handle,
                      handle_close_cb, close_on_ack, cb, arg);
 }
@@ -1144,6 +1443,86 @@ int herd_ipc_send_fd(herd_ipc_t* ipc, const char* json, size_t len, int fd,
   if (dup_fd < 0)
     return -errno;
   return send_handle(p, json, len, dup_fd, type, NULL, NULL, NULL, 0, cb, arg);
+}
+
+/* A value message, with an fd (taken) unless fd < 0. On a json channel it
+ * goes as JSON.stringify() of it. */
+static int send_value(ipc_priv_t* p, const herd_value_t* value, int fd,
+                      const char* type, const char* dgram_type,
+                      uv_handle_t* handle, uv_close_cb close_cb,
+                      int close_on_ack, herd_ipc_send_cb cb, void* arg) {
+  uv_buf_t text;
+  int r;
+  if (p->advanced) {
+    if (fd < 0)
+      return herd__ipc_send_frame(p, value, NULL, 0, cb, arg);
+    return herd__ipc_send_frame_handle(p, value, NULL, 0, fd, type, dgram_type,
+                                       handle, close_cb, close_on_ack, cb, arg);
+  }
+  r = herd_value_to_json(value, NULL, &text);
+  if (r != 0) {
+    if (fd >= 0)
+      close(fd);
+    /* JSON.stringify() throws a TypeError: a BigInt, a cycle. */
+    return r == UV_EINVAL ? HERD_ENOJSON : r;
+  }
+  /* Text herd wrote: valid, no raw newline. */
+  if (fd < 0)
+    r = queue_line(p, text.base, text.len, 0, cb, arg);
+  else
+    r = handle_line(p, text.base, text.len, 0, fd, type, dgram_type, handle,
+                    close_cb, close_on_ack, cb, arg);
+  herd__free(text.base);
+  return r;
+}
+
+/* Node's send() takes a string, object, number or boolean (null too): not
+ * undefined (ERR_MISSING_ARGS) and not a BigInt (ERR_INVALID_ARG_TYPE). */
+static int value_sendable(const herd_value_t* value) {
+  herd_value_type_t t;
+  if (value == NULL)
+    return 0;
+  t = herd_value_type(value);
+  return t != HERD_VALUE_UNDEFINED && t != HERD_VALUE_BIGINT;
+}
+
+int herd_ipc_send_value(herd_ipc_t* ipc, const herd_value_t* value) {
+  return herd_ipc_send_value_ex(ipc, value, NULL, 0, NULL, NULL, NULL);
+}
+
+int herd_ipc_send_value_ex(herd_ipc_t* ipc, const herd_value_t* value,
+                           uv_handle_t* handle, unsigned flags,
+                           uv_close_cb handle_close_cb, herd_ipc_send_cb cb,
+                           void* arg) {
+  ipc_priv_t* p = ipc->priv;
+  const char *type = NULL, *dgram_type = NULL;
+  int fd = -1, close_on_ack = 0, r;
+
+  if (p == NULL || !ipc->connected)
+    return HERD_ECHANNELCLOSED;
+  if (!value_sendable(value))
+    return UV_EINVAL;
+  if (handle != NULL) {
+    r = handle_fd(handle, flags, &type, &dgram_type, &close_on_ack, &fd);
+    if (r != 0)
+      return r;
+  }
+  return send_value(p, value, fd, type, dgram_type, handle, handle_close_cb,
+                    close_on_ack, cb, arg);
+}
+
+int herd_ipc_send_value_fd(herd_ipc_t* ipc, const herd_value_t* value, int fd,
+                           const char* type, herd_ipc_send_cb cb, void* arg) {
+  ipc_priv_t* p = ipc->priv;
+  int dup_fd;
+  if (p == NULL || !ipc->connected)
+    return HERD_ECHANNELCLOSED;
+  if (!value_sendable(value) || type == NULL || fd < 0)
+    return UV_EINVAL;
+  dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (dup_fd < 0)
+    return -errno;
+  return send_value(p, value, dup_fd, type, NULL, NULL, NULL, 0, cb, arg);
 }
 
 size_t herd_ipc_queued_bytes(const herd_ipc_t* ipc) {
@@ -1182,7 +1561,7 @@ void herd_ipc_unref(herd_ipc_t* ipc) {
   }
 }
 
-int herd__ipc_attach(herd_child_t* child, int fd) {
+int herd__ipc_attach(herd_child_t* child, int fd, herd_serialization_t mode) {
   herd_ipc_t* ipc = herd__calloc(1, sizeof(*ipc));
   int r;
   /* spawn.c hands the fd over for good: a failure closes it here. */
@@ -1190,7 +1569,7 @@ int herd__ipc_attach(herd_child_t* child, int fd) {
     close(fd);
     return UV_ENOMEM;
   }
-  r = herd_ipc_open(child->loop, ipc, fd);
+  r = herd_ipc_open_ex(child->loop, ipc, fd, mode);
   if (r != 0) {
     close(fd);
     herd__free(ipc);

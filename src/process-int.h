@@ -14,11 +14,10 @@
 #define HERD__READ_BUF_SIZE (64 * 1024)
 /* Node's maxBuffer default, for exec (per stream) and spawn_sync (total). */
 #define HERD__MAX_BUFFER_DEFAULT (1024 * 1024)
-/* The most fds a child is given: its stdio entries, or three stdio entries
- * followed by the socket-activation fds. */
-#define HERD__CHILD_FDS_MAX                                  \
-  (HERD_STDIO_MAX > 3 + HERD_LISTEN_FDS_MAX ? HERD_STDIO_MAX \
-                                            : 3 + HERD_LISTEN_FDS_MAX)
+/* Where the child's fds come from (herd__child_plan_t.src), besides a
+ * parent fd: /dev/null, or nothing (the fd stays closed). */
+#define HERD__FD_DEVNULL (-1)
+#define HERD__FD_CLOSED  (-2)
 
 /* Fills in the fields that exec's and spawn_sync's options share, by name,
  * with herd_spawn_options_t. */
@@ -66,7 +65,8 @@ enum {
   HERD__CHILD_ERROR_PENDING = (1 << 8), /* spawn_error waits for the loop */
   HERD__CHILD_TIMEOUT_ARMED = (1 << 9), /* the timer runs the timeout */
   HERD__CHILD_CAPTURE = (1 << 10),      /* exec/sync: see herd__spawn() */
-  HERD__CHILD_KILL_GROUP = (1 << 11)    /* see herd__child_kill_group_at_exit */
+  HERD__CHILD_KILL_GROUP = (1 << 11),   /* HERD_SPAWN_KILL_GROUP_ON_EXIT */
+  HERD__CHILD_SPAWN_PENDING = (1 << 12) /* spawn_cb waits for the loop */
 };
 
 /* Told that the timeout of a capturing spawn expired. */
@@ -88,6 +88,7 @@ struct herd_child_private_s {
   herd_exit_cb exit_cb;
   herd_child_error_cb error_cb;
   herd_child_close_cb close_cb;
+  herd_child_spawn_cb spawn_cb;
   herd_child_read_cb read_cb;
   herd__timeout_cb timeout_cb;
   unsigned flags;
@@ -97,6 +98,7 @@ struct herd_child_private_s {
   int handles; /* libuv handles not yet closed, besides the timer */
   uv_poll_t poll;
   uv_timer_t timer;
+  uv_timer_t spawn_timer; /* delivers spawn_cb; initialised only with one */
   uint64_t timeout;
   uint64_t kill_grace;
   int kill_signal;
@@ -104,8 +106,10 @@ struct herd_child_private_s {
   struct herd_child_private_s* abort_next;
   struct herd_child_private_s* abort_prev;
   herd_child_t* child;
-  char* buf; /* HERD__READ_BUF_SIZE bytes in this same block, or NULL
-                without pipes */
+  char* buf;   /* HERD__READ_BUF_SIZE bytes in this same block, or NULL
+                  without pipes */
+  char** argv; /* child->spawnargs, in this same block; argv[-1] is a free
+                  slot for the child (herd__child_plan_t.argv) */
   int npipes;
   herd__pipe_t pipes[]; /* one per child fd, fd-indexed; open=0 if unused */
 };
@@ -125,13 +129,6 @@ int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
  * exit. */
 void herd__child_terminate(herd_child_t* child);
 
-/* spawn.c: when the child (a process group leader: HERD_SPAWN_PROCESS_GROUP)
- * exits, SIGKILL what is left of its group before reaping it: its zombie
- * holds the group's id until then, so the signal cannot reach a process
- * that merely reused the number. For the supervisor, whose workers' leftover
- * children must not outlive them. */
-void herd__child_kill_group_at_exit(herd_child_t* child);
-
 /* exec.c: an empty buffer with room for `cap` bytes and the NUL. Returns 0
  * or UV_ENOMEM. */
 int herd__buf_init(herd__buf_t* b, size_t cap);
@@ -147,7 +144,9 @@ typedef struct {
   const char* file;  /* a path, or (no '/') a name looked up in `path` */
   const char* path;  /* the PATH searched for `file` */
   char** argv;       /* argv[-1] is a free slot, for running a script
-                        without #! through /bin/sh as execvp() does */
+                        without #! through /bin/sh as execvp() does; that
+                        also points argv[0] into the child's stack, which
+                        the parent must put back after the spawn */
   char* const* envp; /* the child's environment */
   char* listen_pid;  /* room for 20 digits: the child writes its pid here
                         (the value of LISTEN_PID=); NULL: none */
@@ -158,9 +157,11 @@ typedef struct {
   int pdeath_signal; /* 0: none */
   pid_t parent_pid;  /* for the parent-death check */
   int nfds;          /* the child gets fds 0..nfds-1 and no other */
-  int src[HERD__CHILD_FDS_MAX]; /* the parent fd that becomes fd i, or -1
-                                   for /dev/null (i itself: inherited) */
-  int err; /* out: errno of the step that failed, 0 after exec */
+  int* src;          /* nfds entries: the parent fd that becomes fd i (i itself:
+                        inherited), HERD__FD_DEVNULL or HERD__FD_CLOSED. The child
+                        rewrites it (sources it moves out of its way): the parent
+                        must not read it after the spawn */
+  int err;           /* out: errno of the step that failed, 0 after exec */
 } herd__child_plan_t;
 
 /* spawn_child.c: starts the process `plan` describes, with
@@ -198,13 +199,36 @@ int herd__reap(int pidfd, int64_t* status, int* sig);
 /* reaper.c: waits for the child behind `pidfd`, which is exiting or about
  * to, and reaps it. The pidfd stays open. */
 void herd__reap_wait(int pidfd);
-/* reaper.c: SIGKILLs the child, reaps it and closes `pidfd`: for a child
- * that cannot be watched. */
-void herd__reap_kill(int pidfd);
+/* reaper.c: whether the child behind `pidfd` has exited and not been
+ * reaped (0), still runs (UV_EAGAIN), or was reaped (-ECHILD), without
+ * reaping it. */
+int herd__reap_peek(int pidfd);
+/* reaper.c: for HERD_SPAWN_KILL_GROUP_ON_EXIT: if the child behind `pidfd`
+ * has exited and is not reaped yet (its zombie holds `pgid`, its pid, so
+ * that no other group can take that id), SIGKILLs process group `pgid`.
+ * Returns herd__reap_peek()'s answer. */
+int herd__reap_kill_group(int pidfd, pid_t pgid);
+/* reaper.c: SIGKILLs the child (and with `pgid` non-zero its process
+ * group), reaps it and closes `pidfd`: for a child that cannot be watched. */
+void herd__reap_kill(int pidfd, pid_t pgid);
 /* reaper.c: takes `pidfd` of a child nobody watches any more; a process-wide
- * thread reaps the child when it exits and closes the pidfd. When no thread
- * can be had, the child is killed and reaped at once instead (no zombie is
- * ever left). Allocates nothing. */
-void herd__reap_later(int pidfd);
+ * thread reaps the child when it exits and closes the pidfd (with `pgid`
+ * non-zero, SIGKILLing that process group between the exit and the reap, as
+ * herd__reap_kill_group()). When no thread can be had, the child is killed
+ * and reaped at once instead (no zombie is ever left). Allocates nothing. */
+void herd__reap_later(int pidfd, pid_t pgid);
+
+/* spawn_names.c: whether `signum` names a signal (1 .. NSIG-1). */
+int herd__signal_valid(int signum);
+/* spawn.c: what stdio entry `fd` of a spawn with `stdio`/`count` (as given
+ * to herd_spawn(), 0 entries meaning three pipes) really is, Node's
+ * defaults applied: HERD_STDIO_PIPE (for OVERLAPPED too, and DEFAULT below
+ * fd 3), IGNORE (for DEFAULT from fd 3 on, and fds beyond the entries),
+ * INHERIT, FD or IPC. */
+herd_stdio_kind_t herd__stdio_kind(const herd_stdio_t* stdio, int count,
+                                   int fd);
+/* spawn.c: how many fds a spawn with `count` stdio entries gives the child
+ * from its entries (Node completes them to three). */
+int herd__stdio_count(int count);
 
 #endif /* HERD_PROCESS_INT_H */

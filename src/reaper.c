@@ -97,8 +97,29 @@ void herd__reap_wait(int pidfd) {
   }
 }
 
-void herd__reap_kill(int pidfd) {
+int herd__reap_peek(int pidfd) {
+  siginfo_t info;
+  memset(&info, 0, sizeof(info));
+  if (waitid(P_PIDFD, (id_t)pidfd, &info,
+             WEXITED | WNOHANG | WNOWAIT | __WALL) == -1)
+    return errno == EINTR ? UV_EAGAIN : -errno;
+  return info.si_pid == 0 ? UV_EAGAIN : 0;
+}
+
+int herd__reap_kill_group(int pidfd, pid_t pgid) {
+  int r = herd__reap_peek(pidfd);
+  /* Only a zombie pins the id: once reaped (here or by other code), a
+   * group of that id may be someone else's. */
+  if (r == 0)
+    kill(-pgid, SIGKILL);
+  return r;
+}
+
+void herd__reap_kill(int pidfd, pid_t pgid) {
   pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+  /* Not reaped yet, so the group id is still the child's. */
+  if (pgid != 0)
+    kill(-pgid, SIGKILL);
   herd__reap_wait(pidfd);
   close(pidfd);
 }
@@ -186,7 +207,9 @@ void herd__watch_drop(herd__watch_t* w) {
  * it holds. The thread starts with the first pidfd and ends, closing the
  * epoll fd, when the last child is reaped: a process that stops using herd
  * keeps no thread and no fd. New pidfds join the set while the thread
- * waits in epoll_wait(), so nothing needs to wake it. */
+ * waits in epoll_wait(), so nothing needs to wake it. Each entry's data is
+ * the pidfd and, above it, the process group to kill before the reap (0:
+ * none). */
 static pthread_mutex_t reaper_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int reaper_epfd = -1;
 static size_t reaper_count;
@@ -197,16 +220,14 @@ static void* reaper_main(void* arg) {
     struct epoll_event ev[16];
     int n = epoll_wait(epfd, ev, (int)HERD_ARRAY_SIZE(ev), -1);
     for (int i = 0; i < n; i++) {
-      int fd = ev[i].data.fd;
-      siginfo_t info;
+      int fd = (int)(ev[i].data.u64 & 0xffffffffu);
+      pid_t pgid = (pid_t)(ev[i].data.u64 >> 32);
       int last;
       /* Looked at first, reaped last: everything else is released before
        * the child disappears, so whoever waits for it finds only the
        * pidfd still open, for the two calls that reap it and close it. */
-      memset(&info, 0, sizeof(info));
-      if (waitid(P_PIDFD, (id_t)fd, &info,
-                 WEXITED | WNOHANG | WNOWAIT | __WALL) == 0 &&
-          info.si_pid == 0)
+      if ((pgid != 0 ? herd__reap_kill_group(fd, pgid) : herd__reap_peek(fd)) ==
+          UV_EAGAIN)
         continue;
       epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
       /* Decided under the lock, so that an adoption from now on starts a
@@ -228,14 +249,14 @@ static void* reaper_main(void* arg) {
 
 /* Adds `pidfd` to the reaper's set, starting the thread if need be.
  * Returns 0 or a negative errno. Called with reaper_mutex held. */
-static int reaper_add(int pidfd) {
+static int reaper_add(int pidfd, pid_t pgid) {
   struct epoll_event ev;
   int epfd = reaper_epfd;
   int err;
 
   memset(&ev, 0, sizeof(ev));
   ev.events = EPOLLIN;
-  ev.data.fd = pidfd;
+  ev.data.u64 = (uint64_t)(uint32_t)pidfd | (uint64_t)(uint32_t)pgid << 32;
   if (epfd == -1) {
     pthread_t tid;
     pthread_attr_t attr;
@@ -270,15 +291,15 @@ static int reaper_add(int pidfd) {
   return 0;
 }
 
-void herd__reap_later(int pidfd) {
+void herd__reap_later(int pidfd, pid_t pgid) {
   int err;
   pthread_mutex_lock(&reaper_mutex);
-  err = reaper_add(pidfd);
+  err = reaper_add(pidfd, pgid);
   pthread_mutex_unlock(&reaper_mutex);
   if (err != 0) {
     /* No thread or no epoll: end the child now rather than leave a zombie
      * nobody reaps. */
-    herd__reap_kill(pidfd);
+    herd__reap_kill(pidfd, pgid);
   }
 }
 

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 extern char** environ;
@@ -68,36 +67,94 @@ static int fd_name_valid(const char* s) {
   return len <= 255;
 }
 
-/* The argv and environment of one spawn, built in the parent in a single
- * herd allocation (the child may not allocate) and freed after it. */
-typedef struct {
-  void* block;
-  char** argv;       /* argv[-1] is the plan's free slot */
-  char* const* envp; /* environ itself when nothing changes */
-  char* listen_pid;  /* the digits of LISTEN_PID=, written by the child */
-  const char* exe;   /* what to run: file, or the shell */
-} spawn_exec_t;
-
-static int spawn_exec_build(const herd_spawn_options_t* o, const char* file,
-                            const char* const* args, int ipc_index,
-                            spawn_exec_t* x) {
+/* The argv of one spawn, which is also child->spawnargs: its size, and
+ * building it into `area` (in the child's private block, so that it lives
+ * as long as the handle). */
+static size_t argv_size(const herd_spawn_options_t* o, const char* file,
+                        const char* const* args) {
   int shell = (o->flags & HERD_SPAWN_SHELL) != 0;
-  int nlisten = o->listen_fds_count;
-  int custom_env = o->env != NULL || ipc_index != -1 || nlisten > 0;
-  size_t nargs = 0, nparent = 0, nuser = 0, nptr, strings = 0;
-  size_t cmd_len = 0, names_len = 0, n = 0;
-  char** env = NULL;
+  size_t nargs = 0, strings = strlen(file) + 1;
+  while (args != NULL && args[nargs] != NULL)
+    strings += strlen(args[nargs++]) + 1;
+  if (o->argv0 != NULL)
+    strings += strlen(o->argv0) + 1;
+  if (shell)
+    strings += strlen(o->shell ? o->shell : "/bin/sh") + 1;
+  /* [-1], argv0, the arguments (with the shell: -c and the command), NULL */
+  return ((shell ? 3 : nargs + 1) + 2) * sizeof(char*) + strings;
+}
+
+/* Returns the argv; *exe is what to run (file, or the shell), which is also
+ * child->spawnfile. Node's normalizeSpawnArguments(): with the shell, the
+ * command is `file` and the arguments joined by spaces, run as `<shell> -c
+ * <command>`; argv[0] is argv0, else the program run. */
+static char** argv_build(const herd_spawn_options_t* o, const char* file,
+                         const char* const* args, void* area,
+                         const char** exe) {
+  int shell = (o->flags & HERD_SPAWN_SHELL) != 0;
+  size_t nargs = 0;
+  char** argv;
   char* s;
 
   while (args != NULL && args[nargs] != NULL)
     nargs++;
-  if (shell) {
-    cmd_len = strlen(file) + 1;
-    for (size_t i = 0; i < nargs; i++)
-      cmd_len += strlen(args[i]) + 1;
-    strings += cmd_len;
+  argv = (char**)area + 1;
+  s = (char*)(argv + (shell ? 3 : nargs + 1) + 1);
+  argv[-1] = NULL;
+  *exe = s;
+  s = stpcpy(s, shell ? (o->shell ? o->shell : "/bin/sh") : file) + 1;
+  argv[0] = (char*)*exe;
+  if (o->argv0 != NULL) {
+    argv[0] = s;
+    s = stpcpy(s, o->argv0) + 1;
   }
-  nptr = shell ? 5 : nargs + 3; /* [-1], argv0, ..., NULL */
+  if (shell) {
+    argv[1] = "-c";
+    argv[2] = s;
+    s = stpcpy(s, file);
+    for (size_t i = 0; i < nargs; i++) {
+      *s++ = ' ';
+      s = stpcpy(s, args[i]);
+    }
+    argv[3] = NULL;
+    return argv;
+  }
+  for (size_t i = 0; i < nargs; i++) {
+    argv[i + 1] = s;
+    s = stpcpy(s, args[i]) + 1;
+  }
+  argv[nargs + 1] = NULL;
+  return argv;
+}
+
+/* The environment of one spawn and the fd arrays of a large one, built in
+ * the parent in a single herd allocation (the child may not allocate) and
+ * freed after it; no allocation at all when the parent's environment is
+ * used as it is and the arrays fit on the stack. */
+typedef struct {
+  void* block;
+  char* const* envp; /* environ itself when nothing changes */
+  char* listen_pid;  /* the digits of LISTEN_PID=, written by the child */
+  int* ints;         /* `nints` ints asked for, or NULL */
+} spawn_env_t;
+
+static int spawn_env_build(const herd_spawn_options_t* o, int ipc_index,
+                           size_t nints, spawn_env_t* x) {
+  int nlisten = o->listen_fds_count;
+  int custom_env = o->env != NULL || ipc_index != -1 || nlisten > 0;
+  size_t nparent = 0, nuser = 0, nptr = 0, strings = 0, names_len = 0, n = 0;
+  /* The ints first, rounded up so that the pointers after them align. */
+  size_t ints_size =
+      (nints * sizeof(int) + sizeof(char*) - 1) & ~(sizeof(char*) - 1);
+  char** env;
+  char* s;
+
+  x->block = NULL;
+  x->envp = environ;
+  x->listen_pid = NULL;
+  x->ints = NULL;
+  if (!custom_env && nints == 0)
+    return 0;
   if (custom_env) {
     if (o->env == NULL || (o->flags & HERD_SPAWN_ENV_EXTEND))
       while (environ[nparent] != NULL)
@@ -105,7 +162,7 @@ static int spawn_exec_build(const herd_spawn_options_t* o, const char* file,
     if (o->env != NULL)
       while (o->env[nuser] != NULL)
         nuser++;
-    nptr += nparent + nuser + 6; /* two IPC, three LISTEN_*, NULL */
+    nptr = nparent + nuser + 6; /* two IPC, three LISTEN_*, NULL */
     if (ipc_index != -1)
       strings += 32;
     if (nlisten > 0) {
@@ -118,41 +175,15 @@ static int spawn_exec_build(const herd_spawn_options_t* o, const char* file,
       }
     }
   }
-  x->block = herd__malloc(nptr * sizeof(char*) + strings);
+  x->block = herd__malloc(ints_size + nptr * sizeof(char*) + strings);
   if (x->block == NULL)
     return UV_ENOMEM;
-  x->argv = (char**)x->block + 1;
-  s = (char*)((char**)x->block + nptr);
-  x->argv[-1] = NULL;
-  x->listen_pid = NULL;
-  if (shell) {
-    /* Node's `<shell> -c "<file> <args joined by spaces>"`. */
-    char* cmd = s;
-    char* p = cmd;
-    s += cmd_len;
-    p += strlen(strcpy(p, file));
-    for (size_t i = 0; i < nargs; i++) {
-      *p++ = ' ';
-      p += strlen(strcpy(p, args[i]));
-    }
-    x->exe = o->shell ? o->shell : "/bin/sh";
-    x->argv[0] = (char*)(o->argv0 ? o->argv0 : x->exe);
-    x->argv[1] = "-c";
-    x->argv[2] = cmd;
-    x->argv[3] = NULL;
-    env = x->argv + 4;
-  } else {
-    x->exe = file;
-    x->argv[0] = (char*)(o->argv0 ? o->argv0 : file);
-    for (size_t i = 0; i < nargs; i++)
-      x->argv[i + 1] = (char*)args[i];
-    x->argv[nargs + 1] = NULL;
-    env = x->argv + nargs + 2;
-  }
-  if (!custom_env) {
-    x->envp = environ;
+  if (nints > 0)
+    x->ints = x->block;
+  if (!custom_env)
     return 0;
-  }
+  env = (char**)((char*)x->block + ints_size);
+  s = (char*)(env + nptr);
   for (size_t i = 0; i < nparent; i++)
     if (nlisten == 0 || !env_is_listen_var(environ[i]))
       env[n++] = environ[i];
@@ -162,7 +193,10 @@ static int spawn_exec_build(const herd_spawn_options_t* o, const char* file,
   if (ipc_index != -1) {
     snprintf(s, 32, "NODE_CHANNEL_FD=%d", ipc_index);
     env_set(env, &n, s);
-    env_set(env, &n, "NODE_CHANNEL_SERIALIZATION_MODE=json");
+    env_set(env, &n,
+            o->serialization == HERD_SERIALIZATION_ADVANCED
+                ? "NODE_CHANNEL_SERIALIZATION_MODE=advanced"
+                : "NODE_CHANNEL_SERIALIZATION_MODE=json");
     s += 32;
   }
   if (nlisten > 0) {
@@ -203,15 +237,38 @@ static void timer_final_cb(uv_handle_t* h) {
   herd_child_t* child = priv->child;
   herd_child_close_cb cb = priv->close_cb;
   child->priv = NULL;
-  herd__free(priv);
+  /* Freed after the callback: spawnfile and spawnargs live in the block
+   * and stay valid until close_cb returns (which may reuse the handle). */
   if (cb != NULL)
     cb(child);
+  herd__free(priv);
 }
 
 static void poll_close_cb(uv_handle_t* h) {
   herd_child_private_t* priv = HERD_CONTAINER_OF(h, herd_child_private_t, poll);
   priv->handles--;
   child_maybe_finish(priv);
+}
+
+static void spawn_timer_close_cb(uv_handle_t* h) {
+  herd_child_private_t* priv =
+      HERD_CONTAINER_OF(h, herd_child_private_t, spawn_timer);
+  priv->handles--;
+  child_maybe_finish(priv);
+}
+
+/* Node's 'spawn' event, emitted on the next tick after a successful spawn:
+ * timers run before the loop polls for I/O, so it comes before any read
+ * callback and before the exit is seen. */
+static void spawn_timer_cb(uv_timer_t* t) {
+  herd_child_private_t* priv =
+      HERD_CONTAINER_OF(t, herd_child_private_t, spawn_timer);
+  priv->flags &= ~HERD__CHILD_SPAWN_PENDING;
+  /* The open timer counts as a handle, so a callback that closes the child
+   * cannot finish it under us. */
+  if (priv->spawn_cb != NULL && !(priv->flags & HERD__CHILD_CLOSED))
+    priv->spawn_cb(priv->child);
+  uv_close((uv_handle_t*)&priv->spawn_timer, spawn_timer_close_cb);
 }
 
 /* Node's ChildProcess keeps the loop alive through its stdio pipes, which
@@ -375,6 +432,7 @@ static void child_on_exit(herd_child_private_t* priv, int64_t status, int sig) {
   child->exited = 1;
   child->exit_status = status;
   child->term_signal = sig;
+  child->signal_code = sig ? herd_signal_name(sig) : NULL;
   /* Held so that callbacks closing the child cannot finish it under us. */
   priv->handles++;
   if (priv->flags & HERD__CHILD_ABORTED)
@@ -399,17 +457,11 @@ static void poll_cb(uv_poll_t* h, int status, int events) {
   int sig, r;
   (void)status;
   (void)events;
-  if (priv->flags & HERD__CHILD_KILL_GROUP) {
-    siginfo_t info;
-    memset(&info, 0, sizeof(info));
-    /* WNOWAIT: only look. The group goes while its leader is a zombie. */
-    if (waitid(P_PIDFD, (id_t)priv->pidfd, &info,
-               WEXITED | WNOHANG | WNOWAIT | __WALL) == 0 &&
-        info.si_pid != 0) {
-      priv->flags &= ~HERD__CHILD_KILL_GROUP;
-      kill(-priv->child->pid, SIGKILL);
-    }
-  }
+  /* The group dies between the exit and the reap, while the zombie keeps
+   * its id from being reused. */
+  if ((priv->flags & HERD__CHILD_KILL_GROUP) &&
+      herd__reap_kill_group(priv->pidfd, priv->child->pid) == UV_EAGAIN)
+    return;
   r = herd__watch_reap(&priv->watch, &code, &sig);
   if (r == UV_EAGAIN)
     return;
@@ -439,12 +491,6 @@ void herd__child_channel_closed(herd_child_t* child) {
   child_maybe_finish(priv);
 }
 
-void herd__child_kill_group_at_exit(herd_child_t* child) {
-  herd_child_private_t* priv = child->priv;
-  if (priv != NULL && child->pid > 0)
-    priv->flags |= HERD__CHILD_KILL_GROUP;
-}
-
 void herd__child_terminate(herd_child_t* child) {
   if (child->priv != NULL)
     child_terminate(child->priv);
@@ -469,7 +515,7 @@ static int spawn_validate(const herd_spawn_options_t* o,
       *ipc_index = i;
     } else if (stdio[i].kind == HERD_STDIO_FD && stdio[i].fd < 0) {
       return UV_EINVAL;
-    } else if (stdio[i].kind > HERD_STDIO_IPC) {
+    } else if ((unsigned)stdio[i].kind > HERD_STDIO_DEFAULT) {
       return UV_EINVAL;
     }
   }
@@ -482,60 +528,112 @@ static int spawn_validate(const herd_spawn_options_t* o,
     if (o->listen_fd_names != NULL && !fd_name_valid(o->listen_fd_names[i]))
       return UV_EINVAL;
   }
-  if (o->parent_death_signal < 0 || o->parent_death_signal >= NSIG)
+  if (o->parent_death_signal != 0 &&
+      !herd__signal_valid(o->parent_death_signal))
+    return UV_EINVAL;
+  /* Node validates killSignal when spawning (ERR_UNKNOWN_SIGNAL). */
+  if (o->kill_signal != 0 && !herd__signal_valid(o->kill_signal))
+    return UV_EINVAL;
+  if (o->serialization != HERD_SERIALIZATION_JSON &&
+      o->serialization != HERD_SERIALIZATION_ADVANCED)
     return UV_EINVAL;
   return 0;
 }
+
+/* Entry `fd` of `count` entries, Node's defaults applied; entries beyond
+ * `count` are `pad`. */
+static herd_stdio_kind_t stdio_kind_at(const herd_stdio_t* stdio, int count,
+                                       int fd, herd_stdio_kind_t pad) {
+  herd_stdio_kind_t k;
+  if (count == 0)
+    return fd < 3 ? HERD_STDIO_PIPE : HERD_STDIO_IGNORE;
+  k = fd < count ? stdio[fd].kind : pad;
+  if (k == HERD_STDIO_OVERLAPPED)
+    return HERD_STDIO_PIPE;
+  if (k == HERD_STDIO_DEFAULT)
+    return fd < 3 ? HERD_STDIO_PIPE : HERD_STDIO_IGNORE;
+  return k;
+}
+
+herd_stdio_kind_t herd__stdio_kind(const herd_stdio_t* stdio, int count,
+                                   int fd) {
+  return stdio_kind_at(stdio, count, fd, HERD_STDIO_DEFAULT);
+}
+
+int herd__stdio_count(int count) {
+  return count < 3 ? 3 : count;
+}
+
+/* The fd arrays of a spawn of up to this many fds live on the stack. */
+#define SPAWN_FDS_INLINE 16
 
 int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
                 const char* const* args, const herd_spawn_options_t* options,
                 int capture, herd__timeout_cb timeout_cb) {
   static const herd_spawn_options_t defaults;
-  static const herd_stdio_t three_pipes[3];
   const herd_spawn_options_t* o = options ? options : &defaults;
   const herd_stdio_t* stdio = o->stdio;
-  int n = o->stdio_count;
+  int given = o->stdio_count;
   int nlisten = o->listen_fds_count;
+  /* With socket activation, missing entries below fd 3 are /dev/null (the
+   * fds then belong to systemd's protocol); otherwise Node's defaults. */
+  herd_stdio_kind_t pad = nlisten > 0 ? HERD_STDIO_IGNORE : HERD_STDIO_DEFAULT;
+  int aborted = o->abort != NULL && o->abort->aborted;
+  int inline_fds[3 * SPAWN_FDS_INLINE];
+  int *parent_end, *child_end;
   herd_child_private_t* priv;
   herd__child_plan_t plan;
-  spawn_exec_t x;
-  int parent_end[HERD_STDIO_MAX];
-  int child_end[HERD_STDIO_MAX];
-  int ipc_index, has_pipe = 0, err = 0;
-  size_t size;
+  spawn_env_t x;
+  const char *exe, *argv0;
+  int n, ipc_index, has_pipe = 0, err = 0;
+  size_t size, nints;
 
-  if (loop == NULL || child == NULL || file == NULL || n < 0 ||
-      n > HERD_STDIO_MAX || (n > 0 && stdio == NULL))
+  if (loop == NULL || child == NULL || file == NULL || given < 0 ||
+      (given > 0 && stdio == NULL))
     return UV_EINVAL;
-  if (n == 0) {
-    stdio = three_pipes;
-    n = 3;
-  }
-  err = spawn_validate(o, stdio, n, &ipc_index);
+  err = spawn_validate(o, stdio, given, &ipc_index);
   if (err != 0)
     return err;
+  n = herd__stdio_count(given);
   for (int i = 0; i < n; i++)
-    if (stdio[i].kind == HERD_STDIO_PIPE)
+    if (stdio_kind_at(stdio, given, i, pad) == HERD_STDIO_PIPE)
       has_pipe = 1;
+  memset(&plan, 0, sizeof(plan));
+  plan.nfds = nlisten > 0 ? 3 + nlisten : n;
+  /* The child's fd sources, then the parent's and the child's ends of
+   * each pipe. */
+  nints = (size_t)plan.nfds + 2 * (size_t)n;
 
   /* Every allocation comes first, so that running out of memory returns
    * before anything (a handle, an fd, a process) exists: the handle's
-   * private part with the pipes' read buffer, then the argv and
-   * environment. */
+   * private part with its argv (child->spawnargs) and the pipes' read
+   * buffer, then, when needed, the environment and the fd arrays of a
+   * large spawn. */
   size = sizeof(*priv) + (size_t)n * sizeof(herd__pipe_t);
   size = (size + 15) & ~(size_t)15;
-  priv = herd__malloc(size + (has_pipe ? HERD__READ_BUF_SIZE : 0));
-  if (priv == NULL)
-    return UV_ENOMEM;
-  memset(priv, 0, size);
+  {
+    size_t argv_at = size;
+    size += argv_size(o, file, args);
+    size = (size + 15) & ~(size_t)15;
+    priv = herd__malloc(size + (has_pipe ? HERD__READ_BUF_SIZE : 0));
+    if (priv == NULL)
+      return UV_ENOMEM;
+    memset(priv, 0, argv_at);
+    priv->argv = argv_build(o, file, args, (char*)priv + argv_at, &exe);
+  }
   memset(&x, 0, sizeof(x));
-  if (o->abort == NULL || !o->abort->aborted) {
-    err = spawn_exec_build(o, file, args, ipc_index, &x);
+  if (!aborted) {
+    err = spawn_env_build(o, ipc_index,
+                          nints <= HERD_ARRAY_SIZE(inline_fds) ? 0 : nints, &x);
     if (err != 0) {
       herd__free(priv);
       return err;
     }
   }
+  /* An aborted spawn starts nothing and uses no fd array. */
+  plan.src = x.ints != NULL ? x.ints : aborted ? NULL : inline_fds;
+  parent_end = aborted ? NULL : plan.src + plan.nfds;
+  child_end = aborted ? NULL : parent_end + n;
 
   {
     void* data = child->data;
@@ -544,10 +642,13 @@ int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
   }
   child->loop = loop;
   child->priv = priv;
+  child->spawnfile = exe;
+  child->spawnargs = (const char* const*)priv->argv;
   priv->child = child;
   priv->exit_cb = o->exit_cb;
   priv->error_cb = o->error_cb;
   priv->close_cb = o->close_cb;
+  priv->spawn_cb = o->spawn_cb;
   priv->timeout_cb = timeout_cb;
   priv->buf = has_pipe ? (char*)priv + size : NULL;
   priv->pidfd = -1;
@@ -557,21 +658,24 @@ int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
   priv->kill_grace = o->kill_grace ? o->kill_grace : HERD__KILL_GRACE_DEFAULT;
   if (capture)
     priv->flags |= HERD__CHILD_CAPTURE;
+  if (o->flags & HERD_SPAWN_KILL_GROUP_ON_EXIT)
+    priv->flags |= HERD__CHILD_KILL_GROUP;
   for (int i = 0; i < n; i++) {
     priv->pipes[i].child = child;
     priv->pipes[i].fd = i;
-    parent_end[i] = child_end[i] = -1;
   }
 
-  /* The child's fds: its stdio entries, then (with socket activation)
-   * /dev/null up to fd 2 and the listening fds from fd 3 on. */
-  memset(&plan, 0, sizeof(plan));
-  plan.nfds = nlisten > 0 ? 3 + nlisten : n;
-  for (int i = 0; i < plan.nfds; i++)
-    plan.src[i] = i < n ? -1 : i < 3 ? -1 : o->listen_fds[i - 3];
-  for (int i = 0; x.block != NULL && err == 0 && i < n; i++) {
+  /* The child's fds: its stdio entries, then (with socket activation) the
+   * listening fds from fd 3 on. */
+  for (int i = n; !aborted && i < plan.nfds; i++)
+    plan.src[i] = o->listen_fds[i - 3];
+  for (int i = 0; !aborted && i < n; i++) {
     int sv[2];
-    switch (stdio[i].kind) {
+    parent_end[i] = child_end[i] = -1;
+    plan.src[i] = HERD__FD_DEVNULL;
+    if (err != 0)
+      continue;
+    switch (stdio_kind_at(stdio, given, i, pad)) {
       case HERD_STDIO_PIPE:
       case HERD_STDIO_IPC:
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
@@ -583,7 +687,8 @@ int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
         plan.src[i] = sv[1];
         break;
       case HERD_STDIO_IGNORE:
-        plan.src[i] = -1;
+        /* As libuv under Node: /dev/null for fds 0-2, nothing above. */
+        plan.src[i] = i < 3 ? HERD__FD_DEVNULL : HERD__FD_CLOSED;
         break;
       case HERD_STDIO_INHERIT:
         plan.src[i] = i;
@@ -591,12 +696,14 @@ int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
       case HERD_STDIO_FD:
         plan.src[i] = stdio[i].fd;
         break;
+      default:
+        break;
     }
   }
   /* The channel takes its end before the process exists, because that can
    * run out of memory too (ipc.c closes the fd itself when it fails). */
-  if (err == 0 && ipc_index != -1 && x.block != NULL) {
-    int r = herd__ipc_attach(child, parent_end[ipc_index]);
+  if (err == 0 && ipc_index != -1 && !aborted) {
+    int r = herd__ipc_attach(child, parent_end[ipc_index], o->serialization);
     parent_end[ipc_index] = -1;
     if (r != 0) {
       for (int i = 0; i < n; i++) {
@@ -608,6 +715,8 @@ int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
       herd__free(x.block);
       herd__free(priv);
       child->priv = NULL;
+      child->spawnfile = NULL;
+      child->spawnargs = NULL;
       return r;
     }
     if (child->channel != NULL)
@@ -617,40 +726,48 @@ int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
   /* From here on the call succeeds: a failure to start the program is
    * reported through error_cb, from the loop. */
   uv_timer_init(loop, &priv->timer);
-  if (x.block == NULL) {
+  if (aborted) {
     child_fail(priv, UV_ECANCELED);
     return 0;
   }
   if (err == 0 && file[0] == '\0')
     err = UV_ENOENT;
   if (err == 0) {
-    plan.file = x.exe;
+    plan.file = exe;
     plan.path = NULL;
-    if (strchr(x.exe, '/') == NULL) {
+    /* The child's own PATH, else /bin:/usr/bin, never the parent's: what
+     * glibc's execvp() does under Node, which runs it after replacing
+     * environ with the child's environment. */
+    if (strchr(exe, '/') == NULL) {
       plan.path = env_get(x.envp, "PATH");
-      if (plan.path == NULL)
-        plan.path = getenv("PATH");
       if (plan.path == NULL)
         plan.path = "/bin:/usr/bin";
     }
-    plan.argv = x.argv;
+    argv0 = priv->argv[0];
+    plan.argv = priv->argv;
     plan.envp = x.envp;
     plan.listen_pid = x.listen_pid;
     plan.cwd = o->cwd;
     plan.flags = o->flags;
+    if ((o->flags & HERD_SPAWN_KILL_GROUP_ON_EXIT) &&
+        !(o->flags & HERD_SPAWN_DETACHED))
+      plan.flags |= HERD_SPAWN_PROCESS_GROUP;
     plan.uid = o->uid;
     plan.gid = o->gid;
     plan.pdeath_signal = o->parent_death_signal;
     herd__reap_prepare();
     herd__watch_gate_enter();
     err = herd__spawn_process(&plan, &child->pid, &priv->pidfd);
+    /* A file run through /bin/sh for want of #! had the child point argv[0]
+     * into its own stack, which exec left behind: spawnargs keeps argv. */
+    priv->argv[-1] = NULL;
+    priv->argv[0] = (char*)argv0;
     if (err == 0)
       herd__watch_add(&priv->watch, child->pid, priv->pidfd);
     herd__watch_gate_leave();
     if (err != 0)
       child->pid = 0;
   }
-  herd__free(x.block);
   for (int i = 0; i < n; i++)
     if (child_end[i] != -1)
       close(child_end[i]);
@@ -660,7 +777,8 @@ int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
     err = uv_poll_init(loop, &priv->poll, priv->pidfd);
     if (err != 0) {
       herd__watch_drop(&priv->watch);
-      herd__reap_kill(priv->pidfd);
+      herd__reap_kill(priv->pidfd,
+                      (priv->flags & HERD__CHILD_KILL_GROUP) ? child->pid : 0);
       priv->pidfd = -1;
       child->pid = 0;
     }
@@ -669,6 +787,7 @@ int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
     for (int i = 0; i < n; i++)
       if (parent_end[i] != -1)
         close(parent_end[i]);
+    herd__free(x.block);
     if (child->channel != NULL)
       herd__ipc_detach(child->channel);
     child_fail(priv, err);
@@ -694,6 +813,7 @@ int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
       pipe_close(p);
     }
   }
+  herd__free(x.block);
   if (o->abort != NULL) {
     herd_abort_t* ab = o->abort;
     priv->abort = ab;
@@ -701,6 +821,12 @@ int herd__spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
     if (priv->abort_next != NULL)
       priv->abort_next->abort_prev = priv;
     ab->head = priv;
+  }
+  if (priv->spawn_cb != NULL) {
+    uv_timer_init(loop, &priv->spawn_timer);
+    priv->handles++;
+    priv->flags |= HERD__CHILD_SPAWN_PENDING;
+    uv_timer_start(&priv->spawn_timer, spawn_timer_cb, 0, 0);
   }
   return 0;
 }
@@ -786,6 +912,27 @@ int herd_child_kill(herd_child_t* child, int signum) {
   return r;
 }
 
+int herd_child_kill_group(herd_child_t* child, int signum) {
+  herd_child_private_t* priv = child->priv;
+  int r;
+  if (signum == 0)
+    signum = SIGTERM;
+  if (!herd__signal_valid(signum))
+    return UV_EINVAL;
+  if (priv == NULL || !(priv->flags & HERD__CHILD_RUNNING))
+    return UV_ESRCH;
+  /* Unreaped, the child's pid (its group's id) cannot be reused. Code that
+   * waits for any child could have reaped it behind herd's back: the pidfd
+   * tells. */
+  r = herd__reap_peek(priv->pidfd);
+  if (r != 0 && r != UV_EAGAIN)
+    return UV_ESRCH;
+  if (kill(-child->pid, signum) == -1)
+    return -errno;
+  child->killed = 1;
+  return 0;
+}
+
 void herd_child_ref(herd_child_t* child) {
   herd_child_private_t* priv = child->priv;
   if (priv == NULL)
@@ -816,8 +963,13 @@ void herd_child_close(herd_child_t* child) {
     priv->flags &= ~(HERD__CHILD_RUNNING | HERD__CHILD_ESCALATING);
     uv_close((uv_handle_t*)&priv->poll, poll_close_cb);
     herd__watch_drop(&priv->watch);
-    herd__reap_later(priv->pidfd);
+    herd__reap_later(priv->pidfd,
+                     (priv->flags & HERD__CHILD_KILL_GROUP) ? child->pid : 0);
     priv->pidfd = -1;
+  }
+  if (priv->flags & HERD__CHILD_SPAWN_PENDING) {
+    priv->flags &= ~HERD__CHILD_SPAWN_PENDING;
+    uv_close((uv_handle_t*)&priv->spawn_timer, spawn_timer_close_cb);
   }
   priv->flags &= ~HERD__CHILD_TIMEOUT_ARMED;
   uv_timer_stop(&priv->timer);

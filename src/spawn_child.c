@@ -102,18 +102,18 @@ CHILD_CODE static int child_close_from_slow(int low) {
   return 0;
 }
 
-/* Puts the plan's fds in place: fd i gets src[i] (dup3()), /dev/null (-1),
- * or keeps the parent's fd i without its close-on-exec flag (src[i] == i);
- * then every other fd is closed. Returns 0 or -1 with errno set. */
+/* Puts the plan's fds in place: fd i gets src[i] (dup3()), /dev/null, or
+ * keeps the parent's fd i without its close-on-exec flag (src[i] == i), or
+ * is closed; then every fd from nfds up is closed. Returns 0 or -1 with
+ * errno set. */
 CHILD_CODE static int child_fds(const herd__child_plan_t* p) {
-  int src[HERD__CHILD_FDS_MAX];
+  int* src = p->src;
   int n = p->nfds;
 
   /* A source inside 0..n-1 (other than the fd itself) is moved above n
    * first, so that no dup3() overwrites a source still to be used. The
    * copies are this process's own: its fd table is not the parent's. */
   for (int i = 0; i < n; i++) {
-    src[i] = p->src[i];
     if (src[i] >= 0 && src[i] < n && src[i] != i) {
       long d = syscall(SYS_fcntl, src[i], F_DUPFD_CLOEXEC, n);
       if (d == -1)
@@ -122,7 +122,7 @@ CHILD_CODE static int child_fds(const herd__child_plan_t* p) {
     }
   }
   for (int i = 0; i < n; i++) {
-    if (src[i] == -1) {
+    if (src[i] == HERD__FD_DEVNULL) {
       /* The lowest free fd: i, or one above it that is set up later. */
       long fd = syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDWR);
       if (fd == -1)
@@ -132,6 +132,10 @@ CHILD_CODE static int child_fds(const herd__child_plan_t* p) {
           return -1;
         syscall(SYS_close, fd);
       }
+    } else if (src[i] == HERD__FD_CLOSED) {
+      /* Only fds from 3 on are left closed: the /dev/null opens above, for
+       * fds 0-2, are all done by now, so nothing reuses this one. */
+      syscall(SYS_close, i);
     } else if (src[i] == i) {
       if (syscall(SYS_fcntl, i, F_SETFD, 0) == -1)
         return -1;

@@ -310,7 +310,9 @@ int herd__proc_start(herd__sup_t* p, herd__sup_slot_t* slot, int successor) {
   so.env = (const char* const*)p->envp;
   so.stdio = stdio;
   so.stdio_count = 3;
-  so.flags = HERD_SPAWN_PROCESS_GROUP | HERD_SPAWN_ENV_EXTEND;
+  /* What a worker leaves of its group dies with it, before it is reaped. */
+  so.flags = HERD_SPAWN_PROCESS_GROUP | HERD_SPAWN_KILL_GROUP_ON_EXIT |
+             HERD_SPAWN_ENV_EXTEND;
   so.parent_death_signal = SIGKILL;
   if (p->nsockets > 0) {
     so.listen_fds = slot->fds;
@@ -335,7 +337,6 @@ int herd__proc_start(herd__sup_t* p, herd__sup_slot_t* slot, int successor) {
 
   /* From here the process exists, or its start error comes from the loop
    * (error_cb) as its end. */
-  herd__child_kill_group_at_exit(&proc->child);
   uv_timer_init(s->loop, &proc->timer);
   proc->timer.data = proc;
   proc->pending += 3; /* itself (until its end), the child, the timer */
@@ -404,7 +405,7 @@ void herd__proc_kill(herd__sup_proc_t* proc) {
   proc->sup->kills++;
   /* The worker is not reaped before its exit callback, which has not run:
    * its pid is still its group's id. */
-  kill(-proc->pid, SIGKILL);
+  herd_child_kill_group(&proc->child, SIGKILL);
 }
 
 void herd__proc_stop(herd__sup_proc_t* proc, int now) {

@@ -16,7 +16,9 @@ typedef struct {
   herd_sync_result_t* res;
   size_t max_buffer;
   size_t total;
-  herd__buf_t bufs[2]; /* stdout, stderr; moved into res at the end */
+  int nbufs;
+  herd__buf_t* bufs; /* one per child fd; data NULL unless a pipe the child
+                        writes to; moved into res->output at the end */
   int error;
   int timed_out;
   uv_write_t write_req;
@@ -38,8 +40,9 @@ static void sync_read_cb(herd_child_t* child, int fd, const char* buf,
     herd__child_terminate(child);
   }
   st->total += take;
-  if ((fd == 1 || fd == 2) && take > 0 && st->error != UV_ENOMEM) {
-    if (herd__buf_append(&st->bufs[fd - 1], buf, take, st->max_buffer) != 0) {
+  if (fd < st->nbufs && st->bufs[fd].data != NULL && take > 0 &&
+      st->error != UV_ENOMEM) {
+    if (herd__buf_append(&st->bufs[fd], buf, take, st->max_buffer) != 0) {
       st->error = UV_ENOMEM;
       herd__child_terminate(child);
     }
@@ -50,6 +53,7 @@ static void sync_exit_cb(herd_child_t* child, int64_t status, int sig) {
   sync_state_t* st = child->data;
   st->res->status = sig ? -1 : status;
   st->res->signal = sig;
+  st->res->signal_name = child->signal_code;
 }
 
 static void sync_timeout_cb(herd_child_t* child) {
@@ -66,6 +70,36 @@ static void sync_write_cb(uv_write_t* req, int status) {
   herd_child_t* child = req->data;
   (void)status;
   herd_child_end(child, 0);
+}
+
+static void sync_bufs_free(sync_state_t* st) {
+  for (int i = 0; i < st->nbufs; i++)
+    herd__free(st->bufs[i].data);
+  herd__free(st->bufs);
+  st->bufs = NULL;
+}
+
+/* Hands the output over: out and err for fds 1 and 2, output[] for all
+ * (Node's result.output), NULL when nothing ran (as Node's is null). */
+static void sync_result_fill(sync_state_t* st, herd_sync_result_t* result) {
+  result->out = st->bufs[1].data;
+  result->out_len = st->bufs[1].len;
+  result->err = st->bufs[2].data;
+  result->err_len = st->bufs[2].len;
+  if (result->pid != 0) {
+    for (int i = 0; i < st->nbufs; i++) {
+      result->output[i].data = st->bufs[i].data;
+      result->output[i].len = st->bufs[i].len;
+    }
+    result->output_count = st->nbufs;
+  } else {
+    for (int i = 3; i < st->nbufs; i++)
+      herd__free(st->bufs[i].data);
+    herd__free(result->output);
+    result->output = NULL;
+  }
+  herd__free(st->bufs);
+  st->bufs = NULL;
 }
 
 static int sync_run(const char* file, const char* const* args,
@@ -88,7 +122,8 @@ static int sync_run(const char* file, const char* const* args,
   memset(result, 0, sizeof(*result));
   result->status = -1;
   /* uv_write() takes an unsigned length. */
-  if (o->input_len > UINT_MAX) {
+  if (o->input_len > UINT_MAX || o->stdio_count < 0 ||
+      (o->stdio_count > 0 && o->stdio == NULL)) {
     result->error = UV_EINVAL;
     return UV_EINVAL;
   }
@@ -109,22 +144,31 @@ static int sync_run(const char* file, const char* const* args,
   so.exit_cb = sync_exit_cb;
   so.error_cb = sync_error_cb;
 
-  /* The buffers of the piped stdout and stderr (a piped stream's result is
-   * a string even when nothing came) exist before anything starts. */
-  for (int fd = 1; fd <= 2; fd++) {
-    int piped = so.stdio_count == 0   ? 1
-                : fd < so.stdio_count ? so.stdio[fd].kind == HERD_STDIO_PIPE
-                                      : 0;
-    if (piped && herd__buf_init(&st.bufs[fd - 1], 128) != 0) {
-      herd__free(st.bufs[0].data);
-      result->error = UV_ENOMEM;
-      return UV_ENOMEM;
+  /* Node refuses an IPC channel in the blocking forms (ERR_IPC_SYNC_FORK):
+   * nothing could read it while the call blocks. */
+  st.nbufs = herd__stdio_count(so.stdio_count);
+  for (int fd = 0; fd < st.nbufs; fd++) {
+    if (herd__stdio_kind(so.stdio, so.stdio_count, fd) == HERD_STDIO_IPC) {
+      result->error = UV_EINVAL;
+      return UV_EINVAL;
     }
   }
-  r = uv_loop_init(&loop);
+  /* The buffers of every pipe the child writes to (fds 1 and up: a piped
+   * stream's result is a string even when nothing came) and the output
+   * array exist before anything starts. */
+  st.bufs = herd__calloc((size_t)st.nbufs, sizeof(*st.bufs));
+  result->output = herd__calloc((size_t)st.nbufs, sizeof(*result->output));
+  r = st.bufs == NULL || result->output == NULL ? UV_ENOMEM : 0;
+  for (int fd = 1; r == 0 && fd < st.nbufs; fd++)
+    if (herd__stdio_kind(so.stdio, so.stdio_count, fd) == HERD_STDIO_PIPE)
+      r = herd__buf_init(&st.bufs[fd], 128);
+  if (r == 0)
+    r = uv_loop_init(&loop);
   if (r != 0) {
-    herd__free(st.bufs[0].data);
-    herd__free(st.bufs[1].data);
+    if (st.bufs != NULL)
+      sync_bufs_free(&st);
+    herd__free(result->output);
+    result->output = NULL;
     result->error = r;
     return r;
   }
@@ -140,18 +184,16 @@ static int sync_run(const char* file, const char* const* args,
   if (r != 0) {
     pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     uv_loop_close(&loop);
-    herd__free(st.bufs[0].data);
-    herd__free(st.bufs[1].data);
+    sync_bufs_free(&st);
+    herd__free(result->output);
+    result->output = NULL;
     result->error = r;
     return r;
   }
   result->pid = child.pid;
-  {
-    int n = so.stdio_count ? so.stdio_count : 3;
-    for (int fd = 1; fd < n; fd++)
-      if (herd_child_stream(&child, fd) != NULL)
-        herd_child_read_start(&child, fd, sync_read_cb);
-  }
+  for (int fd = 1; fd < st.nbufs; fd++)
+    if (herd_child_stream(&child, fd) != NULL)
+      herd_child_read_start(&child, fd, sync_read_cb);
   if (herd_child_stream(&child, 0) != NULL) {
     if (o->input != NULL && o->input_len > 0) {
       uv_buf_t b = uv_buf_init((char*)o->input, (unsigned)o->input_len);
@@ -172,10 +214,7 @@ static int sync_run(const char* file, const char* const* args,
   }
   pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 
-  result->out = st.bufs[0].data;
-  result->out_len = st.bufs[0].len;
-  result->err = st.bufs[1].data;
-  result->err_len = st.bufs[1].len;
+  sync_result_fill(&st, result);
   if (st.error == 0 && st.timed_out)
     st.error = UV_ETIMEDOUT;
   result->error = st.error;
@@ -209,8 +248,14 @@ int herd_exec_file_sync(const char* file, const char* const* args,
 }
 
 void herd_sync_result_free(herd_sync_result_t* result) {
+  /* output[1] and output[2] are out and err, freed through their fields. */
+  for (int i = 3; result->output != NULL && i < result->output_count; i++)
+    herd__free(result->output[i].data);
+  herd__free(result->output);
   herd__free(result->out);
   herd__free(result->err);
+  result->output = NULL;
+  result->output_count = 0;
   result->out = NULL;
   result->err = NULL;
 }

@@ -192,5 +192,14 @@ int herd__value_equal(const herd_value_t* a, const herd_value_t* b);
 int herd__value_write(const herd_value_t* value,
                       const herd_value_options_t* options, size_t prefix,
                       uv_buf_t* out);
+/* The serializer appending to a growable buffer from herd's allocator:
+ * *buf (of *cap bytes, NULL and 0 for none; at <= *cap unless *buf is
+ * NULL) gets the bytes from offset `at` on, and *end the offset past them.
+ * *buf and *cap are updated even on error (the buffer may have grown and
+ * moved); what lies past `at` is then garbage. Bytes before `at` are kept
+ * (uninitialised when *buf was NULL). */
+int herd__value_write_buf(const herd_value_t* value,
+                          const herd_value_options_t* options, char** buf,
+                          size_t* cap, size_t at, size_t* end);
 
 #endif /* HERD_VALUE_INT_H */

@@ -355,32 +355,52 @@ static void put_value(writer_t* w, const herd_value_t* v) {
   w->depth--;
 }
 
-int herd__value_write(const herd_value_t* value,
-                      const herd_value_options_t* options, size_t prefix,
-                      uv_buf_t* out) {
+int herd__value_write_buf(const herd_value_t* value,
+                          const herd_value_options_t* options, char** buf,
+                          size_t* cap, size_t at, size_t* end) {
   writer_t w;
-  if (value == NULL || out == NULL)
+  if (value == NULL || buf == NULL || cap == NULL || end == NULL)
     return UV_EINVAL;
   memset(&w, 0, sizeof(w));
-  herd__ptrmap_init(&w.ids);
   w.format = options != NULL ? options->format : HERD_VALUE_FORMAT_IPC;
   if (w.format != HERD_VALUE_FORMAT_IPC && w.format != HERD_VALUE_FORMAT_V8)
     return UV_EINVAL;
+  herd__ptrmap_init(&w.ids);
   w.max_depth = options != NULL && options->max_depth != 0
                     ? options->max_depth
                     : HERD_VALUE_DEFAULT_MAX_DEPTH;
-  if (prefix > 0 && reserve(&w, prefix) != NULL)
-    w.base = prefix;
+  w.buf = (uint8_t*)*buf;
+  w.cap = *cap;
+  w.len = at;
+  w.base = at;
   put_byte(&w, 0xff);
   put_varint(&w, HERD__V8_VERSION);
   put_value(&w, value);
   herd__ptrmap_free(&w.ids);
-  if (w.err != 0) {
-    herd__free(w.buf);
+  /* The buffer may have moved even when writing failed. */
+  *buf = (char*)w.buf;
+  *cap = w.cap;
+  if (w.err != 0)
     return w.err;
+  *end = w.len;
+  return 0;
+}
+
+int herd__value_write(const herd_value_t* value,
+                      const herd_value_options_t* options, size_t prefix,
+                      uv_buf_t* out) {
+  char* buf = NULL;
+  size_t cap = 0, end;
+  int err;
+  if (out == NULL)
+    return UV_EINVAL;
+  err = herd__value_write_buf(value, options, &buf, &cap, prefix, &end);
+  if (err != 0) {
+    herd__free(buf);
+    return err;
   }
-  out->base = (char*)w.buf;
-  out->len = w.len;
+  out->base = buf;
+  out->len = end;
   return 0;
 }
 

@@ -5,12 +5,14 @@
   TEST(alloc_spawn_ipc, 30000)          \
   TEST(alloc_spawn_listen_fds, 30000)   \
   TEST(alloc_spawn_failure, 30000)      \
+  TEST(alloc_spawn_many_fds, 30000)     \
   TEST(alloc_child_close_reaper, 30000) \
   TEST(alloc_fork, 30000)               \
   TEST(alloc_exec, 30000)               \
   TEST(alloc_exec_file, 30000)          \
   TEST(alloc_exec_large_output, 60000)  \
   TEST(alloc_spawn_sync, 30000)         \
+  TEST(alloc_spawn_sync_output, 30000)  \
   TEST(alloc_exec_sync, 30000)          \
   TEST(alloc_exec_file_sync, 30000)     \
   TEST(alloc_supervisor, 120000)        \

@@ -28,5 +28,21 @@
   TEST(ipc_huge_message, 10000)             \
   TEST(ipc_fd_pairing, 5000)                \
   TEST(ipc_fork_child_close, 10000)         \
+  TEST(ipc_ack_before_written, 5000)        \
+  TEST(ipc_nack_before_written, 5000)       \
+  TEST(ipc_stray_internal_replies, 5000)    \
+  TEST(ipc_reply_flood, 20000)              \
+  TEST(ipc_both_ways_bulk, 20000)           \
+  TEST(ipc_alloc_failures, 20000)           \
+  TEST(ipc_worker_stray_replies, 10000)     \
+  TEST(ipc_worker_many_orphans, 10000)      \
+  TEST(ipc_worker_newconn, 10000)           \
+  TEST(ipc_worker_disconnect_ack, 10000)    \
+  TEST(ipc_worker_reply_flood, 20000)       \
+  TEST(ipc_node_parent_big, 30000)          \
+  TEST(ipc_node_parent_over_limit, 30000)   \
+  TEST(ipc_node_parent_socket_list, 15000)  \
+  TEST(ipc_node_child_exits, 15000)         \
   HELPER(ipc_peer)                          \
+  HELPER(ipc_worker)                        \
   /* end */

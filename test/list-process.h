@@ -70,6 +70,21 @@
   TEST(exec_sync_timeout_grandchild, 8000)       \
   TEST(spawn_sync_timeout_grandchild, 8000)      \
   TEST(exec_sync_max_buffer_grandchild, 8000)    \
+  TEST(process_signal_names_node, 20000)         \
+  TEST(process_kill_signal_names, 8000)          \
+  TEST(process_kill_signal_invalid, 5000)        \
+  TEST(process_spawn_event_node, 10000)          \
+  TEST(process_spawn_event_order, 5000)          \
+  TEST(process_spawnargs_node, 10000)            \
+  TEST(process_stdio_node_defaults, 5000)        \
+  TEST(process_stdio_node, 30000)                \
+  TEST(process_stdio_parse, 5000)                \
+  TEST(process_stdio_many, 8000)                 \
+  TEST(spawn_sync_output_node, 10000)            \
+  TEST(process_env_no_path_node, 10000)          \
+  TEST(process_kill_group_on_exit, 10000)        \
+  TEST(process_kill_group_after_close, 10000)    \
+  TEST(process_kill_group, 10000)                \
   HELPER(process_fd_targets)                     \
   HELPER(process_sid)                            \
   HELPER(process_list_fds)                       \
@@ -80,4 +95,6 @@
   HELPER(process_pdeath_parent)                  \
   HELPER(process_group_ids)                      \
   HELPER(process_listen_report)                  \
-  HELPER(process_make_orphans)
+  HELPER(process_make_orphans)                   \
+  HELPER(process_fd_write)                       \
+  HELPER(process_fd_report)

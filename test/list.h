@@ -10,6 +10,7 @@
 #include "list-cli.h"
 #include "list-value.h"
 #include "list-alloc.h"
+#include "list-advanced.h"
 #include "list-listen.h"
 #include "list-systemd.h"
 #include "list-log.h"
@@ -39,6 +40,7 @@
   HERD_TESTS_THREADPOOL(TEST, HELPER) \
   HERD_TESTS_VALUE(TEST, HELPER)      \
   HERD_TESTS_ALLOC(TEST, HELPER)      \
+  HERD_TESTS_ADVANCED(TEST, HELPER)   \
   HERD_TESTS_LISTEN(TEST, HELPER)     \
   HERD_TESTS_SYSTEMD(TEST, HELPER)    \
   HERD_TESTS_LOG(TEST, HELPER)        \

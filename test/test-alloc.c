@@ -101,7 +101,7 @@ long alloc_sweep(const char* name, void (*run)(void* arg), void* arg) {
 
 /* What the callbacks of one run saw. */
 static struct {
-  int exits, errors, closes;
+  int exits, errors, closes, spawns;
   int err;
   int64_t status;
   char out[64];
@@ -119,6 +119,11 @@ static void seen_error(herd_child_t* child, int err) {
   (void)child;
   seen.errors++;
   seen.err = err;
+}
+
+static void seen_spawn(herd_child_t* child) {
+  (void)child;
+  seen.spawns++;
 }
 
 static void seen_close(herd_child_t* child) {
@@ -148,6 +153,7 @@ typedef struct {
   int expect_error; /* a run without failure ends with this error_cb */
   int channel;      /* the IPC channel allocates on the loop (its read
                        buffer), failing through its own callbacks */
+  int spawn_event;  /* with a spawn_cb, which must come exactly once */
 } spawn_case_t;
 
 static void spawn_case(void* arg) {
@@ -164,13 +170,15 @@ static void spawn_case(void* arg) {
   o.exit_cb = seen_exit;
   o.error_cb = seen_error;
   o.close_cb = seen_close;
+  if (sc->spawn_event)
+    o.spawn_cb = seen_spawn;
   r = herd_spawn(&loop, child, sc->file, sc->args, &o);
   if (r != 0) {
     ASSERT_EQ(r, UV_ENOMEM);
     ASSERT(alloc_failed());
     free(child);
     test_loop_run_close(&loop);
-    ASSERT_EQ(seen.exits + seen.errors + seen.closes, 0);
+    ASSERT_EQ(seen.exits + seen.errors + seen.closes + seen.spawns, 0);
     return;
   }
   if (sc->started != NULL)
@@ -187,10 +195,12 @@ static void spawn_case(void* arg) {
   if (sc->expect_error != 0) {
     ASSERT_EQ(seen.errors, 1);
     ASSERT_EQ(seen.err, sc->expect_error);
+    ASSERT_EQ(seen.spawns, 0);
     return;
   }
   ASSERT_EQ(seen.errors, 0);
   ASSERT_EQ(seen.exits, 1);
+  ASSERT_EQ(seen.spawns, sc->spawn_event ? 1 : 0);
   ASSERT_EQ(seen.status, 0);
   if (sc->out != NULL)
     ASSERT_STR_EQ(seen.out, sc->out);
@@ -208,7 +218,7 @@ TEST_IMPL(alloc_spawn_pipes) {
   sc.args = args;
   sc.started = read_stdout;
   sc.out = "hi\n";
-  ASSERT_GE(alloc_sweep("spawn with pipes", spawn_case, &sc), 2);
+  ASSERT_GE(alloc_sweep("spawn with pipes", spawn_case, &sc), 1);
   return 0;
 }
 
@@ -286,7 +296,7 @@ TEST_IMPL(alloc_spawn_failure) {
   memset(&sc, 0, sizeof(sc));
   sc.file = "/nonexistent/program";
   sc.expect_error = UV_ENOENT;
-  ASSERT_GE(alloc_sweep("spawn of a missing program", spawn_case, &sc), 2);
+  ASSERT_GE(alloc_sweep("spawn of a missing program", spawn_case, &sc), 1);
   herd_abort_init(&ab);
   herd_abort(&ab);
   memset(&sc, 0, sizeof(sc));
@@ -295,6 +305,30 @@ TEST_IMPL(alloc_spawn_failure) {
   sc.expect_error = UV_ECANCELED;
   ASSERT_GE(alloc_sweep("spawn with an aborted controller", spawn_case, &sc),
             1);
+  return 0;
+}
+
+static void read_fd39(herd_child_t* child) {
+  ASSERT_OK(herd_child_read_start(child, 39, seen_read));
+}
+
+/* A spawn of more fds than fit on the stack (their arrays go with the
+ * environment), with the 'spawn' event and a group killed on exit. */
+TEST_IMPL(alloc_spawn_many_fds) {
+  static herd_stdio_t stdio[40];
+  spawn_case_t sc;
+  for (int i = 0; i < 40; i++)
+    stdio[i].kind = i < 3 || i == 39 ? HERD_STDIO_PIPE : HERD_STDIO_DEFAULT;
+  memset(&sc, 0, sizeof(sc));
+  sc.file = test_exe();
+  sc.args = test_helper_args("process_fd_write", "39", NULL);
+  sc.opts.stdio = stdio;
+  sc.opts.stdio_count = 40;
+  sc.opts.flags = HERD_SPAWN_KILL_GROUP_ON_EXIT;
+  sc.spawn_event = 1;
+  sc.started = read_fd39;
+  sc.out = "fd 39\n";
+  ASSERT_GE(alloc_sweep("spawn with 40 fds", spawn_case, &sc), 2);
   return 0;
 }
 
@@ -337,7 +371,12 @@ TEST_IMPL(alloc_child_close_reaper) {
   sc.file = "sleep";
   sc.args = args;
   ASSERT_GE(
-      alloc_sweep("herd_child_close to the reaper", spawn_close_case, &sc), 2);
+      alloc_sweep("herd_child_close to the reaper", spawn_close_case, &sc), 1);
+  /* The reaper thread also kills the group of a KILL_GROUP_ON_EXIT child. */
+  sc.opts.flags = HERD_SPAWN_KILL_GROUP_ON_EXIT;
+  ASSERT_GE(alloc_sweep("herd_child_close of a group to the reaper",
+                        spawn_close_case, &sc),
+            1);
   return 0;
 }
 
@@ -395,6 +434,12 @@ TEST_IMPL(alloc_fork) {
     fc.opts.silent = 1;
     ASSERT_GE(alloc_sweep("fork with exec_path", fork_case, &fc), 4);
   }
+  memset(&fc, 0, sizeof(fc));
+  fc.program = test_exe();
+  fc.args = test_helper_args("hello", NULL, NULL);
+  fc.opts.silent = 1;
+  fc.opts.spawn.serialization = HERD_SERIALIZATION_ADVANCED;
+  ASSERT_GE(alloc_sweep("fork in advanced mode", fork_case, &fc), 3);
   return 0;
 }
 
@@ -491,16 +536,25 @@ typedef struct {
   const char* file;
   const char* const* args;
   const char* input;
-  const char* out; /* expected stdout of a run without failure */
-  size_t out_len;  /* or its length, when out is NULL */
+  const char* out;   /* expected stdout of a run without failure */
+  size_t out_len;    /* or its length, when out is NULL */
+  const char* stdio; /* Node's spec (herd_stdio_parse()), or NULL */
+  int output_fd;     /* and an fd >= 3 whose output[] is checked */
+  const char* output_fd_data;
 } sync_case_t;
 
 static void sync_case(void* arg) {
   sync_case_t* sc = arg;
   herd_spawn_sync_options_t o;
   herd_sync_result_t res;
+  herd_stdio_t stdio[16];
   int r;
   memset(&o, 0, sizeof(o));
+  if (sc->stdio != NULL) {
+    o.stdio_count = herd_stdio_parse(sc->stdio, stdio, 16);
+    ASSERT(o.stdio_count >= 0 && o.stdio_count <= 16);
+    o.stdio = stdio;
+  }
   if (sc->input != NULL) {
     o.input = sc->input;
     o.input_len = strlen(sc->input);
@@ -521,6 +575,10 @@ static void sync_case(void* arg) {
       ASSERT_STR_EQ(res.out, sc->out);
     else
       ASSERT_EQ(res.out_len, sc->out_len);
+    if (sc->output_fd != 0) {
+      ASSERT(sc->output_fd < res.output_count);
+      ASSERT_STR_EQ(res.output[sc->output_fd].data, sc->output_fd_data);
+    }
   }
   herd_sync_result_free(&res);
 }
@@ -543,6 +601,24 @@ TEST_IMPL(alloc_spawn_sync) {
     sc.out_len = 200000;
     ASSERT_GE(alloc_sweep("spawn_sync with growing output", sync_case, &sc), 4);
   }
+  return 0;
+}
+
+/* output[] for fds 3 and up: an array and a buffer per pipe, all made
+ * before the start. */
+TEST_IMPL(alloc_spawn_sync_output) {
+  const char* args[] = {"-c", "echo three >&3; echo five >&5; printf out",
+                        NULL};
+  sync_case_t sc;
+  memset(&sc, 0, sizeof(sc));
+  sc.kind = 0;
+  sc.file = "/bin/sh";
+  sc.args = args;
+  sc.stdio = "['pipe', 'pipe', 'pipe', 'pipe', null, 'pipe']";
+  sc.out = "out";
+  sc.output_fd = 5;
+  sc.output_fd_data = "five\n";
+  ASSERT_GE(alloc_sweep("spawn_sync with output[]", sync_case, &sc), 6);
   return 0;
 }
 

@@ -63,7 +63,8 @@ static void node_on_ready(tc_cluster_t* t) {
   tc_job_start(&t->loop, node_client, node_client_done, t);
 }
 
-static void run_node(herd_sched_policy_t policy) {
+static void run_node_mode(herd_sched_policy_t policy,
+                          herd_serialization_t serialization) {
   tc_cluster_t t;
   int phase = 0;
   snprintf(script, sizeof(script), "%s/test/fixtures/cluster-worker.js",
@@ -71,6 +72,8 @@ static void run_node(herd_sched_policy_t policy) {
   node_args[0] = "0";
   node_args[1] = NULL;
   tc_cluster_init(&t, policy, "node", script, node_args);
+  t.settings.spawn.serialization = serialization;
+  herd_cluster_setup_primary(&t.cluster, &t.settings);
   t.data = &phase;
   t.want_listening = 2;
   t.on_ready = node_on_ready;
@@ -89,6 +92,10 @@ static void run_node(herd_sched_policy_t policy) {
   ASSERT_EQ(t.exit_ead[2], 1);
 }
 
+static void run_node(herd_sched_policy_t policy) {
+  run_node_mode(policy, HERD_SERIALIZATION_JSON);
+}
+
 TEST_IMPL(cluster_node_rr) {
   run_node(HERD_SCHED_RR);
   return 0;
@@ -105,13 +112,61 @@ TEST_IMPL(cluster_node_reuseport) {
   return 0;
 }
 
+/* Node's workers take a newconn for a shared handle too (child.js looks the
+ * key up among all its handles): under reuseport the connections waiting
+ * in a dead Node worker's slot are drained by the primary to the other. */
+#define NODE_DRAIN_CLIENTS 8
+
+static void node_drain_client(void* arg) {
+  tc_cluster_t* t = arg;
+  int fds[NODE_DRAIN_CLIENTS];
+  char body[64];
+  ASSERT_EQ(kill(t->pid[1], SIGSTOP), 0);
+  ASSERT(tc_wait_state(t->pid[1], 'T', 2000));
+  for (int i = 0; i < NODE_DRAIN_CLIENTS; i++) {
+    fds[i] = tc_http_send(t->port);
+    ASSERT(fds[i] >= 0);
+  }
+  ASSERT_EQ(kill(t->pid[1], SIGKILL), 0);
+  for (int i = 0; i < NODE_DRAIN_CLIENTS; i++) {
+    ASSERT_EQ(tc_http_recv(fds[i], body, sizeof(body), 8000), 200);
+    ASSERT_EQ(tc_count_body(t, body), 2);
+  }
+}
+
+static void node_drain_done(void* arg) {
+  tc_cluster_finish(arg);
+}
+
+static void node_drain_ready(tc_cluster_t* t) {
+  tc_job_start(&t->loop, node_drain_client, node_drain_done, t);
+}
+
+TEST_IMPL(cluster_node_reuseport_drain) {
+  tc_cluster_t t;
+  snprintf(script, sizeof(script), "%s/test/fixtures/cluster-worker.js",
+           test_source_dir());
+  node_args[0] = "0";
+  node_args[1] = NULL;
+  tc_cluster_init(&t, HERD_SCHED_REUSEPORT, "node", script, node_args);
+  t.want_listening = 2;
+  t.on_ready = node_drain_ready;
+  tc_cluster_fork(&t, 2);
+  tc_cluster_run(&t);
+  ASSERT_EQ(t.served[2], NODE_DRAIN_CLIENTS);
+  ASSERT_EQ(t.exit_signal[1], SIGKILL);
+  ASSERT_EQ(t.exit_code[2], 0);
+  return 0;
+}
+
 /* The other way round: a Node primary (test/fixtures/cluster-primary.js)
  * with herd workers (the cluster_worker helper). */
-static void run_node_primary(const char* policy) {
+static void run_node_primary_mode(const char* policy,
+                                  const char* serialization) {
   herd_spawn_sync_options_t o;
   herd_sync_result_t r;
   char path[1024], exits[512];
-  const char* args[4];
+  const char* args[5];
   const char* v;
   size_t vlen;
   int64_t n;
@@ -121,7 +176,8 @@ static void run_node_primary(const char* policy) {
   args[0] = path;
   args[1] = test_exe();
   args[2] = policy;
-  args[3] = NULL;
+  args[3] = serialization;
+  args[4] = NULL;
   memset(&o, 0, sizeof(o));
   o.timeout = 15000;
   ASSERT_OK(herd_spawn_sync("node", args, &o, &r));
@@ -145,6 +201,10 @@ static void run_node_primary(const char* policy) {
   herd_sync_result_free(&r);
 }
 
+static void run_node_primary(const char* policy) {
+  run_node_primary_mode(policy, "json");
+}
+
 TEST_IMPL(cluster_node_primary_rr) {
   run_node_primary("rr");
   return 0;
@@ -152,5 +212,28 @@ TEST_IMPL(cluster_node_primary_rr) {
 
 TEST_IMPL(cluster_node_primary_none) {
   run_node_primary("none");
+  return 0;
+}
+
+/* The same with serialization 'advanced' (Node's
+ * cluster.settings.serialization): the cluster protocol in frames, both
+ * with herd as the primary and with herd as the workers. */
+TEST_IMPL(cluster_node_rr_advanced) {
+  run_node_mode(HERD_SCHED_RR, HERD_SERIALIZATION_ADVANCED);
+  return 0;
+}
+
+TEST_IMPL(cluster_node_shared_advanced) {
+  run_node_mode(HERD_SCHED_SHARED, HERD_SERIALIZATION_ADVANCED);
+  return 0;
+}
+
+TEST_IMPL(cluster_node_primary_rr_advanced) {
+  run_node_primary_mode("rr", "advanced");
+  return 0;
+}
+
+TEST_IMPL(cluster_node_primary_none_advanced) {
+  run_node_primary_mode("none", "advanced");
   return 0;
 }

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -78,19 +79,66 @@ int tc_http_get(int port, char* body, size_t cap, int ms) {
   return tc_http_recv(fd, body, cap, ms);
 }
 
-int tc_free_port(void) {
-  struct sockaddr_in sin;
-  socklen_t len = sizeof(sin);
-  int port, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT(fd >= 0);
-  memset(&sin, 0, sizeof(sin));
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, (struct sockaddr*)&sin, sizeof(sin)), 0);
-  ASSERT_EQ(getsockname(fd, (struct sockaddr*)&sin, &len), 0);
-  port = ntohs(sin.sin_port);
-  close(fd);
-  return port;
+static long long ab_count(const char* out, const char* name) {
+  const char* p = strstr(out, name);
+  long long v = -1;
+  if (p != NULL)
+    sscanf(p + strlen(name), " %lld", &v);
+  return v;
+}
+
+static void ab_closed(herd_child_t* child) {
+  tc_ab_t* ab = child->data;
+  ab->closed = 1;
+  ab->status = child->exit_status;
+  ab->out = test_read_file(ab->out_path, NULL);
+  ASSERT(ab->out != NULL);
+  unlink(ab->out_path);
+  ab->complete = ab_count(ab->out, "Complete requests:");
+  ab->failed = ab_count(ab->out, "Failed requests:");
+  /* The line is there only when some were. */
+  ab->non2xx = strstr(ab->out, "Non-2xx responses:") != NULL
+                   ? ab_count(ab->out, "Non-2xx responses:")
+                   : 0;
+  if (ab->done != NULL)
+    ab->done(ab);
+}
+
+void tc_ab_start(uv_loop_t* loop, tc_ab_t* ab, int port, int n, int c,
+                 int keepalive) {
+  herd_spawn_options_t o;
+  herd_stdio_t stdio[3];
+  char sn[16], sc[16], url[64];
+  const char* args[] = {"-q", "-r", "-s", "10", "-n", sn,
+                        "-c", sc,   url,  NULL, NULL};
+  int out;
+
+  snprintf(sn, sizeof(sn), "%d", n);
+  snprintf(sc, sizeof(sc), "%d", c);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
+  if (keepalive) {
+    args[8] = "-k";
+    args[9] = url;
+  }
+  strcpy(ab->out_path, "/tmp/herd-ab-out-XXXXXX");
+  out = mkostemp(ab->out_path, O_CLOEXEC);
+  ASSERT(out >= 0);
+  memset(&o, 0, sizeof(o));
+  stdio[0].kind = HERD_STDIO_IGNORE;
+  stdio[1].kind = HERD_STDIO_FD;
+  stdio[1].fd = out;
+  stdio[2].kind = HERD_STDIO_INHERIT;
+  o.stdio = stdio;
+  o.stdio_count = 3;
+  o.close_cb = ab_closed;
+  ab->child.data = ab;
+  ASSERT_OK(herd_spawn(loop, &ab->child, "ab", args, &o));
+  close(out);
+}
+
+void tc_ab_free(tc_ab_t* ab) {
+  free(ab->out);
+  ab->out = NULL;
 }
 
 struct tc_job_s {
@@ -196,7 +244,9 @@ static void tc_on_fork(herd_cluster_t* c, herd_worker_t* w) {
 static void tc_on_online(herd_cluster_t* c, herd_worker_t* w) {
   tc_cluster_t* t = tc_of(c);
   int id = tc_id(w);
-  ASSERT_EQ(t->state_seen[id], 1); /* fork came first */
+  if (t->state_seen[id] != 1) /* fork came first */
+    FATAL("online of worker %d (pid %d): events seen %d, forks %d", id,
+          (int)w->pid, t->state_seen[id], t->forks);
   ASSERT_EQ(w->state, HERD_WORKER_ONLINE);
   t->state_seen[id] |= 2;
   t->onlines++;

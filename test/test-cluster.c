@@ -5,17 +5,22 @@
 #include <signal.h>
 #include <unistd.h>
 
-/* The test worker: answers every request with "w<id>\n", reports it with
+/* The test worker: answers every request with "w<id>\n" (the id padded to
+ * three places with spaces), reports it with
  * {"cmd":"notifyRequest"}, answers {"cmd":"ping"} with a pong, and on
  * disconnect closes its HTTP server before letting go of the channel.
- * argv: cluster_worker PORT */
+ * argv: cluster_worker PORT [MODE]; MODE "inuse" expects the primary's bind
+ * to fail, "leave" disconnects by itself once listening, "deaf" ignores the
+ * primary's disconnect, "nolisten" never listens, "exit" exits (3) once
+ * online. */
 static herd_server_t worker_server;
 static herd_http_server_t worker_http;
 
 static void worker_on_request(herd_http_req_t* req) {
   static const char notify[] = "{\"cmd\":\"notifyRequest\"}";
   char body[32];
-  int n = snprintf(body, sizeof(body), "w%d\n", herd_cluster_worker_id());
+  /* One length for every worker, as ab expects of the answers it counts. */
+  int n = snprintf(body, sizeof(body), "w%-3d\n", herd_cluster_worker_id());
   ASSERT_OK(herd_http_respond(req, 200, "text/plain", body, (size_t)n));
   ASSERT(herd_cluster_worker_send(notify, sizeof(notify) - 1) >= 0);
 }
@@ -71,6 +76,8 @@ static void worker_on_http_closed(herd_http_server_t* server) {
 }
 
 static void worker_on_disconnect(void) {
+  if (strcmp(worker_mode, "deaf") == 0)
+    return; /* ignores it: stays until killed */
   herd_http_server_close(&worker_http, worker_on_http_closed);
 }
 
@@ -95,11 +102,16 @@ HELPER_IMPL(cluster_worker) {
   ASSERT(herd_cluster_is_worker());
   ASSERT(herd_cluster_worker_id() > 0);
   ASSERT_EQ(herd_cluster_worker_setup(&loop, &wo), UV_EALREADY);
+  if (strcmp(worker_mode, "exit") == 0)
+    _exit(3); /* online, never listening */
   ASSERT_OK(
       herd_http_server_init(&loop, &worker_http, worker_on_request, NULL));
   ASSERT_OK(herd_server_init(&loop, &worker_server));
-  ASSERT_OK(herd_server_listen(&worker_server, "127.0.0.1", port, 128,
-                               worker_on_connection, worker_on_listen));
+  if (strcmp(worker_mode, "nolisten") != 0)
+    ASSERT_OK(herd_server_listen(&worker_server, "127.0.0.1", port, 128,
+                                 worker_on_connection, worker_on_listen));
+  else
+    herd_server_close(&worker_server, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   test_loop_close(&loop);
   return worker_status;
@@ -492,5 +504,41 @@ TEST_IMPL(cluster_silent_output) {
   ASSERT_OK(herd_cluster_fork(&cluster, NULL, NULL));
   test_loop_run_close(&loop);
   ASSERT_STR_EQ(silent_out, "hello\n");
+  return 0;
+}
+
+/* settings.spawn reaches every worker: here a process group of its own and,
+ * as root, another uid (Node's cluster.settings.uid). */
+static void spawn_opts_on_ready(tc_cluster_t* t) {
+  for (herd_worker_t* w = herd_cluster_first(&t->cluster); w != NULL;
+       w = herd_cluster_next(w)) {
+    char path[64];
+    char* status;
+    ASSERT_EQ(getpgid(w->pid), w->pid);
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)w->pid);
+    status = test_read_file(path, NULL);
+    ASSERT(status != NULL);
+    if (getuid() == 0)
+      ASSERT(strstr(status, "\nUid:\t65534\t") != NULL);
+    free(status);
+  }
+  tc_cluster_finish(t);
+}
+
+TEST_IMPL(cluster_settings_spawn) {
+  tc_cluster_t t;
+  tc_cluster_init(&t, HERD_SCHED_RR, NULL, NULL, NULL);
+  t.settings.spawn.flags = HERD_SPAWN_PROCESS_GROUP;
+  if (getuid() == 0) {
+    t.settings.spawn.flags |= HERD_SPAWN_SETUID;
+    t.settings.spawn.uid = 65534;
+  }
+  t.settings.spawn.parent_death_signal = SIGKILL;
+  herd_cluster_setup_primary(&t.cluster, &t.settings);
+  t.want_listening = 2;
+  t.on_ready = spawn_opts_on_ready;
+  tc_cluster_fork(&t, 2);
+  tc_cluster_run(&t);
+  ASSERT_EQ(t.exits, 2);
   return 0;
 }

@@ -13,8 +13,24 @@ int tc_http_get(int port, char* body, size_t cap, int ms);
 int tc_http_send(int port);
 /* Reads the answer to tc_http_send() (closes fd). As tc_http_get(). */
 int tc_http_recv(int fd, char* body, size_t cap, int ms);
-/* A port that was free a moment ago (bound to port 0 and released). */
-int tc_free_port(void);
+
+/* ab (apache2-utils) running on a loop, its output in a temporary file. */
+typedef struct tc_ab_s {
+  herd_child_t child;
+  char out_path[64];
+  void (*done)(struct tc_ab_s* ab); /* after it exited (may be NULL) */
+  void* data;
+  int closed;
+  int64_t status; /* its exit status */
+  long long complete, failed, non2xx;
+  char* out; /* its stdout, once closed */
+} tc_ab_t;
+/* Starts `ab -q -r -s 10 -n n -c c [-k] http://127.0.0.1:port/`. The
+ * results are filled in before done runs. */
+void tc_ab_start(uv_loop_t* loop, tc_ab_t* ab, int port, int n, int c,
+                 int keepalive);
+/* Frees what tc_ab_start kept. */
+void tc_ab_free(tc_ab_t* ab);
 
 /* Runs fn(arg) on a thread; done(arg) runs on the loop's thread afterwards.
  * The job keeps the loop alive until done has run. */
@@ -37,7 +53,7 @@ int tc_body_id(const char* body);
 #endif
 
 /* A primary for tests: counts every event, per worker id (< TC_MAX_IDS). */
-#define TC_MAX_IDS 16
+#define TC_MAX_IDS 128
 typedef struct tc_cluster_s tc_cluster_t;
 struct tc_cluster_s {
   uv_loop_t loop;

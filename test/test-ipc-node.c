@@ -278,8 +278,9 @@ static void drive_fork(const char* program, const char* const* args,
   static drive_t d;
   uv_loop_t loop;
   herd_fork_options_t opts;
-  herd_ipc_callbacks_t cbs = {drive_message, drive_error, drive_disconnect,
-                              NULL};
+  herd_ipc_callbacks_t cbs = {.message = drive_message,
+                              .error = drive_error,
+                              .disconnect = drive_disconnect};
 
   memset(&d, 0, sizeof(d));
   memset(&opts, 0, sizeof(opts));
@@ -349,15 +350,27 @@ static void peer_message(herd_ipc_t* ipc, const char* json, size_t len,
   ASSERT(herd_ipc_send(ipc, json, len) >= 0);
 }
 
+/* Channel errors go to the parent as {"error":"ELINETOOLONG"} etc. */
+static void peer_error(herd_ipc_t* ipc, int err) {
+  const char* name = herd_err_name(err);
+  char buf[64];
+  int n;
+  if (strncmp(name, "HERD_", 5) == 0)
+    name += 5;
+  n = snprintf(buf, sizeof(buf), "{\"error\":\"%s\"}", name);
+  herd_ipc_send(ipc, buf, (size_t)n);
+}
+
+/* argv: ipc_peer [MAX_LINE] */
 HELPER_IMPL(ipc_peer) {
   uv_loop_t loop;
   herd_ipc_t ipc;
-  herd_ipc_callbacks_t cbs = {peer_message, NULL, NULL, NULL};
-  (void)argc;
-  (void)argv;
+  herd_ipc_callbacks_t cbs = {.message = peer_message, .error = peer_error};
   ASSERT_OK(uv_loop_init(&loop));
   ASSERT_OK(herd_ipc_open_parent(&loop, &ipc));
   ASSERT(getenv("NODE_CHANNEL_FD") == NULL);
+  if (argc >= 2)
+    herd_ipc_set_max_line(&ipc, (size_t)atol(argv[1]));
   ASSERT_OK(herd_ipc_start(&ipc, &cbs));
   uv_run(&loop, UV_RUN_DEFAULT);
   ASSERT_EQ(uv_loop_close(&loop), 0);
@@ -465,7 +478,7 @@ static void pass_sent(herd_ipc_t* ipc, int status, void* arg) {
 TEST_IMPL(ipc_handle_pass) {
   uv_loop_t loop;
   herd_ipc_t a, b;
-  herd_ipc_callbacks_t cbs = {pass_message, NULL, NULL, NULL};
+  herd_ipc_callbacks_t cbs = {.message = pass_message};
   uv_tcp_t server, sock;
   uv_pipe_t pipe;
   uv_udp_t udp;
@@ -584,7 +597,7 @@ TEST_IMPL(ipc_fork_silent_exec_argv) {
   static hello_t h;
   uv_loop_t loop;
   herd_fork_options_t opts;
-  herd_ipc_callbacks_t cbs = {hello_message, NULL, NULL, NULL};
+  herd_ipc_callbacks_t cbs = {.message = hello_message};
   const char* exec_argv[] = {"--no-warnings", NULL};
   const char* args[] = {"a b", "\xc3\xa9", NULL};
   char script[1024];
@@ -639,7 +652,7 @@ TEST_IMPL(ipc_fork_child_close) {
   static herd_child_t child;
   uv_loop_t loop;
   herd_fork_options_t opts;
-  herd_ipc_callbacks_t cbs = {NULL, NULL, detach_disconnect, NULL};
+  herd_ipc_callbacks_t cbs = {.disconnect = detach_disconnect};
 
   memset(&opts, 0, sizeof(opts));
   opts.spawn.close_cb = detach_close;
@@ -656,13 +669,107 @@ TEST_IMPL(ipc_fork_child_close) {
   return 0;
 }
 
-/* A Node parent with serialization 'advanced' gets a clear refusal. */
+/* A Node parent with serialization 'advanced' (once refused): the echo
+ * example sends every value of value-cases.js back as it came. */
 TEST_IMPL(ipc_node_parent_advanced) {
   char script[1024], exe[1024];
-  const char* argv[] = {"node", script, exe, NULL};
-  snprintf(script, sizeof(script), "%s/test/fixtures/ipc-advanced.js",
+  const char* argv[] = {"node", script, "channel", exe, NULL};
+  snprintf(script, sizeof(script), "%s/test/fixtures/value-peer.js",
            test_source_dir());
   snprintf(exe, sizeof(exe), "%s/examples/ipc-echo", test_binary_dir());
   ASSERT_EQ(run_node(argv), 0);
+  return 0;
+}
+
+/* A Node parent sends a 10 MiB message (Node to Node works): it fits
+ * herd's default limit and comes back whole. */
+TEST_IMPL(ipc_node_parent_big) {
+  char script[1024];
+  const char* argv[] = {"node",     script,     "fits", test_exe(),
+                        "--helper", "ipc_peer", NULL};
+  snprintf(script, sizeof(script), "%s/test/fixtures/ipc-big.js",
+           test_source_dir());
+  ASSERT_EQ(run_node(argv), 0);
+  return 0;
+}
+
+/* Over the child's limit, the message is reported and skipped, and the
+ * channel goes on. */
+TEST_IMPL(ipc_node_parent_over_limit) {
+  char script[1024];
+  const char* argv[] = {"node",     script,     "over",    test_exe(),
+                        "--helper", "ipc_peer", "1048576", NULL};
+  snprintf(script, sizeof(script), "%s/test/fixtures/ipc-big.js",
+           test_source_dir());
+  ASSERT_EQ(run_node(argv), 0);
+  return 0;
+}
+
+/* A Node parent whose net.Server sent a socket to the herd child can ask
+ * for its connection count and close: the child answers both questions. */
+TEST_IMPL(ipc_node_parent_socket_list) {
+  char script[1024];
+  const char* argv[] = {"node",     script,     test_exe(),
+                        "--helper", "ipc_peer", NULL};
+  snprintf(script, sizeof(script), "%s/test/fixtures/ipc-socket-list.js",
+           test_source_dir());
+  ASSERT_EQ(run_node(argv), 0);
+  return 0;
+}
+
+typedef struct {
+  herd_child_t child;
+  int errors;
+  int disconnects;
+  int closed;
+} gone_t;
+
+static void gone_error(herd_ipc_t* ipc, int err) {
+  gone_t* g = ipc->data;
+  fprintf(stderr, "channel error %s\n", herd_err_name(err));
+  g->errors++;
+}
+
+static void gone_disconnect(herd_ipc_t* ipc) {
+  gone_t* g = ipc->data;
+  g->disconnects++;
+}
+
+static void gone_close(herd_child_t* child) {
+  gone_t* g = HERD_CONTAINER_OF(child, gone_t, child);
+  g->closed = 1;
+}
+
+/* A C parent sends 8 x 1 MiB to a Node child that exits on the first: the
+ * channel ends in a disconnect, with no error, as under Node. */
+TEST_IMPL(ipc_node_child_exits) {
+  static gone_t g;
+  uv_loop_t loop;
+  herd_fork_options_t opts;
+  herd_ipc_callbacks_t cbs = {.error = gone_error,
+                              .disconnect = gone_disconnect};
+  char script[1024];
+  char* big = malloc(1 << 20);
+
+  memset(big, 'z', 1 << 20);
+  big[0] = '"';
+  big[(1 << 20) - 1] = '"';
+  snprintf(script, sizeof(script), "%s/test/fixtures/ipc-exit-first.js",
+           test_source_dir());
+  memset(&opts, 0, sizeof(opts));
+  opts.exec_path = "node";
+  opts.spawn.close_cb = gone_close;
+  ASSERT_OK(uv_loop_init(&loop));
+  ASSERT_OK(herd_fork(&loop, &g.child, script, NULL, &opts));
+  g.child.channel->data = &g;
+  ASSERT_OK(herd_ipc_start(g.child.channel, &cbs));
+  for (int i = 0; i < 8; i++)
+    ASSERT(herd_ipc_send(g.child.channel, big, 1 << 20) >= 0);
+  free(big);
+  test_loop_run_close(&loop);
+  ASSERT(g.closed);
+  ASSERT_EQ(g.child.exit_status, 0);
+  ASSERT_EQ(g.errors, 0);
+  ASSERT_EQ(g.disconnects, 1);
   return 0;
 }

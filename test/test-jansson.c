@@ -195,7 +195,7 @@ TEST_IMPL(jansson_node_child) {
   static child_run_t c;
   uv_loop_t loop;
   herd_fork_options_t opts;
-  herd_ipc_callbacks_t cbs = {child_message, child_error, NULL, NULL};
+  herd_ipc_callbacks_t cbs = {.message = child_message, .error = child_error};
 
   memset(&c, 0, sizeof(c));
   memset(&opts, 0, sizeof(opts));
@@ -531,7 +531,7 @@ static void pair_message(herd_ipc_t* ipc, const char* json, size_t len,
 TEST_IMPL(jansson_send_errors) {
   uv_loop_t loop;
   herd_ipc_t a, b;
-  herd_ipc_callbacks_t cbs = {pair_message, NULL, NULL, NULL};
+  herd_ipc_callbacks_t cbs = {.message = pair_message};
   pair_t p;
   int sv[2];
   json_t* big;

@@ -1,6 +1,6 @@
 /* Tests of what a supervisor needs from spawn: the parent-death signal, a
- * process group, systemd's socket activation (LISTEN_FDS), and the
- * subreaper. */
+ * process group and killing it, systemd's socket activation (LISTEN_FDS),
+ * and the subreaper. */
 #include "task.h"
 
 #include <fcntl.h>
@@ -445,5 +445,196 @@ TEST_IMPL(process_subreaper_orphans) {
     ASSERT_EQ(prctl(PR_GET_CHILD_SUBREAPER, &v, 0, 0, 0), 0);
     ASSERT_EQ(v, 0);
   }
+  return 0;
+}
+
+/* The kill-group tests: a shell in a group of its own starts `sleep 30` in
+ * the background (same group, holding the stdout pipe too), prints its pid
+ * and waits for its stdin to end, then exits 3. */
+typedef struct {
+  sup_run_t r; /* first: the callbacks cast back */
+  int sleeper_fd;
+  int expect_kill;    /* how long exit_cb waits: 2 s if a kill is due */
+  int sleeper_killed; /* what exit_cb found: 1 SIGKILLed, 0 still alive */
+} group_run_t;
+
+static const char* const group_args[] = {
+    "-c", "sleep 30 & echo $!; read x; exit 3", NULL};
+
+static void group_pid_read(herd_child_t* child, int fd, const char* buf,
+                           ssize_t nread) {
+  group_run_t* g = (group_run_t*)child;
+  sup_read(child, fd, buf, nread);
+  if (nread > 0 && g->sleeper_fd == -1 && strchr(g->r.out, '\n') != NULL) {
+    g->sleeper_fd = pidfd_open((pid_t)atoi(g->r.out), 0);
+    ASSERT(g->sleeper_fd >= 0);
+    /* The shell's `read` ends: it exits. */
+    ASSERT_OK(herd_child_end(child, 0));
+  }
+}
+
+/* Whether the sleep (a child of this process, a subreaper, once the shell
+ * is gone) died of SIGKILL within `ms`; reaps it if so. */
+static int sleeper_killed(int fd, int ms) {
+  struct pollfd pfd;
+  siginfo_t info;
+  pfd.fd = fd;
+  pfd.events = POLLIN;
+  if (poll(&pfd, 1, ms) != 1)
+    return 0;
+  memset(&info, 0, sizeof(info));
+  ASSERT_EQ(waitid(P_PIDFD, (id_t)fd, &info, WEXITED | __WALL), 0);
+  ASSERT_EQ(info.si_code, CLD_KILLED);
+  ASSERT_EQ(info.si_status, SIGKILL);
+  return 1;
+}
+
+static void group_exit(herd_child_t* child, int64_t status, int sig) {
+  group_run_t* g = (group_run_t*)child;
+  sup_exit(child, status, sig);
+  /* The group was killed before the reap, so before this callback. */
+  g->sleeper_killed =
+      sleeper_killed(g->sleeper_fd, g->expect_kill ? 2000 : 200);
+  if (!g->sleeper_killed)
+    ASSERT_EQ(kill(-child->pid, SIGKILL), 0); /* The zombie still holds it. */
+}
+
+static void group_start(uv_loop_t* loop, group_run_t* g, unsigned flags) {
+  herd_spawn_options_t o;
+  sup_opts(&o);
+  o.exit_cb = group_exit;
+  o.flags = flags;
+  memset(g, 0, sizeof(*g));
+  g->sleeper_fd = -1;
+  g->expect_kill = (flags & HERD_SPAWN_KILL_GROUP_ON_EXIT) != 0;
+  ASSERT_OK(herd_spawn(loop, &g->r.child, "/bin/sh", group_args, &o));
+  ASSERT_OK(herd_child_read_start(&g->r.child, 1, group_pid_read));
+}
+
+/* HERD_SPAWN_KILL_GROUP_ON_EXIT: when the shell exits, what it left in its
+ * group is SIGKILLed before herd reaps it. Without the flag the sleep
+ * lives on (and keeps the stdout pipe open). */
+TEST_IMPL(process_kill_group_on_exit) {
+  uv_loop_t loop;
+  group_run_t g;
+
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+  ASSERT_OK(uv_loop_init(&loop));
+  group_start(&loop, &g, HERD_SPAWN_KILL_GROUP_ON_EXIT);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(g.r.exit_calls, 1);
+  ASSERT_EQ(g.r.status, 3);
+  ASSERT_EQ(g.sleeper_killed, 1);
+  close(g.sleeper_fd);
+
+  /* The control: a group of its own, no kill on exit. group_exit() then
+   * kills the sleep itself, or close_cb would wait 30 s for the pipe. */
+  ASSERT_OK(uv_loop_init(&loop));
+  group_start(&loop, &g, HERD_SPAWN_PROCESS_GROUP);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(g.r.status, 3);
+  ASSERT_EQ(g.sleeper_killed, 0);
+  ASSERT_EQ(sleeper_killed(g.sleeper_fd, 5000), 1);
+  close(g.sleeper_fd);
+
+  /* Detached (a session of its own) works the same. */
+  ASSERT_OK(uv_loop_init(&loop));
+  group_start(&loop, &g, HERD_SPAWN_KILL_GROUP_ON_EXIT | HERD_SPAWN_DETACHED);
+  test_loop_run_close(&loop);
+  ASSERT_EQ(g.sleeper_killed, 1);
+  close(g.sleeper_fd);
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0), 0);
+  return 0;
+}
+
+static void group_read_then_close(herd_child_t* child, int fd, const char* buf,
+                                  ssize_t nread) {
+  group_run_t* g = (group_run_t*)child;
+  sup_read(child, fd, buf, nread);
+  if (nread > 0 && g->sleeper_fd == -1 && strchr(g->r.out, '\n') != NULL) {
+    g->sleeper_fd = pidfd_open((pid_t)atoi(g->r.out), 0);
+    ASSERT(g->sleeper_fd >= 0);
+    /* Closing the handle closes stdin too: the shell's `read` ends and it
+     * exits, watched by the reaper thread by then. */
+    herd_child_close(child);
+  }
+}
+
+/* The same after herd_child_close(): the reaper thread kills the group
+ * between the exit and the reap. */
+TEST_IMPL(process_kill_group_after_close) {
+  herd_spawn_options_t o;
+  uv_loop_t loop;
+  group_run_t g;
+
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+  ASSERT_OK(uv_loop_init(&loop));
+  sup_opts(&o);
+  o.flags = HERD_SPAWN_KILL_GROUP_ON_EXIT;
+  memset(&g, 0, sizeof(g));
+  g.sleeper_fd = -1;
+  ASSERT_OK(herd_spawn(&loop, &g.r.child, "/bin/sh", group_args, &o));
+  ASSERT_OK(herd_child_read_start(&g.r.child, 1, group_read_then_close));
+  test_loop_run_close(&loop);
+  ASSERT_EQ(g.r.close_calls, 1);
+  ASSERT_EQ(g.r.exit_calls, 0);
+  ASSERT(g.sleeper_fd >= 0);
+  ASSERT_EQ(sleeper_killed(g.sleeper_fd, 5000), 1);
+  close(g.sleeper_fd);
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0), 0);
+  return 0;
+}
+
+static void group_read_then_kill(herd_child_t* child, int fd, const char* buf,
+                                 ssize_t nread) {
+  group_run_t* g = (group_run_t*)child;
+  sup_read(child, fd, buf, nread);
+  if (nread > 0 && g->sleeper_fd == -1 && strchr(g->r.out, '\n') != NULL) {
+    g->sleeper_fd = pidfd_open((pid_t)atoi(g->r.out), 0);
+    ASSERT(g->sleeper_fd >= 0);
+    ASSERT_EQ(herd_child_kill_group(child, herd_signal_number("SIGFOO")),
+              UV_EINVAL);
+    ASSERT_EQ(child->killed, 0);
+    ASSERT_OK(herd_child_kill_group(child, SIGTERM));
+    ASSERT_EQ(child->killed, 1);
+  }
+}
+
+/* herd_child_kill_group() while the child runs: one signal to the child
+ * and what it started; UV_ESRCH once it is reaped, and for a child that
+ * leads no group (nothing else is signalled then). */
+TEST_IMPL(process_kill_group) {
+  const char* sleep_args[] = {"30", NULL};
+  herd_spawn_options_t o;
+  struct pollfd pfd;
+  uv_loop_t loop;
+  group_run_t g;
+
+  ASSERT_OK(uv_loop_init(&loop));
+  sup_opts(&o);
+  o.flags = HERD_SPAWN_PROCESS_GROUP;
+  memset(&g, 0, sizeof(g));
+  g.sleeper_fd = -1;
+  ASSERT_OK(herd_spawn(&loop, &g.r.child, "/bin/sh", group_args, &o));
+  ASSERT_OK(herd_child_read_start(&g.r.child, 1, group_read_then_kill));
+  test_loop_run_close(&loop);
+  ASSERT_EQ(g.r.sig, SIGTERM);
+  ASSERT_EQ(herd_child_kill_group(&g.r.child, SIGTERM), UV_ESRCH);
+  /* The sleep got it too (it is init's to reap now). */
+  pfd.fd = g.sleeper_fd;
+  pfd.events = POLLIN;
+  ASSERT_EQ(poll(&pfd, 1, 5000), 1);
+  close(g.sleeper_fd);
+
+  /* No group of its own: nothing to signal. */
+  ASSERT_OK(uv_loop_init(&loop));
+  sup_opts(&o);
+  memset(&g, 0, sizeof(g));
+  ASSERT_OK(herd_spawn(&loop, &g.r.child, "sleep", sleep_args, &o));
+  ASSERT_EQ(herd_child_kill_group(&g.r.child, SIGKILL), UV_ESRCH);
+  ASSERT_EQ(g.r.child.killed, 0);
+  ASSERT_OK(herd_child_kill(&g.r.child, SIGKILL));
+  test_loop_run_close(&loop);
+  ASSERT_EQ(g.r.sig, SIGKILL);
   return 0;
 }

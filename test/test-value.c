@@ -3,6 +3,7 @@
  * `advanced` mode, and v8.serialize()), malformed input, limits and
  * allocation failures. */
 #include "task.h"
+#include "value-cases.h"
 #include "value-int.h"
 
 #include <fcntl.h>
@@ -497,6 +498,18 @@ static const value_case_t value_cases[] = {
 };
 
 #define NCASES ((int)HERD_ARRAY_SIZE(value_cases))
+
+int test_value_case_count(void) {
+  return NCASES;
+}
+
+const char* test_value_case_name(int i) {
+  return value_cases[i].name;
+}
+
+herd_value_t* test_value_case_build(herd_value_heap_t* heap, int i) {
+  return value_cases[i].build(heap);
+}
 
 static const herd_value_options_t ipc_format = {HERD_VALUE_FORMAT_IPC, 0, 0};
 static const herd_value_options_t v8_format = {HERD_VALUE_FORMAT_V8, 0, 0};

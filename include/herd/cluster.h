@@ -34,9 +34,10 @@ typedef enum {
    * socket and accepts by itself. The kernel picks the worker. */
   HERD_SCHED_SHARED,
   /* One SO_REUSEPORT listening socket per worker slot, kept by the primary:
-   * the kernel spreads connections by hash, and a worker that replaces a
-   * dead one in the same slot serves the connections waiting in its
-   * backlog. */
+   * the kernel spreads connections by hash. While no worker listens on a
+   * slot's socket, the primary steers new connections away from it (a BPF
+   * program) and hands those queued there to the other workers; a worker
+   * that takes the slot gets the same socket (docs/cluster.md). */
   HERD_SCHED_REUSEPORT
 } herd_sched_policy_t;
 
@@ -117,14 +118,36 @@ typedef struct herd_cluster_settings_s {
    * the primary's); NULL-terminated, may be NULL. */
   const char* const* env;
   herd_sched_policy_t policy; /* fixed at the first fork */
+  /* Milliseconds a worker the primary let go (herd_worker_disconnect(),
+   * herd_cluster_disconnect(), herd_cluster_close(), the predecessor or a
+   * failed successor of herd_worker_replace()) has to exit before herd
+   * sends it SIGKILL, as nginx's master does after worker_shutdown_timeout.
+   * 0: 30000. Negative: wait as long as it takes (Node's behaviour). */
+  int kill_timeout;
+  /* Milliseconds a successor of herd_worker_replace() has to listen on its
+   * predecessor's servers. 0: 30000. */
+  int listen_timeout;
+  /* Every other spawn option of herd_spawn() for the workers, as Node's
+   * cluster.settings passes uid, gid and the like on to child_process:
+   * flags (HERD_SPAWN_SETUID/SETGID with uid/gid, DETACHED,
+   * PROCESS_GROUP), parent_death_signal, kill_signal, listen_fds,
+   * serialization (Node's settings.serialization: the cluster protocol
+   * works in both), ... The
+   * cluster's own fields above win over spawn.cwd, and herd sets env,
+   * stdio and the callbacks itself (spawn.env, spawn.stdio and the
+   * callbacks are ignored). All-zero: herd_spawn()'s defaults. */
+  herd_spawn_options_t spawn;
 } herd_cluster_settings_t;
 
 /* Public fields are read-only. */
 struct herd_worker_s {
   void* data; /* free for the user */
   herd_cluster_t* cluster;
-  int id;    /* 1, 2, ... in fork order, never reused */
-  int slot;  /* 0 .. workers alive - 1: the lowest slot free at fork */
+  int id; /* 1, 2, ... in fork order, never reused */
+  /* The lowest slot no worker in the table held at fork (0 .. workers - 1
+   * while none is leaving), or its predecessor's (herd_worker_replace()).
+   * Under reuseport each slot has its own listening socket. */
+  int slot;
   pid_t pid; /* 0 if the program could not be started */
   herd_worker_state_t state;
   int exited_after_disconnect; /* exited after disconnect()/kill() by us */
@@ -189,8 +212,9 @@ int herd_cluster_listen(herd_cluster_t* cluster, const char* host, int port,
                         int backlog, int* bound_port);
 
 /* Disconnects every worker (herd_worker_disconnect()); cb (may be NULL) runs
- * from the loop once every worker has exited and its channel closed.
- * Returns UV_EALREADY if a disconnect is already running. */
+ * from the loop once every worker has exited and its channel closed (a
+ * worker still alive kill_timeout later gets SIGKILL). Returns UV_EALREADY
+ * if a disconnect is already running. */
 int herd_cluster_disconnect(herd_cluster_t* cluster, herd_cluster_cb cb);
 
 /* Sends `signum` (0: SIGTERM) to every worker process still alive, in the
@@ -199,10 +223,10 @@ int herd_cluster_disconnect(herd_cluster_t* cluster, herd_cluster_cb cb);
 int herd_cluster_kill(herd_cluster_t* cluster, int signum);
 
 /* Closes the primary: disconnects the workers still alive, waits for them
- * to exit (a worker that ignores the disconnect keeps it waiting: see
- * herd_cluster_kill()), closes every server socket, and then calls close_cb
- * (may be NULL) from the loop. No fork after this call. The cluster memory
- * may be reused after close_cb. */
+ * to exit (one still alive kill_timeout after this call gets SIGKILL),
+ * closes every server socket, and then calls close_cb (may be NULL) from
+ * the loop. No fork after this call. The cluster memory may be reused after
+ * close_cb. */
 void herd_cluster_close(herd_cluster_t* cluster, herd_cluster_cb close_cb);
 
 /* Sends a message (one JSON text, copied) to the worker. Returns as
@@ -216,12 +240,42 @@ int herd_worker_kill(herd_worker_t* worker, int signum);
 
 /* Node's worker.disconnect() in the primary: asks the worker to close its
  * servers and, once its in-flight work is done, to close the channel; it
- * then exits by itself. Sets exited_after_disconnect and takes the worker
- * out of the table and of every server at once: it gets no new connection
- * (under rr, the one in flight to it stays its until it answers, and goes
- * to another worker if it declines or dies). Returns 0 or
- * HERD_ECHANNELCLOSED. */
+ * then exits by itself, or is sent SIGKILL kill_timeout ms later. Sets
+ * exited_after_disconnect and takes the worker out of the table and of
+ * every server at once: it gets no new connection (a connection the primary
+ * handed it stays its until it answers, and goes to another worker if it
+ * declines or dies; under reuseport the connections waiting in its slot's
+ * socket go to the other workers unless a worker takes the slot). Returns
+ * 0 or HERD_ECHANNELCLOSED (the worker is let go all the same). */
 int herd_worker_disconnect(herd_worker_t* worker);
+
+/* The end of herd_worker_replace(), from the loop. status 0: the successor
+ * listens on every server its predecessor listened on, and the predecessor
+ * has been asked to disconnect (herd_worker_disconnect()). Otherwise the
+ * successor failed and is being stopped (disconnect, then SIGKILL after
+ * kill_timeout) while the predecessor keeps serving: its start error
+ * (UV_ENOENT, ...), HERD_EWORKERDIED (it exited or its channel closed
+ * first), UV_ETIMEDOUT (it did not listen within listen_timeout), or
+ * UV_ECANCELED (herd_worker_disconnect() of the successor, or
+ * herd_cluster_close()). `successor` is valid during the call; a failed one
+ * still gets its exit event. */
+typedef void (*herd_worker_replace_cb)(herd_worker_t* successor, int status);
+
+/* Replaces a worker without losing a connection: forks a successor with
+ * the cluster's current settings and the env the worker was forked with,
+ * in the worker's slot (under reuseport it gets the same listening socket),
+ * waits until it listens on every server the worker listens on, then
+ * disconnects the worker gracefully (it serves what it has accepted, and is
+ * killed if it has not exited after kill_timeout). Until then both serve.
+ * The successor is a worker like any other (fork, online, listening
+ * events), returned in *successor (may be NULL). A building block for
+ * rolling restarts: setup_primary() a new `exec` first and every
+ * replacement runs it. Errors: UV_EINVAL (the worker has left the table or
+ * exited), UV_EBUSY (it is being replaced, or is a successor not ready
+ * yet), UV_ECANCELED (the cluster is closing), and herd_cluster_fork()'s.
+ * Not a Node API. */
+int herd_worker_replace(herd_worker_t* worker, herd_worker_replace_cb cb,
+                        herd_worker_t** successor);
 
 /* Node's worker.isDead(): the process has exited. */
 int herd_worker_is_dead(const herd_worker_t* worker);
@@ -251,7 +305,8 @@ typedef struct herd_cluster_worker_options_s {
  * the kernel to send SIGTERM when the primary dies (PR_SET_PDEATHSIG, with a
  * check for a primary that died before), and sends {"act":"online"}. Once
  * per process. Errors: HERD_ENOTWORKER, UV_EALREADY, the channel's errors
- * (HERD_ENOCHANNEL, HERD_EADVANCED, UV_EBADF). */
+ * (HERD_ENOCHANNEL, HERD_EBADPROTO, UV_EBADF), in either serialization
+ * the primary chose. */
 int herd_cluster_worker_setup(uv_loop_t* loop,
                               const herd_cluster_worker_options_t* options);
 /* This worker's id (NODE_UNIQUE_ID), 0 if not a worker. */

@@ -1,7 +1,11 @@
 /* The IPC channel (Node's `process.send()` / `'message'`), fork(), and the
- * small JSON helpers messages need. Wire format: Node's `json`
- * serialization, one JSON text + '\n' per message, fds as SCM_RIGHTS.
- * Included by <herd.h>; do not include directly.
+ * small JSON helpers messages need. Wire format: either of Node's
+ * serializations (herd_serialization_t): `json`, one JSON text + '\n' per
+ * message, or `advanced`, a 4-byte big-endian length + V8 serializer bytes
+ * per message; fds as SCM_RIGHTS. Both kinds of callback and send work in
+ * both: messages are JSON text or herd_value_t values as the program
+ * prefers, converted the way Node converts (JSON.stringify() and
+ * JSON.parse()). Included by <herd.h>; do not include directly.
  *
  * A channel is either opened by the caller (herd_ipc_open(),
  * herd_ipc_open_parent(); the caller owns the herd_ipc_t) or created by
@@ -19,17 +23,21 @@
 extern "C" {
 #endif
 
-/* The default limit for one incoming message line (bytes, without '\n').
- * A longer line closes the channel with HERD_ELINETOOLONG; herd never
- * buffers much more than this for one line. */
-#define HERD_IPC_DEFAULT_MAX_LINE (8u * 1024 * 1024)
+/* The default limit for one incoming message: a line (bytes, without '\n')
+ * or, in advanced mode, a frame (bytes after the 4-byte length). A longer
+ * one is reported (HERD_ELINETOOLONG) and skipped as it streams in, and the
+ * channel goes on; herd never buffers much more than the limit for one
+ * message. 64 MiB holds what Node programs send in practice (a 10 MiB
+ * message goes Node to Node), while one channel's read buffer stays
+ * bounded. */
+#define HERD_IPC_DEFAULT_MAX_LINE (64u * 1024 * 1024)
 /* send() reports "full" once this many bytes wait to be written (Node's
  * 65536 * 2). */
 #define HERD_IPC_HIGH_WATER (128u * 1024)
 
 /* A handle that arrived with a message (NODE_HANDLE). `fd` belongs to herd
- * and is closed after the message callback returns unless the callback took
- * it with herd_handle_take() or herd_handle_open(). */
+ * and is closed after the message (or value) callback returns unless the
+ * callback took it with herd_handle_take() or herd_handle_open(). */
 typedef struct herd_handle_s {
   const char* type; /* "net.Server", "net.Socket", "net.Native",
                        "dgram.Socket" or "dgram.Native" */
@@ -64,22 +72,50 @@ int herd_handle_open(herd_handle_t* handle, uv_loop_t* loop,
 typedef struct herd_ipc_s herd_ipc_t;
 
 /* A message arrived: `json` is one complete, validated JSON text of `len`
- * bytes, NUL-terminated, pointing into herd's read buffer and valid only
- * during the call. `handle` is NULL unless a handle came with the message
+ * bytes, NUL-terminated, valid only during the call (in json mode it points
+ * into herd's read buffer; in advanced mode it is JSON.stringify() of the
+ * value that came, and a value with no JSON form, such as a BigInt or a
+ * cycle, is reported as HERD_ENOJSON instead: set the value callback to
+ * get such messages). `handle` is NULL unless a handle came with the message
  * (then `json` is the inner `msg` of Node's NODE_HANDLE envelope, and the
  * peer has already been sent NODE_HANDLE_ACK). Internal messages (an object
  * whose "cmd" is a string starting with "NODE_" and longer than 5) never
- * arrive here. The callback may send, disconnect, or take the handle. */
+ * arrive here: herd answers NODE_HANDLE* and NODE_SOCKET_NOTIFY_CLOSE /
+ * NODE_SOCKET_GET_COUNT itself (the latter as a receiver that keeps no
+ * count of the sockets it handed over: all closed, count 0), and drops the
+ * others unless the cluster module takes them. The callback may send,
+ * disconnect, or take the handle. */
 typedef void (*herd_ipc_message_cb)(herd_ipc_t* ipc, const char* json,
                                     size_t len, herd_handle_t* handle);
-/* A recoverable problem: HERD_EBADJSON / HERD_EBADUTF8 (that line was
- * dropped, the channel goes on), or a fatal one (HERD_ELINETOOLONG,
- * a read error), after which the channel closes and disconnect_cb follows. */
+/* A message arrived, as a value: what the peer sent (advanced mode), or
+ * JSON.parse() of its line (json mode). When set, it replaces the message
+ * callback. `value` and everything it reaches belong to herd and are valid
+ * only during the call (herd_value_copy() keeps one); `handle` as for the
+ * message callback (the value is then the inner `msg` of the NODE_HANDLE
+ * envelope). Internal messages never arrive here either. */
+typedef void (*herd_ipc_value_cb)(herd_ipc_t* ipc, herd_value_t* value,
+                                  herd_handle_t* handle);
+/* A problem with what the peer sent. Recoverable (the channel goes on):
+ * HERD_EBADJSON / HERD_EBADUTF8 (that line was dropped), HERD_ELINETOOLONG
+ * (a line or frame over the limit was skipped; a NODE_HANDLE among them was
+ * refused with a NACK), HERD_EBADPROTO (an internal message that answers
+ * nothing this end sent, e.g. a NODE_HANDLE_ACK with no handle written and
+ * unanswered: ignored), and in advanced mode HERD_EBADVALUE /
+ * HERD_EVALUETYPE / HERD_EVALUELIMIT (a frame that does not decode, holds
+ * a type herd cannot represent, or decodes into more than
+ * HERD_VALUE_DEFAULT_MAX_BYTES or deeper than HERD_VALUE_DEFAULT_MAX_DEPTH:
+ * dropped, and a NODE_HANDLE refused with a NACK) and HERD_ENOJSON (a
+ * message with no JSON form for a message callback, or an internal message
+ * with none: dropped). Fatal: a read or write error other than the peer
+ * going away (or UV_ENOMEM), after which the channel closes and
+ * disconnect_cb follows. The peer exiting or closing its end is never an
+ * error, only a disconnect (as in Node). */
 typedef void (*herd_ipc_error_cb)(herd_ipc_t* ipc, int err);
 /* The channel closed: herd_ipc_disconnect() was called, the peer closed its
- * end (exited), or a fatal error. Last callback of a channel: a herd_ipc_t
- * the caller owns may be reused or freed from here on; a child's channel is
- * freed by herd right after this returns. */
+ * end (exited; what it wrote before is delivered first), or a fatal error.
+ * Last callback of a channel: a herd_ipc_t the caller owns may be reused or
+ * freed from here on; a child's channel is freed by herd right after this
+ * returns. */
 typedef void (*herd_ipc_disconnect_cb)(herd_ipc_t* ipc);
 /* The write queue went back under the high-water mark after a send()
  * returned 1. */
@@ -93,6 +129,7 @@ typedef struct herd_ipc_callbacks_s {
   herd_ipc_error_cb error;
   herd_ipc_disconnect_cb disconnect;
   herd_ipc_drain_cb drain;
+  herd_ipc_value_cb value; /* when set, messages come here, not to message */
 } herd_ipc_callbacks_t;
 
 /* Public fields are read-only; `priv` is herd's. */
@@ -100,25 +137,31 @@ struct herd_ipc_s {
   void* data;
   uv_loop_t* loop;
   int connected;
+  herd_serialization_t serialization;
   struct herd_ipc_private_s* priv;
 };
 
-/* Child side: opens the channel to the parent named by NODE_CHANNEL_FD and
- * removes NODE_CHANNEL_FD and NODE_CHANNEL_SERIALIZATION_MODE from the
+/* Child side: opens the channel to the parent named by NODE_CHANNEL_FD, in
+ * the serialization NODE_CHANNEL_SERIALIZATION_MODE names ("json", or unset
+ * or empty: json; "advanced"), and removes both variables from the
  * environment (so grandchildren do not inherit them), as Node does. Works
- * under a Node parent (spawn with stdio [0, 1, 2, 'ipc'] or fork) and under
- * herd_fork(). Errors: HERD_ENOCHANNEL (no variable, or not a number),
- * HERD_EADVANCED (the parent asked for `advanced` serialization; the fd is
- * closed so the parent sees the channel end), UV_EBADF (fd not open),
+ * under a Node parent (spawn with stdio [0, 1, 2, 'ipc'] or fork, either
+ * serialization) and under herd_fork(). ipc->serialization tells which
+ * mode the parent chose. Errors: HERD_ENOCHANNEL (no variable, or not a
+ * number), HERD_EBADPROTO (a serialization mode Node does not have; the fd
+ * is closed so the parent sees the channel end), UV_EBADF (fd not open),
  * UV_EINVAL (not an AF_UNIX stream socket). */
 int herd_ipc_open_parent(uv_loop_t* loop, herd_ipc_t* ipc);
 /* Opens a channel on any connected AF_UNIX stream socket; herd owns `fd`
  * from then on (made non-blocking and close-on-exec, with large socket
  * buffers). Reading starts at once; messages are held until
- * herd_ipc_start(). On error (UV_EINVAL: not an AF_UNIX stream socket,
- * UV_ENOMEM, a libuv error) the fd stays the caller's. `ipc->data` is left
- * alone. */
+ * herd_ipc_start(). On error (UV_EINVAL: not an AF_UNIX stream socket, or
+ * an unknown mode; UV_ENOMEM, a libuv error) the fd stays the caller's.
+ * `ipc->data` is left alone. herd_ipc_open() is herd_ipc_open_ex() in
+ * json mode; both ends of a channel must use the same mode. */
 int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd);
+int herd_ipc_open_ex(uv_loop_t* loop, herd_ipc_t* ipc, int fd,
+                     herd_serialization_t mode);
 
 /* Starts delivering messages; ones that arrived earlier were buffered and
  * are delivered first, from the loop (never from inside this call). Nothing
@@ -127,12 +170,17 @@ int herd_ipc_open(uv_loop_t* loop, herd_ipc_t* ipc, int fd);
  * Calling it again replaces the callbacks. Any callback may be NULL.
  * Errors: HERD_ECHANNELCLOSED. */
 int herd_ipc_start(herd_ipc_t* ipc, const herd_ipc_callbacks_t* callbacks);
-/* Limit for one incoming line in bytes; 0 restores the default
- * (HERD_IPC_DEFAULT_MAX_LINE). */
+/* Limit for one incoming line (or advanced frame) in bytes; 0 restores the
+ * default (HERD_IPC_DEFAULT_MAX_LINE). A longer one is skipped without
+ * being buffered and reported as HERD_ELINETOOLONG; the channel goes on.
+ * In advanced mode it also bounds the JSON text a message callback or the
+ * cluster module gets (longer: HERD_EVALUELIMIT, dropped). */
 void herd_ipc_set_max_line(herd_ipc_t* ipc, size_t max_line);
 
 /* Sends one JSON text (copied; newlines between tokens are turned into
- * spaces). Returns 0, or 1 when the message was queued but the queue is
+ * spaces; on an advanced channel it is sent as the value JSON.parse()
+ * makes of it, so a Node peer gets the same message in either mode).
+ * Returns 0, or 1 when the message was queued but the queue is
  * above the high-water mark (Node's send() === false; wait for drain), or
  * HERD_EBADJSON / HERD_EBADUTF8 / HERD_ECHANNELCLOSED / UV_ENOMEM. Nothing
  * accepted is ever dropped. Many sends in one loop iteration are written
@@ -142,7 +190,18 @@ void herd_ipc_set_max_line(herd_ipc_t* ipc, size_t max_line);
  * waits for events. While a handle is in
  * flight (sent, not yet acknowledged) later messages wait behind it, as in
  * Node. A message whose top-level "cmd" starts with "NODE_" is internal to
- * the peer (a Node peer will not emit it as 'message'). */
+ * the peer (a Node peer will not emit it as 'message').
+ *
+ * Flow control: what the caller sends is bounded by the caller, who sees
+ * the queue above HERD_IPC_HIGH_WATER as a return of 1 and waits for
+ * drain. What herd sends by itself in answer to the peer (NODE_HANDLE_ACK
+ * and NACK, NODE_SOCKET_* answers, the cluster module's replies) is bounded
+ * by herd: while more than 64 KiB of those wait unwritten, the channel
+ * stops reading, and it reads again once they are written. A peer that
+ * reads never sees this; one that keeps asking without reading is held
+ * back by its own socket instead of growing herd's memory. Reading never
+ * pauses because of the caller's own sends, so two ends that both send a
+ * lot (each respecting the return value) cannot stop each other. */
 int herd_ipc_send(herd_ipc_t* ipc, const char* json, size_t len);
 
 typedef enum {
@@ -153,24 +212,50 @@ typedef enum {
  * uv_udp_t); `handle` may be NULL. The fd is duplicated at call time. A
  * connected TCP socket or pipe sent without HERD_SEND_KEEP_OPEN is closed by
  * herd (uv_close(handle, handle_close_cb)) once the peer acknowledged it, as
- * Node does; servers stay open. cb (may be NULL) runs once the message is
- * written and, for a handle, acknowledged (0); with HERD_EHANDLENACK when
- * the peer refused the handle four times (three resends, as Node); with
- * HERD_ECHANNELCLOSED when the channel closed first. The type on the wire
- * is "net.Server" (listening TCP/pipe), "net.Socket" (connected TCP/pipe)
- * or "dgram.Socket" (UDP, with "dgramType"). Returns as herd_ipc_send(),
- * plus HERD_EBADHANDLE for an unsupported or closing handle. */
+ * Node does; servers stay open. cb (may be NULL) runs exactly once: when the
+ * message is written and, for a handle, acknowledged (0); with
+ * HERD_EHANDLENACK when the peer refused the handle four times (three
+ * resends, as Node); with HERD_ECHANNELCLOSED when the channel closed
+ * first. An ACK or NACK counts only once the handle's line (or frame) and
+ * fd have been written (the peer cannot have seen it before); one that comes
+ * earlier, or with no handle in flight, is reported as HERD_EBADPROTO and
+ * ignored, so herd's copy of the fd is never closed or sent again before it
+ * went out. The type on the wire is "net.Server" (listening TCP/pipe),
+ * "net.Socket" (connected TCP/pipe) or "dgram.Socket" (UDP, with "dgramType").
+ * Returns as herd_ipc_send(), plus HERD_EBADHANDLE for an unsupported or
+ * closing handle. */
 int herd_ipc_send_ex(herd_ipc_t* ipc, const char* json, size_t len,
                      uv_handle_t* handle, unsigned flags,
                      uv_close_cb handle_close_cb, herd_ipc_send_cb cb,
                      void* arg);
 /* Sends a message with a raw fd (duplicated at call time; the caller keeps
  * its own) announced as `type` ("net.Native", "net.Socket", ...), in the
- * NODE_HANDLE envelope. cb runs once the peer acknowledged it (0) or refused
- * it four times (HERD_EHANDLENACK), or with HERD_ECHANNELCLOSED. Errors as
- * herd_ipc_send(), plus UV_EINVAL (no type or fd < 0) and dup errors. */
+ * NODE_HANDLE envelope. cb runs once: the peer acknowledged it (0) or
+ * refused it four times (HERD_EHANDLENACK), or HERD_ECHANNELCLOSED; answers
+ * are trusted as for herd_ipc_send_ex(). Errors as herd_ipc_send(), plus
+ * UV_EINVAL (no type or fd < 0) and dup errors. */
 int herd_ipc_send_fd(herd_ipc_t* ipc, const char* json, size_t len, int fd,
                      const char* type, herd_ipc_send_cb cb, void* arg);
+
+/* Sending values: the same three calls with a herd_value_t (from any heap)
+ * instead of JSON text. The value is serialized at call time, so its heap
+ * may change or be freed as soon as the call returns. On an advanced
+ * channel it goes as it is (herd_value_serialize()); on a json channel as
+ * JSON.stringify() of it (herd_value_to_json()), as Node's send() does in
+ * either mode. Returns and callbacks as herd_ipc_send(), herd_ipc_send_ex()
+ * and herd_ipc_send_fd(), plus: UV_EINVAL for NULL, or an undefined or
+ * BigInt message (Node's send() refuses those: ERR_MISSING_ARGS,
+ * ERR_INVALID_ARG_TYPE), HERD_ENOJSON on a json channel for a value with
+ * no JSON form (a BigInt inside, a cycle: JSON.stringify() throws),
+ * HERD_EVALUELIMIT (nested deeper than HERD_VALUE_DEFAULT_MAX_DEPTH, or
+ * longer than a frame or V8 string can be). */
+int herd_ipc_send_value(herd_ipc_t* ipc, const herd_value_t* value);
+int herd_ipc_send_value_ex(herd_ipc_t* ipc, const herd_value_t* value,
+                           uv_handle_t* handle, unsigned flags,
+                           uv_close_cb handle_close_cb, herd_ipc_send_cb cb,
+                           void* arg);
+int herd_ipc_send_value_fd(herd_ipc_t* ipc, const herd_value_t* value, int fd,
+                           const char* type, herd_ipc_send_cb cb, void* arg);
 
 /* Bytes waiting to be written, including messages queued behind a handle
  * in flight. */
@@ -189,7 +274,8 @@ void herd_ipc_unref(herd_ipc_t* ipc);
 /* fork(): spawn `program` with an IPC channel as fd 3. */
 typedef struct herd_fork_options_s {
   herd_spawn_options_t spawn; /* stdio: 0 entries -> [inherit x3, ipc],
-                                 or [pipe x3, ipc] when `silent` */
+                                 or [pipe x3, ipc] when `silent`;
+                                 spawn.serialization: the channel's */
   int silent;
   const char* exec_path; /* e.g. "node": runs exec_path exec_argv program
                             args; NULL runs `program` itself */

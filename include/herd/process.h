@@ -14,6 +14,7 @@
 #ifndef HERD_PROCESS_H
 #define HERD_PROCESS_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -27,14 +28,21 @@ typedef struct herd_child_s herd_child_t;
 typedef struct herd_abort_s herd_abort_t;
 typedef struct herd_ipc_s herd_ipc_t;
 
-/* What one of the child's file descriptors is connected to. The zero value
- * is HERD_STDIO_PIPE, Node's default. */
+/* What one of the child's file descriptors is connected to: Node's stdio
+ * entries. The zero value is HERD_STDIO_PIPE, Node's default for fds 0-2. */
 typedef enum {
-  HERD_STDIO_PIPE = 0, /* a new pipe, readable/writable by the parent */
-  HERD_STDIO_IGNORE,   /* /dev/null */
-  HERD_STDIO_INHERIT,  /* the parent's fd with the same number */
-  HERD_STDIO_FD,       /* an existing fd of the parent (`fd` below) */
-  HERD_STDIO_IPC       /* an IPC channel (at most one entry) */
+  HERD_STDIO_PIPE = 0,   /* 'pipe': a new pipe, readable/writable by the
+                            parent (an AF_UNIX socketpair, as libuv makes) */
+  HERD_STDIO_IGNORE,     /* 'ignore': /dev/null for fds 0-2; a higher fd is
+                            left closed in the child, as in Node (libuv opens
+                            /dev/null only for fds 0-2) */
+  HERD_STDIO_INHERIT,    /* 'inherit': the parent's fd with the same number */
+  HERD_STDIO_FD,         /* a number: an existing fd of the parent (`fd`) */
+  HERD_STDIO_IPC,        /* 'ipc': an IPC channel (at most one entry) */
+  HERD_STDIO_OVERLAPPED, /* 'overlapped': a pipe; the difference from
+                            'pipe' exists only on Windows */
+  HERD_STDIO_DEFAULT     /* null/undefined: 'pipe' for fds 0-2, 'ignore'
+                            (closed) from fd 3 on */
 } herd_stdio_kind_t;
 
 typedef struct {
@@ -42,9 +50,57 @@ typedef struct {
   int fd; /* with HERD_STDIO_FD */
 } herd_stdio_t;
 
-#define HERD_STDIO_MAX 16
+/* How messages are written on an IPC channel: Node's `serialization`
+ * option of spawn() and fork(). JSON: one JSON text and '\n' a message
+ * (JSON.stringify() of what is sent). ADVANCED: a 4-byte big-endian length,
+ * then V8's serializer bytes (what v8.serialize() writes, with Node's own
+ * tag before typed arrays), so Buffers, Maps, Sets, Dates, BigInts,
+ * undefined, NaN and cycles cross intact. docs/ipc.md and
+ * docs/serialization.md. */
+typedef enum {
+  HERD_SERIALIZATION_JSON = 0,
+  HERD_SERIALIZATION_ADVANCED
+} herd_serialization_t;
+
+/* There is no limit on stdio entries other than the process's fd limit
+ * (Node has none either); the macro stays for code that checks against it.
+ */
+#define HERD_STDIO_MAX INT_MAX
 /* The most fds herd_spawn_options_t.listen_fds may hold. */
 #define HERD_LISTEN_FDS_MAX 64
+
+/* Node's stdio option written as in JavaScript, for porting and for
+ * configuration: one of the shorthands 'pipe', 'overlapped', 'ignore' or
+ * 'inherit' for all of fds 0-2, or an array such as
+ * "['pipe', 'inherit', null, 'ipc', 4]": items 'pipe', 'overlapped',
+ * 'ignore', 'inherit', 'ipc', null or undefined (or nothing between two
+ * commas: HERD_STDIO_DEFAULT), a number >= 0 (HERD_STDIO_FD) or a negative
+ * number (a pipe, as Node's getValidStdio() reads it). Quotes (' or ") and
+ * the brackets of an array are optional, whitespace is ignored; a single
+ * word without brackets must be one of the four shorthands (as in Node,
+ * where stdio: 'ipc' is an error). Writes at most `max` entries to `stdio`
+ * (which may be NULL when max is 0) and returns how many the spec holds,
+ * so a return above `max` asks for a larger array, or UV_EINVAL (NULL or
+ * malformed spec, an unknown word, a number out of range). Allocates
+ * nothing. As in Node, an array shorter than three entries is completed
+ * with defaults by herd_spawn(), and "[]" means three pipes. */
+int herd_stdio_parse(const char* spec, herd_stdio_t* stdio, int max);
+
+/* Signal names as Node spells them (os.constants.signals on Linux):
+ * "SIGTERM", "SIGKILL", ..., with the aliases SIGIOT (SIGABRT) and SIGPOLL
+ * (SIGIO). herd_signal_number() accepts any case, as Node's child_process
+ * does for kill() and killSignal (it upper-cases the name), and returns the
+ * number, or UV_EINVAL for a name Node does not know (Node's
+ * ERR_UNKNOWN_SIGNAL), NULL included. Every call that takes a signal
+ * (kill_signal, herd_child_kill(), herd_child_kill_group()) refuses that
+ * negative value with UV_EINVAL, so `.kill_signal =
+ * herd_signal_number("SIGINT")` needs no check of its own.
+ * herd_signal_name() gives the name Node reports for a signal number (its
+ * signo_string(): "SIGABRT" for 6, "SIGIO" for 29), or NULL for a number
+ * without one (0, and the real-time signals, for which Node reports ""). The
+ * strings are static. */
+int herd_signal_number(const char* name);
+const char* herd_signal_name(int signum);
 
 /* herd_spawn_options_t.flags. */
 typedef enum {
@@ -54,11 +110,19 @@ typedef enum {
   HERD_SPAWN_SETGID = (1 << 2),     /* use `gid` */
   HERD_SPAWN_SHELL = (1 << 3),      /* run through `shell` (default /bin/sh) */
   HERD_SPAWN_ENV_EXTEND = (1 << 4), /* `env` adds to the parent's environment */
-  HERD_SPAWN_PROCESS_GROUP = (1 << 5) /* child leads a new process group in
-                                         the parent's session (setpgid(0,
-                                         0)), so kill(-pid, sig) reaches it
-                                         and everything it starts; implied
-                                         by HERD_SPAWN_DETACHED */
+  HERD_SPAWN_PROCESS_GROUP = (1 << 5), /* child leads a new process group in
+                                          the parent's session (setpgid(0,
+                                          0)), so kill(-pid, sig) reaches it
+                                          and everything it starts; implied
+                                          by HERD_SPAWN_DETACHED */
+  /* For supervisors: when the child exits, SIGKILL its process group before
+   * herd reaps it, so processes it started and left behind die with it. The
+   * kill is made between seeing the exit and the reap, while the child's
+   * zombie still holds its pid and so keeps its group id from being reused:
+   * it can never hit an unrelated group. Implies HERD_SPAWN_PROCESS_GROUP.
+   * Also applies after herd_child_close() (the reaper thread does it). A
+   * process that left the group (setsid(), setpgid()) is not reached. */
+  HERD_SPAWN_KILL_GROUP_ON_EXIT = (1 << 6)
 } herd_spawn_flags_t;
 
 /* exit_cb: the child exited. Exactly one of the two is meaningful: when the
@@ -79,6 +143,12 @@ typedef void (*herd_child_error_cb)(herd_child_t* child, int err);
  * comes, exactly once, from the loop. Last callback; the handle may be
  * reused or freed from here on. */
 typedef void (*herd_child_close_cb)(herd_child_t* child);
+/* spawn_cb: Node's 'spawn' event: the program is running (exec succeeded).
+ * Comes from the loop after herd_spawn() returned, before any read callback
+ * and before exit_cb; not at all when the spawn failed (error_cb comes
+ * instead, as Node emits 'error' instead of 'spawn') or when
+ * herd_child_close() was called first. */
+typedef void (*herd_child_spawn_cb)(herd_child_t* child);
 
 /* Options of herd_spawn(); all-zero is Node's defaults. Pointers need only
  * stay valid during the herd_spawn() call. */
@@ -90,7 +160,12 @@ typedef struct herd_spawn_options_s {
                                 fd of the parent is closed in the child */
   int stdio_count;           /* 0: three pipes, like Node's 'pipe'; at most
                                 HERD_STDIO_MAX */
-  unsigned flags;            /* herd_spawn_flags_t */
+  /* The IPC channel's serialization (with a HERD_STDIO_IPC entry; ignored
+   * otherwise): the child's environment gets
+   * NODE_CHANNEL_SERIALIZATION_MODE=json or =advanced, and child->channel
+   * speaks it. Node's `serialization` option. */
+  herd_serialization_t serialization;
+  unsigned flags; /* herd_spawn_flags_t */
   uid_t uid;
   gid_t gid;
   const char* shell;   /* with HERD_SPAWN_SHELL; NULL: /bin/sh */
@@ -124,6 +199,7 @@ typedef struct herd_spawn_options_s {
   herd_exit_cb exit_cb;
   herd_child_error_cb error_cb;
   herd_child_close_cb close_cb;
+  herd_child_spawn_cb spawn_cb; /* NULL: not told */
 } herd_spawn_options_t;
 
 /* A child process. Caller-allocated; public fields are read-only; the rest
@@ -136,27 +212,42 @@ struct herd_child_s {
   int exited; /* the child was reaped (set just before exit_cb) */
   int64_t exit_status; /* as passed to exit_cb */
   int term_signal;
+  /* Node's child.signalCode: the name of term_signal once the child was
+   * ended by a signal (herd_signal_name()), else NULL. */
+  const char* signal_code;
+  /* Node's child.spawnfile and child.spawnargs: the program run (`file`, or
+   * the shell with HERD_SPAWN_SHELL) and its whole argv, NULL-terminated,
+   * argv0 first (with the shell: {shell or argv0, "-c", command}). herd's
+   * own copies, set by herd_spawn() whether or not the start succeeds, and
+   * valid until close_cb returns. */
+  const char* spawnfile;
+  const char* const* spawnargs;
   herd_ipc_t* channel; /* the IPC channel, or NULL */
   /* private */
   struct herd_child_private_s* priv;
 };
 
 /* Spawns `file` with `args` (a NULL-terminated argv without argv[0]; NULL for
- * none). `file` is looked up in PATH (the child's environment's PATH, else the
- * parent's, else /bin:/usr/bin) when it has no slash, as execvp() does.
- * With HERD_SPAWN_SHELL it runs `<shell> -c "<file> <args joined by
- * spaces>"` instead. The child starts with every signal at its default and
- * none blocked, and with exactly the fds its options give it. Returns 0 and
- * fills child->pid, or a negative error for misuse (UV_EINVAL: NULL
- * loop/child/file, stdio_count out of range, two IPC entries, a negative
- * HERD_STDIO_FD fd, an unknown stdio kind, listen_fds with stdio_count
- * above 3, a bad fd name, a parent_death_signal that is no signal) and
- * out-of-memory (UV_ENOMEM). With an error no callback runs, no process,
- * fd or memory is left, and herd does not touch `child` again: it may be
- * freed at once. Failures to start the program (UV_ENOENT, UV_EACCES,
- * UV_EMFILE, a bad cwd, ...) are NOT returned: they arrive through
- * error_cb, followed by close_cb, as in Node. child->data is preserved; the
- * child handle is alive until close_cb runs. */
+ * none). `file` is looked up in the child's PATH when it has no slash, as
+ * execvp() does under Node: the PATH of `env` (or of the parent's
+ * environment when env is NULL), and /bin:/usr/bin when that environment
+ * has none, never the parent's PATH for an `env` without one (Node gives
+ * ENOENT there too). With HERD_SPAWN_SHELL it runs `<shell> -c "<file>
+ * <args joined by spaces>"` instead. The child starts with every signal at
+ * its default and none blocked, and with exactly the fds its options give
+ * it. stdio follows Node: entries missing below fd 3 (fewer than three)
+ * are HERD_STDIO_DEFAULT, so fds 0-2 always exist in the child, and there
+ * is no limit on the number of entries. Returns 0 and fills child->pid, or
+ * a negative error for misuse (UV_EINVAL: NULL loop/child/file, a negative
+ * stdio_count, two IPC entries, a negative HERD_STDIO_FD fd, an unknown
+ * stdio kind, listen_fds with stdio_count above 3, a bad fd name, a
+ * kill_signal or parent_death_signal that is no signal, an unknown
+ * serialization) and out-of-memory (UV_ENOMEM). With an error no callback runs,
+ * no process, fd or memory is left, and herd does not touch `child` again: it
+ * may be freed at once. Failures to start the program (UV_ENOENT, UV_EACCES,
+ * UV_EMFILE, a bad cwd, ...) are NOT returned: they arrive through error_cb,
+ * followed by close_cb, as in Node. child->data is preserved; the child handle
+ * is alive until close_cb runs. */
 int herd_spawn(uv_loop_t* loop, herd_child_t* child, const char* file,
                const char* const* args, const herd_spawn_options_t* options);
 
@@ -196,9 +287,24 @@ int herd_child_end(herd_child_t* child, int fd);
 /* Sends `signum` (0: SIGTERM) to the child, through its pidfd so a recycled
  * pid can never be hit. Returns 0 and sets child->killed, or UV_ESRCH when
  * the child has already exited, never started or was closed (Node's kill()
- * -> false), or another negative errno (UV_EINVAL for a bad signal). No
- * escalation: only timeout and abort follow up with SIGKILL. */
+ * -> false), or another negative errno (UV_EINVAL for a bad signal, such as
+ * herd_signal_number()'s error for an unknown name: Node's kill('SIGFOO')
+ * throws ERR_UNKNOWN_SIGNAL). No escalation: only timeout and abort follow
+ * up with SIGKILL. */
 int herd_child_kill(herd_child_t* child, int signum);
+
+/* For supervisors (Node has no such call): sends `signum` (0: SIGTERM) to
+ * the process group the child leads (spawned with HERD_SPAWN_PROCESS_GROUP
+ * or HERD_SPAWN_DETACHED), the child and every process of that group
+ * together. Safe against pid reuse: the group id is the child's pid, which
+ * cannot be reused while herd has not reaped the child, and herd checks
+ * through the pidfd that nobody else has. Returns 0 and sets child->killed,
+ * UV_ESRCH when the child has been reaped, never started or was closed, or
+ * leads no group (it was spawned without a group of its own), or
+ * UV_EINVAL for a bad signal. Between the child's exit and its reap (its
+ * zombie still holds the group id) it still reaches what is left of the
+ * group. See also HERD_SPAWN_KILL_GROUP_ON_EXIT. */
+int herd_child_kill_group(herd_child_t* child, int signum);
 
 /* Node's ref()/unref(): an unref'd child does not keep uv_run() alive. As in
  * Node this covers the process itself (and its timeout timer), not its stdio
@@ -212,13 +318,14 @@ void herd_child_ref(herd_child_t* child);
 void herd_child_unref(herd_child_t* child);
 
 /* Stops watching the child before it exits: pipes and channel are closed,
- * no exit_cb (nor pending error_cb) will come, close_cb runs from the loop.
- * The child keeps running and is still reaped (no zombie) when it exits, by
- * a small process-wide thread that holds its pidfd, so the loop itself can
- * be closed right after close_cb. Allocates nothing; should no thread be
- * available (pthread_create() failing), the child is killed with SIGKILL
- * and reaped at once rather than left behind. Safe to call more than once,
- * and after exit (then it only closes the pipes). */
+ * no exit_cb (nor pending spawn_cb or error_cb) will come, close_cb runs
+ * from the loop. The child keeps running and is still reaped (no zombie)
+ * when it exits, by a small process-wide thread that holds its pidfd (which
+ * also kills its process group first with HERD_SPAWN_KILL_GROUP_ON_EXIT), so
+ * the loop itself can be closed right after close_cb. Allocates nothing; should
+ * no thread be available (pthread_create() failing), the child is killed with
+ * SIGKILL and reaped at once rather than left behind. Safe to call more than
+ * once, and after exit (then it only closes the pipes). */
 void herd_child_close(herd_child_t* child);
 
 /* An abort controller, Node's AbortController: herd_abort() ends every child
@@ -244,7 +351,8 @@ typedef struct herd_exec_options_s {
   const char* cwd;
   const char* const* env;
   unsigned flags; /* HERD_SPAWN_ENV_EXTEND, DETACHED, PROCESS_GROUP,
-                     SETUID/SETGID (and SHELL for exec_file) */
+                     KILL_GROUP_ON_EXIT, SETUID/SETGID (and SHELL for
+                     exec_file) */
   uid_t uid;
   gid_t gid;
   const char*
@@ -260,17 +368,19 @@ typedef struct herd_exec_options_s {
 /* What an exec produced. Buffers belong to herd and are freed after the
  * callback returns, unless the callback takes them (sets the pointer NULL). */
 typedef struct herd_exec_result_s {
-  int error;         /* 0, or: a spawn error (UV_ENOENT, ...),
-                        HERD_EMAXBUFFER, UV_ETIMEDOUT, UV_ECANCELED,
-                        UV_ENOMEM (output could not be stored), or
-                        HERD_ECMDFAILED (non-zero exit or killed by a signal) */
-  int64_t code;      /* exit code, -1 when a signal ended it or no start */
-  int signal;        /* the signal that ended it, 0 if none */
-  int killed;        /* herd sent it a signal (timeout, max_buffer, abort,
-                        herd_child_kill()) */
-  int max_buffer_fd; /* with HERD_EMAXBUFFER: 1 (stdout) or 2 (stderr) */
-  const char* cmd;   /* the command line, for messages */
-  char* out;         /* stdout bytes, NUL-terminated for convenience */
+  int error;    /* 0, or: a spawn error (UV_ENOENT, ...),
+                   HERD_EMAXBUFFER, UV_ETIMEDOUT, UV_ECANCELED,
+                   UV_ENOMEM (output could not be stored), or
+                   HERD_ECMDFAILED (non-zero exit or killed by a signal) */
+  int64_t code; /* exit code, -1 when a signal ended it or no start */
+  int signal;   /* the signal that ended it, 0 if none */
+  const char* signal_name; /* its name as Node's error.signal gives it
+                              ("SIGTERM"; herd_signal_name()), or NULL */
+  int killed;              /* herd sent it a signal (timeout, max_buffer, abort,
+                              herd_child_kill()) */
+  int max_buffer_fd;       /* with HERD_EMAXBUFFER: 1 (stdout) or 2 (stderr) */
+  const char* cmd;         /* the command line, for messages */
+  char* out;               /* stdout bytes, NUL-terminated for convenience */
   size_t out_len;
   char* err; /* stderr bytes, NUL-terminated */
   size_t err_len;
@@ -332,16 +442,31 @@ typedef struct herd_spawn_sync_options_s {
   size_t max_buffer; /* all pipes together; 0: 1 MiB -> UV_ENOBUFS */
 } herd_spawn_sync_options_t;
 
+/* One entry of herd_sync_result_t.output. */
+typedef struct {
+  char* data; /* NUL-terminated, or NULL: not a pipe the child writes to */
+  size_t len;
+} herd_sync_output_t;
+
 typedef struct herd_sync_result_s {
   int error; /* 0, spawn error, UV_ETIMEDOUT, UV_ENOBUFS, or for
                 exec_sync/exec_file_sync HERD_ECMDFAILED */
   pid_t pid;
   int64_t status; /* exit code; -1 when a signal ended it */
   int signal;
+  const char* signal_name; /* Node's result.signal: the name of `signal`
+                              (herd_signal_name()), or NULL */
   char* out; /* NUL-terminated; free with herd_sync_result_free() */
   size_t out_len;
   char* err;
   size_t err_len;
+  /* Node's result.output: one entry per child fd (output_count: the stdio
+   * entries, at least 3), what a pipe the child wrote to produced, data
+   * NULL for the others (Node's null: fd 0 and fds that are not pipes).
+   * output[1] and output[2] are out and err themselves (the same memory).
+   * NULL (count 0) when the child could not be run. */
+  herd_sync_output_t* output;
+  int output_count;
 } herd_sync_result_t;
 
 /* Runs `file` (as herd_spawn() would, options NULL for defaults) to the end
@@ -358,8 +483,10 @@ typedef struct herd_sync_result_s {
  * is followed by SIGKILL after kill_grace ms). `input` is written to stdin,
  * which is then closed (closed at once without input). out/err hold what
  * fds 1 and 2 produced when they are pipes (NUL-terminated, possibly
- * empty), NULL otherwise; output of pipes >= 3 is read and dropped. Always
- * free the result with herd_sync_result_free(), whatever the return. */
+ * empty), NULL otherwise; output[] has every fd's output, fds 3 and up
+ * included, as Node's result.output. An HERD_STDIO_IPC entry is UV_EINVAL
+ * (Node's ERR_IPC_SYNC_FORK). Always free the result with
+ * herd_sync_result_free(), whatever the return. */
 int herd_spawn_sync(const char* file, const char* const* args,
                     const herd_spawn_sync_options_t* options,
                     herd_sync_result_t* result);
@@ -375,7 +502,7 @@ int herd_exec_sync(const char* command,
 int herd_exec_file_sync(const char* file, const char* const* args,
                         const herd_spawn_sync_options_t* options,
                         herd_sync_result_t* result);
-/* Frees out and err and sets them NULL; safe to call twice. */
+/* Frees out, err and output and sets them NULL; safe to call twice. */
 void herd_sync_result_free(herd_sync_result_t* result);
 
 /* The subreaper: for a supervisor, or PID 1 in a container, that must reap

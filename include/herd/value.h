@@ -1,7 +1,9 @@
 /* JavaScript values and Node's `advanced` serialization (the V8
  * ValueSerializer wire format, with Node's own encoding of Buffers and typed
  * arrays). Included by <herd.h>; do not include directly. docs/serialization.md
- * is the reference; the comments here are the contract.
+ * is the reference; the comments here are the contract. The IPC channel
+ * sends and delivers these values (herd_ipc_send_value(), the value
+ * callback: ipc.h).
  *
  * Values live in a heap (herd_value_heap_t) that the caller allocates. Every
  * value made in a heap, by a constructor or by herd_value_deserialize(),

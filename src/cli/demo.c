@@ -17,7 +17,7 @@
 #define RESPAWN_MAX_MS  5000
 #define YOUNG_WORKER_MS 1000
 /* After SIGINT/SIGTERM the workers get this long to finish in-flight work
- * before they are killed. */
+ * before the library kills them (settings.kill_timeout). */
 #define SHUTDOWN_GRACE_MS 10000
 /* A busy worker queues its held notifies at least every this many. */
 #define NOTIFY_BATCH_MAX 128
@@ -256,7 +256,6 @@ static struct {
   herd_cluster_t cluster;
   uv_timer_t tick;
   uv_timer_t respawn;
-  uv_timer_t grace;
   uv_signal_t sigint;
   uv_signal_t sigterm;
   uint64_t requests;
@@ -327,19 +326,12 @@ static void on_cluster_closed(herd_cluster_t* c) {
   fflush(stdout);
   uv_close((uv_handle_t*)&P.tick, NULL);
   uv_close((uv_handle_t*)&P.respawn, NULL);
-  uv_close((uv_handle_t*)&P.grace, NULL);
   uv_close((uv_handle_t*)&P.sigint, NULL);
   uv_close((uv_handle_t*)&P.sigterm, NULL);
 }
 
 static void kill_all(int sig) {
   herd_cluster_kill(&P.cluster, sig);
-}
-
-static void on_grace(uv_timer_t* t) {
-  (void)t;
-  fprintf(stderr, "herd: workers did not stop in time, killing them\n");
-  kill_all(SIGKILL);
 }
 
 static void on_signal(uv_signal_t* s, int signum) {
@@ -353,8 +345,6 @@ static void on_signal(uv_signal_t* s, int signum) {
   P.stopping = 1;
   uv_timer_stop(&P.tick);
   uv_timer_stop(&P.respawn);
-  uv_timer_start(&P.grace, on_grace, SHUTDOWN_GRACE_MS, 0);
-  uv_unref((uv_handle_t*)&P.grace);
   herd_cluster_close(&P.cluster, on_cluster_closed);
 }
 
@@ -378,6 +368,7 @@ static int primary_main(int argc, char** argv, const demo_options_t* o) {
   /* Workers are this program again, with the same flags. */
   settings.args = (const char* const*)argv;
   settings.policy = o->policy;
+  settings.kill_timeout = SHUTDOWN_GRACE_MS;
   herd_cluster_setup_primary(&P.cluster, &settings);
   (void)argc;
 
@@ -399,7 +390,6 @@ static int primary_main(int argc, char** argv, const demo_options_t* o) {
 
   uv_timer_init(loop, &P.tick);
   uv_timer_init(loop, &P.respawn);
-  uv_timer_init(loop, &P.grace);
   uv_signal_init(loop, &P.sigint);
   uv_signal_init(loop, &P.sigterm);
   uv_signal_start(&P.sigint, on_signal, SIGINT);
