@@ -95,7 +95,7 @@ static void query_server(herd_worker_t* w, const char* json, size_t len) {
   char fields[1024];
   const char* addr = NULL;
   int64_t seq, port, index, backlog = 511, type;
-  int r, fd = -1;
+  int r, fd = -1, mapped = 0;
 
   if (herd_json_get_int(json, len, "seq", &seq) != 0 ||
       herd_json_get_int(json, len, "port", &port) != 0 ||
@@ -119,15 +119,38 @@ static void query_server(herd_worker_t* w, const char* json, size_t len) {
            (long long)port, atype[0] == '"' ? "udp" : atype, fdraw,
            (long long)index);
 
-  /* UDP, pipe paths and listen({fd}) are not shared by herd's primary. */
   type = atoi(atype);
-  if (atype[0] == '"' || port < 0 || port > 65535 || (type != 4 && type != 6) ||
-      strcmp(fdraw, "undefined") != 0) {
+  /* With the caller's sockets adopted, every TCP listen() is served from
+   * them (cluster_adopt.c), or refused. */
+  if (atype[0] != '"' && cluster->priv->nadopted > 0) {
+    char asked[300];
+    if (strcmp(fdraw, "undefined") != 0)
+      snprintf(asked, sizeof(asked), "{fd: %s}", fdraw);
+    else
+      snprintf(asked, sizeof(asked), "%s%s%s:%lld",
+               addr != NULL && type == 6 ? "[" : "", addr ? addr : "",
+               addr != NULL && type == 6 ? "]" : "", (long long)port);
+    h = herd__cluster_adopted_for(cluster, addr, (int)port, (int)type, fdraw,
+                                  &r);
+    if (cluster->priv->map_cb != NULL)
+      cluster->priv->map_cb(cluster, w, asked, h);
+    if (h == NULL) {
+      reply_errno(w, key, seq, r);
+      return;
+    }
+    mapped = 1;
+  }
+
+  /* UDP, pipe paths and listen({fd}) are not shared by herd's primary. */
+  if (!mapped &&
+      (atype[0] == '"' || port < 0 || port > 65535 ||
+       (type != 4 && type != 6) || strcmp(fdraw, "undefined") != 0)) {
     reply_errno(w, key, seq, UV_ENOTSUP);
     return;
   }
 
-  h = herd__cluster_handle_find(cluster, key);
+  if (!mapped)
+    h = herd__cluster_handle_find(cluster, key);
   if (h == NULL) {
     h = herd__cluster_handle_new(cluster, key, addr, (int)type, (int)port,
                                  (int)backlog, (int)index);
@@ -161,6 +184,8 @@ static void query_server(herd_worker_t* w, const char* json, size_t len) {
   m = herd__cluster_member(h, w);
   m->listening = 0;
   m->slot = w->slot;
+  m->mapped = mapped;
+  m->key_hash = mapped ? herd__cluster_key_hash(key) : 0;
 
   herd_json_quote(qkey, sizeof(qkey), key, strlen(key));
   if (h->kind == HERD_SCHED_RR) {
@@ -221,10 +246,14 @@ static void on_listening(herd_worker_t* w, const char* json, size_t len) {
     return;
   for (h = cluster->priv->handles; h != NULL; h = h->next) {
     herd__cluster_member_t* m = herd__cluster_member(h, w);
-    if (m == NULL || m->leaving || h->address_type != type ||
-        h->index != index || (port != h->port && port != h->bound_port) ||
-        (h->address == NULL) != (has_address == 0) ||
-        (h->address != NULL && strcmp(h->address, address) != 0))
+    /* A mapped listen() names what the worker asked for, not the handle:
+     * the real port is all that must agree. */
+    if (m == NULL || m->leaving || (m->mapped && port != h->bound_port) ||
+        (!m->mapped &&
+         (h->address_type != type || h->index != index ||
+          (port != h->port && port != h->bound_port) ||
+          (h->address == NULL) != (has_address == 0) ||
+          (h->address != NULL && strcmp(h->address, address) != 0))))
       continue;
     m->listening = 1;
     matched = 1;
@@ -248,6 +277,16 @@ static void on_close(herd_worker_t* w, const char* json, size_t len) {
   if (herd_json_get_string(json, len, "key", key, sizeof(key)) < 0)
     return;
   h = herd__cluster_handle_find(w->cluster, key);
+  if (h == NULL || herd__cluster_member(h, w) == NULL ||
+      herd__cluster_member(h, w)->mapped) {
+    /* A mapped server is closed under the key it asked for. */
+    uint32_t hash = herd__cluster_key_hash(key);
+    for (h = w->cluster->priv->handles; h != NULL; h = h->next) {
+      herd__cluster_member_t* m = herd__cluster_member(h, w);
+      if (m != NULL && m->mapped && m->key_hash == hash)
+        break;
+    }
+  }
   if (h != NULL && herd__cluster_member_leave(h, w, HERD__LEAVE_CLOSED))
     herd__cluster_handle_release(h);
 }

@@ -326,8 +326,11 @@ static void rr_uv_closed(uv_handle_t* handle) {
 }
 
 int herd__rr_open(herd__cluster_handle_t* h) {
-  int r = herd__cluster_bind(h->address, h->port, 0, h->backlog, &h->fd,
-                             &h->bound_port);
+  int r = 0;
+  /* An adopted handle listens already. */
+  if (h->fd < 0)
+    r = herd__cluster_bind(h->address, h->port, 0, h->backlog, &h->fd,
+                           &h->bound_port);
   if (r != 0)
     return r;
   r = uv_poll_init(h->cluster->loop, &h->poll, h->fd);

@@ -57,6 +57,7 @@ struct herd__sup_proc_s {
   int has_notify;
   herd_child_t child;
   herd_sd_notify_socket_t notify;
+  herd_worker_t* worker; /* CLUSTER: its cluster worker, until it exits */
   herd_log_pipe_t out;
   herd_log_pipe_t err;
   int out_open;
@@ -181,6 +182,14 @@ struct herd_supervisor_private_s {
   uv_poll_t sentinel_poll;
   int sentinel_polling;
 
+  /* CLUSTER: the cluster under the pool. */
+  herd_cluster_t cluster;
+  herd_cluster_settings_t settings;
+  herd_stdio_t stdio[4]; /* the next fork's, referenced by settings */
+  int cluster_on;
+  uint32_t mapped[16]; /* the listen() mappings told already (hashes) */
+  int nmapped;
+
   /* Subreaper. */
   herd_subreaper_t subreaper;
   int subreaper_on;
@@ -226,6 +235,27 @@ void herd__proc_kill(herd__sup_proc_t* proc);
 void herd__proc_detach(herd__sup_proc_t* proc);
 /* Closes what remains open of a process at supervisor close. */
 void herd__proc_abandon(herd__sup_proc_t* proc);
+/* Its readiness and its end, from either kind. */
+void herd__proc_ready(herd__sup_proc_t* proc);
+void herd__proc_ended(herd__sup_proc_t* proc, int64_t status, int sig);
+/* The process's child handle (the cluster worker's for CLUSTER), or NULL. */
+herd_child_t* herd__proc_child(herd__sup_proc_t* proc);
+/* CLUSTER: the worker listens; its replacement ended with `status`. */
+void herd__proc_listening(herd__sup_proc_t* proc);
+void herd__proc_replaced(herd__sup_proc_t* proc, int status);
+
+/* supervisor_cluster.c: the CLUSTER kind. */
+/* The cluster under the pool, its settings, the caller's sockets adopted. */
+int herd__sup_cluster_start(herd__sup_t* p);
+/* Forks the worker of `proc` in `slot` (as the successor of slot->cur's
+ * worker with `successor`); out and err are its log pipes, or -1. */
+int herd__sup_cluster_spawn(herd__sup_t* p, herd__sup_proc_t* proc,
+                            herd__sup_slot_t* slot, int successor, int out,
+                            int err);
+/* Asks the worker to stop: Node's disconnect, and the stop signal if set. */
+void herd__sup_cluster_stop(herd__sup_t* p, herd__sup_proc_t* proc);
+/* Closes the cluster once no worker is left (herd__sup_handle_closed()). */
+void herd__sup_cluster_close(herd__sup_t* p);
 
 /* supervisor_restart.c */
 /* A slot's process crashed (or failed to start, with `error`): counts it,

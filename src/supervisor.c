@@ -382,6 +382,9 @@ static int check_options(const herd_supervisor_options_t* o) {
     return UV_EINVAL;
   if (o->ready == HERD_READY_LISTENING && o->protocol != HERD_WORKER_CLUSTER)
     return UV_EINVAL;
+  /* Cluster workers have the IPC channel, not a NOTIFY_SOCKET. */
+  if (o->ready == HERD_READY_NOTIFY && o->protocol == HERD_WORKER_CLUSTER)
+    return UV_EINVAL;
   if (o->policy == HERD_SCHED_RR && o->protocol != HERD_WORKER_CLUSTER)
     return UV_EINVAL;
   if ((int)o->policy < HERD_SCHED_DEFAULT || o->policy > HERD_SCHED_REUSEPORT)
@@ -414,8 +417,6 @@ int herd_supervisor_init(uv_loop_t* loop, herd_supervisor_t* s,
   r = check_options(o);
   if (r != 0)
     return r;
-  if (o->protocol == HERD_WORKER_CLUSTER)
-    return UV_ENOSYS;
   workers = o->workers > 0 ? o->workers : (int)uv_available_parallelism();
   if (o->max_workers > 0 && o->workers > o->max_workers)
     return UV_EINVAL;
@@ -568,6 +569,19 @@ int herd_supervisor_start(herd_supervisor_t* s) {
       return r;
     }
   }
+  if (p->protocol == HERD_WORKER_CLUSTER) {
+    r = herd__sup_cluster_start(p);
+    if (r != 0) {
+      herd__sup_cluster_close(p);
+      if (p->sentinel_fd >= 0)
+        herd__sentinel_close(p);
+      if (p->subreaper_on) {
+        p->subreaper_on = 0;
+        herd_subreaper_close(&p->subreaper, subreaper_closed);
+      }
+      return r;
+    }
+  }
   /* The workers start from the loop: no callback runs inside a call. */
   p->started = 1;
   for (int i = 0; i < s->workers; i++) {
@@ -665,10 +679,12 @@ int herd_supervisor_signal(herd_supervisor_t* s, int signum) {
   int n = 0;
   if (signum <= 0 || signum >= NSIG)
     return UV_EINVAL;
-  for (herd__sup_proc_t* proc = p->procs; proc != NULL; proc = proc->next)
-    if (proc->state != HERD__PROC_EXITED &&
-        herd_child_kill(&proc->child, signum) == 0)
+  for (herd__sup_proc_t* proc = p->procs; proc != NULL; proc = proc->next) {
+    herd_child_t* child = herd__proc_child(proc);
+    if (proc->state != HERD__PROC_EXITED && child != NULL &&
+        herd_child_kill(child, signum) == 0)
       n++;
+  }
   return n;
 }
 
@@ -740,6 +756,7 @@ static void close_step(herd__sup_t* p) {
     return;
   for (herd__sup_proc_t* proc = p->procs; proc != NULL; proc = proc->next)
     herd__proc_abandon(proc);
+  herd__sup_cluster_close(p);
   if (p->sentinel_fd >= 0 || p->sentinel_polling)
     herd__sentinel_close(p);
   if (p->subreaper_on) {

@@ -90,7 +90,7 @@ static void proc_arm(herd__sup_proc_t* proc) {
     uv_timer_start(&proc->timer, proc_timer_cb, due > now ? due - now : 0, 0);
 }
 
-static void proc_ready(herd__sup_proc_t* proc) {
+void herd__proc_ready(herd__sup_proc_t* proc) {
   herd__sup_t* p = priv_of(proc);
   herd__sup_slot_t* slot = proc->slot;
   if (proc->state != HERD__PROC_STARTING)
@@ -109,6 +109,33 @@ static void proc_ready(herd__sup_proc_t* proc) {
   herd__sockets_steer(p);
   if (!p->closing)
     herd__sup_update(p);
+}
+
+/* A cluster worker said it listens: ready at its first server, unless
+ * another mode decides or it is a successor (ready when it listens on
+ * every server of its predecessor: herd__proc_replaced()). */
+void herd__proc_listening(herd__sup_proc_t* proc) {
+  herd__sup_t* p = priv_of(proc);
+  if ((p->ready == HERD_READY_AUTO || p->ready == HERD_READY_LISTENING) &&
+      !(proc->flags & HERD__PROC_SUCCESSOR))
+    herd__proc_ready(proc);
+}
+
+/* The end of a cluster worker's replacement (herd_worker_replace()). */
+void herd__proc_replaced(herd__sup_proc_t* proc, int status) {
+  herd__sup_t* p = priv_of(proc);
+  herd__sup_slot_t* slot = proc->slot;
+  if (slot == NULL || slot->next != proc || proc->state != HERD__PROC_STARTING)
+    return; /* already failed, or not ours any more */
+  if (status == 0 && p->ready != HERD_READY_DELAY) {
+    herd__proc_ready(proc);
+    return;
+  }
+  if (status == 0)
+    return; /* the delay decides */
+  herd__proc_detach(proc);
+  herd__proc_stop(proc, 0);
+  herd__reload_failed(p, proc, status);
 }
 
 /* ready_timeout passed: a failure, never "ready". */
@@ -139,7 +166,7 @@ static void proc_timer_cb(uv_timer_t* t) {
   uint64_t now = uv_now(proc->sup->loop);
   if (proc->state == HERD__PROC_STARTING) {
     if (uses_delay(p, proc) && now >= proc->delay_at)
-      proc_ready(proc);
+      herd__proc_ready(proc);
     else if (now >= proc->ready_deadline)
       proc_not_ready(proc);
   } else if (proc->state == HERD__PROC_STOPPING && now >= proc->kill_at &&
@@ -184,13 +211,13 @@ static void on_notify(herd_sd_notify_socket_t* ns,
       proc->ready_deadline = until;
   }
   if ((msg->fields & HERD_SD_READY) && p->ready != HERD_READY_DELAY)
-    proc_ready(proc);
+    herd__proc_ready(proc);
   else
     proc_arm(proc);
 }
 
 /* The process ended (exit_cb) or never started (error_cb). */
-static void proc_ended(herd__sup_proc_t* proc, int64_t status, int sig) {
+void herd__proc_ended(herd__sup_proc_t* proc, int64_t status, int sig) {
   herd__sup_t* p = priv_of(proc);
   herd_supervisor_t* s = proc->sup;
   herd__sup_slot_t* slot = proc->slot;
@@ -236,13 +263,13 @@ static void proc_ended(herd__sup_proc_t* proc, int64_t status, int sig) {
 }
 
 static void child_exited(herd_child_t* child, int64_t status, int sig) {
-  proc_ended(child->data, status, sig);
+  herd__proc_ended(child->data, status, sig);
 }
 
 static void child_failed(herd_child_t* child, int err) {
   herd__sup_proc_t* proc = child->data;
   proc->start_error = err;
-  proc_ended(proc, -1, 0);
+  herd__proc_ended(proc, -1, 0);
 }
 
 static void open_log(herd__sup_t* p, herd__sup_proc_t* proc, herd_log_t* log,
@@ -261,39 +288,14 @@ static void open_log(herd__sup_t* p, herd__sup_proc_t* proc, herd_log_t* log,
   }
 }
 
-int herd__proc_start(herd__sup_t* p, herd__sup_slot_t* slot, int successor) {
-  herd_supervisor_t* s = p->pub;
-  herd__sup_proc_t* proc;
+/* herd_spawn() of a worker that takes its sockets as systemd passes them;
+ * out and err are the write ends of its log pipes, or -1. */
+static int spawn_systemd(herd__sup_t* p, herd__sup_proc_t* proc,
+                         herd__sup_slot_t* slot, int out, int err) {
   herd_spawn_options_t so;
   herd_stdio_t stdio[3];
-  int out[2] = {-1, -1}, err[2] = {-1, -1};
   char id[32], notify[32 + HERD_SD_ADDRESS_MAX];
-  uint64_t now = uv_now(s->loop);
   int r;
-
-  proc = herd__calloc(1, sizeof(*proc));
-  if (proc == NULL)
-    return UV_ENOMEM;
-  proc->sup = s;
-  proc->slot_index = slot->index;
-  proc->gen = p->gen;
-  proc->started = now;
-  proc->state = HERD__PROC_STARTING;
-  if (successor)
-    proc->flags |= HERD__PROC_SUCCESSOR;
-  r = herd_sd_notify_socket_init(s->loop, &proc->notify, NULL, on_notify);
-  if (r != 0) {
-    herd__free(proc);
-    return r;
-  }
-  proc->notify.data = proc;
-  proc->has_notify = 1;
-  proc->pending = 1; /* the notify socket */
-  if ((p->out != NULL && pipe2(out, O_CLOEXEC) != 0) ||
-      (p->err != NULL && pipe2(err, O_CLOEXEC) != 0)) {
-    r = -errno;
-    goto fail;
-  }
 
   snprintf(id, sizeof(id), "HERD_WORKER_ID=%d", slot->index);
   snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s", proc->notify.address);
@@ -301,10 +303,10 @@ int herd__proc_start(herd__sup_t* p, herd__sup_slot_t* slot, int successor) {
   p->envp[1] = notify;
   memset(stdio, 0, sizeof(stdio));
   stdio[0].kind = HERD_STDIO_IGNORE;
-  stdio[1].kind = out[1] >= 0 ? HERD_STDIO_FD : HERD_STDIO_INHERIT;
-  stdio[1].fd = out[1] >= 0 ? out[1] : 1;
-  stdio[2].kind = err[1] >= 0 ? HERD_STDIO_FD : HERD_STDIO_INHERIT;
-  stdio[2].fd = err[1] >= 0 ? err[1] : 2;
+  stdio[1].kind = out >= 0 ? HERD_STDIO_FD : HERD_STDIO_INHERIT;
+  stdio[1].fd = out >= 0 ? out : 1;
+  stdio[2].kind = err >= 0 ? HERD_STDIO_FD : HERD_STDIO_INHERIT;
+  stdio[2].fd = err >= 0 ? err : 2;
   memset(&so, 0, sizeof(so));
   so.cwd = p->cwd;
   so.env = (const char* const*)p->envp;
@@ -323,10 +325,49 @@ int herd__proc_start(herd__sup_t* p, herd__sup_slot_t* slot, int successor) {
   so.error_cb = child_failed;
   so.close_cb = child_closed;
   proc->child.data = proc;
-  r = herd_spawn(s->loop, &proc->child, p->file, (const char* const*)p->argv,
-                 &so);
+  r = herd_spawn(p->pub->loop, &proc->child, p->file,
+                 (const char* const*)p->argv, &so);
   p->envp[0] = NULL;
   p->envp[1] = NULL;
+  return r;
+}
+
+int herd__proc_start(herd__sup_t* p, herd__sup_slot_t* slot, int successor) {
+  herd_supervisor_t* s = p->pub;
+  herd__sup_proc_t* proc;
+  int out[2] = {-1, -1}, err[2] = {-1, -1};
+  uint64_t now = uv_now(s->loop);
+  int r;
+
+  proc = herd__calloc(1, sizeof(*proc));
+  if (proc == NULL)
+    return UV_ENOMEM;
+  proc->sup = s;
+  proc->slot_index = slot->index;
+  proc->gen = p->gen;
+  proc->started = now;
+  proc->state = HERD__PROC_STARTING;
+  if (successor)
+    proc->flags |= HERD__PROC_SUCCESSOR;
+  if (p->protocol == HERD_WORKER_SYSTEMD) {
+    r = herd_sd_notify_socket_init(s->loop, &proc->notify, NULL, on_notify);
+    if (r != 0) {
+      herd__free(proc);
+      return r;
+    }
+    proc->notify.data = proc;
+    proc->has_notify = 1;
+    proc->pending = 1; /* the notify socket */
+  }
+  if ((p->out != NULL && pipe2(out, O_CLOEXEC) != 0) ||
+      (p->err != NULL && pipe2(err, O_CLOEXEC) != 0)) {
+    r = -errno;
+    goto fail;
+  }
+  if (p->protocol == HERD_WORKER_CLUSTER)
+    r = herd__sup_cluster_spawn(p, proc, slot, successor, out[1], err[1]);
+  else
+    r = spawn_systemd(p, proc, slot, out[1], err[1]);
   if (out[1] >= 0)
     close(out[1]);
   if (err[1] >= 0)
@@ -339,8 +380,11 @@ int herd__proc_start(herd__sup_t* p, herd__sup_slot_t* slot, int successor) {
    * (error_cb) as its end. */
   uv_timer_init(s->loop, &proc->timer);
   proc->timer.data = proc;
-  proc->pending += 3; /* itself (until its end), the child, the timer */
-  proc->pid = proc->child.pid;
+  /* Itself (until its end), the timer, and the child's close (the cluster
+   * closes a worker's child itself). */
+  proc->pending += p->protocol == HERD_WORKER_CLUSTER ? 2 : 3;
+  proc->pid =
+      p->protocol == HERD_WORKER_CLUSTER ? proc->worker->pid : proc->child.pid;
   proc->slot = slot;
   slot->procs++;
   proc->linked = 1;
@@ -380,10 +424,14 @@ fail:
     if (err[i] >= 0)
       close(err[i]);
   }
-  /* The memory goes with the notify socket's close callback; the process
-   * is in no list. */
-  proc->has_notify = 0;
-  herd_sd_notify_socket_close(&proc->notify, notify_closed);
+  /* The process is in no list. With a notify socket the memory goes with
+   * its close callback. */
+  if (proc->has_notify) {
+    proc->has_notify = 0;
+    herd_sd_notify_socket_close(&proc->notify, notify_closed);
+  } else {
+    herd__free(proc);
+  }
   return r;
 }
 
@@ -397,15 +445,23 @@ void herd__proc_detach(herd__sup_proc_t* proc) {
     slot->next = NULL;
 }
 
+herd_child_t* herd__proc_child(herd__sup_proc_t* proc) {
+  herd__sup_t* p = priv_of(proc);
+  if (p->protocol == HERD_WORKER_CLUSTER)
+    return proc->worker != NULL ? &proc->worker->child : NULL;
+  return &proc->child;
+}
+
 void herd__proc_kill(herd__sup_proc_t* proc) {
-  if (proc->state == HERD__PROC_EXITED || proc->pid <= 0 ||
+  herd_child_t* child = herd__proc_child(proc);
+  if (proc->state == HERD__PROC_EXITED || proc->pid <= 0 || child == NULL ||
       (proc->flags & HERD__PROC_KILLED))
     return;
   proc->flags |= HERD__PROC_KILLED;
   proc->sup->kills++;
   /* The worker is not reaped before its exit callback, which has not run:
    * its pid is still its group's id. */
-  herd_child_kill_group(&proc->child, SIGKILL);
+  herd_child_kill_group(child, SIGKILL);
 }
 
 void herd__proc_stop(herd__sup_proc_t* proc, int now) {
@@ -416,7 +472,9 @@ void herd__proc_stop(herd__sup_proc_t* proc, int now) {
     proc->flags |= HERD__PROC_ASKED;
     proc->state = HERD__PROC_STOPPING;
     if (!now && p->graceful_timeout != HERD_SUPERVISOR_NO_GRACE) {
-      if (proc->pid > 0 && p->stop_signal > 0)
+      if (p->protocol == HERD_WORKER_CLUSTER)
+        herd__sup_cluster_stop(p, proc);
+      else if (proc->pid > 0 && p->stop_signal > 0)
         herd_child_kill(&proc->child, p->stop_signal);
       proc->kill_at = uv_now(proc->sup->loop) + p->graceful_timeout;
       proc_arm(proc);

@@ -95,6 +95,10 @@ int herd__sockets_slot_init(herd__sup_t* p, herd__sup_slot_t* slot) {
     slot->own[i] = 0;
     if (!sk->reuseport || slot->index == 0)
       continue;
+    /* Cluster workers: the initial slots' sockets go to the cluster at
+     * start; it binds those of later slots itself. */
+    if (p->protocol == HERD_WORKER_CLUSTER && p->started)
+      continue;
     /* Room in the group first, so that no socket herd does not track ever
      * joins it. */
     if (sk->ngroup == sk->cap_group && group_add(sk, -1) == 0)
@@ -122,8 +126,10 @@ void herd__sockets_slot_close(herd__sup_t* p, herd__sup_slot_t* slot) {
     if (slot->own == NULL || !slot->own[i])
       continue;
     /* shutdown() takes it out of the group at once, even if a process
-     * that escaped its group still holds a copy. */
-    shutdown(slot->fds[i], SHUT_RD);
+     * that escaped its group still holds a copy; but a cluster's copy
+     * stays in use until the cluster closes. */
+    if (p->protocol == HERD_WORKER_SYSTEMD)
+      shutdown(slot->fds[i], SHUT_RD);
     close(slot->fds[i]);
     slot->own[i] = 0;
     slot->fds[i] = sk->fd;
@@ -137,6 +143,9 @@ void herd__sockets_slot_close(herd__sup_t* p, herd__sup_slot_t* slot) {
 }
 
 int herd__sockets_slot_owns(herd__sup_t* p, const herd__sup_slot_t* slot) {
+  /* Cluster workers: the cluster steers and drains. */
+  if (p->protocol == HERD_WORKER_CLUSTER)
+    return 0;
   for (int i = 0; i < p->nsockets; i++)
     if (slot->own != NULL && slot->own[i])
       return 1;
@@ -248,6 +257,8 @@ done:
 }
 
 void herd__sockets_steer(herd__sup_t* p) {
+  if (p->protocol == HERD_WORKER_CLUSTER)
+    return;
   for (int i = 0; i < p->nsockets; i++)
     if (p->sockets[i].reuseport)
       steer_one(p, i);

@@ -299,7 +299,10 @@ typedef enum {
   HERD_SUPERVISOR_GAVE_UP,       /* crash loop or fail fast: stopping */
   HERD_SUPERVISOR_STOPPING,      /* a stop began */
   HERD_SUPERVISOR_STOPPED,       /* every worker is gone */
-  HERD_SUPERVISOR_ORPHAN         /* the subreaper reaped an orphan (pid) */
+  HERD_SUPERVISOR_ORPHAN,        /* the subreaper reaped an orphan (pid) */
+  HERD_SUPERVISOR_NOTICE         /* something to tell, e.g. how a cluster
+                                    worker's listen() was served (error:
+                                    UV_EADDRNOTAVAIL when refused) */
 } herd_supervisor_event_type_t;
 
 typedef struct herd_supervisor_event_s {
