@@ -19,15 +19,14 @@ typedef struct herd__cluster_handle_s herd__cluster_handle_t;
 
 typedef struct {
   herd_worker_t* worker;
-  int slot;          /* reuseport: the slot whose socket it was sent */
-  int fd;            /* a connection in flight to it (newconn), or -1 */
-  int64_t seq;       /* the seq of the newconn carrying fd */
-  int delivered;     /* its channel acknowledged fd (NODE_HANDLE_ACK) */
-  int leaving;       /* out of the server: stays for fd or its socket only */
-  int holds_socket;  /* reuseport: has its slot socket open */
-  int listening;     /* it said so ({"act":"listening"}) */
-  int mapped;        /* an adopted handle serves a listen() of another key */
-  uint32_t key_hash; /* mapped: the hash of the key it asked for */
+  int slot;         /* reuseport: the slot whose socket it was sent */
+  int fd;           /* a connection in flight to it (newconn), or -1 */
+  int64_t seq;      /* the seq of the newconn carrying fd */
+  int delivered;    /* its channel acknowledged fd (NODE_HANDLE_ACK) */
+  int leaving;      /* out of the server: stays for fd or its socket only */
+  int holds_socket; /* reuseport: has its slot socket open */
+  int listening;    /* it said so ({"act":"listening"}) */
+  int mapped;       /* an adopted handle serves a listen() of another key */
 } herd__cluster_member_t;
 
 /* How a worker leaves a handle. */

@@ -185,13 +185,27 @@ static void query_server(herd_worker_t* w, const char* json, size_t len) {
   m->listening = 0;
   m->slot = w->slot;
   m->mapped = mapped;
-  m->key_hash = mapped ? herd__cluster_key_hash(key) : 0;
 
+  /* A mapped listen() is answered under the handle's key: the worker files
+   * its server under the answer's key, which later newconn and close
+   * messages name. */
+  if (mapped)
+    snprintf(key, sizeof(key), "%s", h->key);
+  /* A mapped listen() is answered under the handle's key: the worker files
+   * its server under the answer's key, which later newconn and close
+   * messages name. */
+  if (mapped)
+    snprintf(key, sizeof(key), "%s", h->key);
   herd_json_quote(qkey, sizeof(qkey), key, strlen(key));
   if (h->kind == HERD_SCHED_RR) {
     char host[64] = "0.0.0.0";
     int family = AF_INET, bport = h->bound_port;
     herd__cluster_sockname(h->fd, host, sizeof(host), &family, &bport);
+    /* Node's worker takes an rr answer for a failed bind when its port is
+     * not the one asked for (checkBindError): a mapped listen() is told
+     * the port it asked for, and is served on the real one. */
+    if (mapped && port > 0)
+      bport = (int)port;
     snprintf(fields, sizeof(fields),
              "\"errno\":null,\"key\":%s,\"ack\":%lld,\"data\":null,"
              "\"sockname\":{\"address\":\"%s\",\"family\":\"%s\","
@@ -246,9 +260,9 @@ static void on_listening(herd_worker_t* w, const char* json, size_t len) {
     return;
   for (h = cluster->priv->handles; h != NULL; h = h->next) {
     herd__cluster_member_t* m = herd__cluster_member(h, w);
-    /* A mapped listen() names what the worker asked for, not the handle:
-     * the real port is all that must agree. */
-    if (m == NULL || m->leaving || (m->mapped && port != h->bound_port) ||
+    /* A mapped listen() names what the worker asked for, not the handle
+     * (under rr even the port). */
+    if (m == NULL || m->leaving ||
         (!m->mapped &&
          (h->address_type != type || h->index != index ||
           (port != h->port && port != h->bound_port) ||
@@ -277,16 +291,6 @@ static void on_close(herd_worker_t* w, const char* json, size_t len) {
   if (herd_json_get_string(json, len, "key", key, sizeof(key)) < 0)
     return;
   h = herd__cluster_handle_find(w->cluster, key);
-  if (h == NULL || herd__cluster_member(h, w) == NULL ||
-      herd__cluster_member(h, w)->mapped) {
-    /* A mapped server is closed under the key it asked for. */
-    uint32_t hash = herd__cluster_key_hash(key);
-    for (h = w->cluster->priv->handles; h != NULL; h = h->next) {
-      herd__cluster_member_t* m = herd__cluster_member(h, w);
-      if (m != NULL && m->mapped && m->key_hash == hash)
-        break;
-    }
-  }
   if (h != NULL && herd__cluster_member_leave(h, w, HERD__LEAVE_CLOSED))
     herd__cluster_handle_release(h);
 }

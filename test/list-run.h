@@ -24,4 +24,7 @@
   TEST(run_log_integrity, 90000)           \
   TEST(run_scale_ttin_ttou, 60000)         \
   TEST(run_passes_usr1, 30000)             \
+  TEST(run_seed_rr, 150000)                \
+  TEST(run_seed_shared, 150000)            \
+  TEST(run_seed_reuseport, 150000)         \
   HELPER(run_log_lines) /* end */

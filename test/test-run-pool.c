@@ -725,3 +725,73 @@ TEST_IMPL(run_passes_usr1) {
   hr_script_remove();
   return 0;
 }
+
+/* The seed's program, unmodified (test/fixtures/seed.js), with herd as its
+ * primary: `ab -n 20000 -c 32 -k` without a failed request under each
+ * policy, every process.send() counted, its hard-coded listen(8000)
+ * served on herd's address; SIGTERM then stops it, exit 0, nothing left. */
+static void ab_done(tc_ab_t* ab) {
+  *(int*)ab->data = 1;
+}
+
+static int flag_cond(hr_t* h, void* arg) {
+  (void)h;
+  return *(int*)arg;
+}
+
+static void seed_under_herd(const char* policy) {
+  char seed[1024], want[64];
+  const char* args[] = {"run",         "-w", "2",    "--policy", policy, "-l",
+                        "127.0.0.1:0", "--", "node", seed,       NULL};
+  int done = 0, workers[8], n;
+  tc_ab_t ab;
+  hr_t h;
+
+  snprintf(seed, sizeof(seed), "%s/test/fixtures/seed.js", test_source_dir());
+  hr_start(&h, args, NULL);
+  if (!hr_wait_ready(&h, 1, 30000))
+    FATAL("%s: not ready; stderr:\n%s", policy, h.err ? h.err : "");
+  hr_port(&h, 1000);
+  ASSERT(strstr(h.err, "listen(:8000) served on 127.0.0.1:") != NULL);
+  n = hr_workers(&h, workers, 8);
+  ASSERT_EQ(n, 2);
+  memset(&ab, 0, sizeof(ab));
+  ab.done = ab_done;
+  ab.data = &done;
+  tc_ab_start(&h.loop, &ab, h.port, 20000, 32, 1);
+  if (!hr_wait(&h, flag_cond, &done, 110000))
+    FATAL("%s: ab did not finish", policy);
+  if (ab.status != 0 || ab.complete != 20000 || ab.failed != 0 ||
+      ab.non2xx != 0)
+    FATAL("%s: ab exit %lld, %lld complete, %lld failed, %lld non-2xx:\n%s",
+          policy, (long long)ab.status, ab.complete, ab.failed, ab.non2xx,
+          ab.out ? ab.out : "");
+  tc_ab_free(&ab);
+  hr_kill(&h, SIGTERM);
+  ASSERT(hr_wait_exit(&h, 20000));
+  if (h.status != 0)
+    FATAL("%s: exit %lld; stderr:\n%s", policy, (long long)h.status, h.err);
+  /* Every request's process.send() reached herd. */
+  snprintf(want, sizeof(want), "messages: notifyRequest 20000\n");
+  if (strstr(h.err, want) == NULL)
+    FATAL("%s: stderr:\n%s", policy, h.err);
+  /* Nothing left: the workers are gone (herd reaped them; no orphan). */
+  for (int i = 0; i < n; i++)
+    ASSERT(tc_proc_state(workers[i]) == 0);
+  hr_finish(&h);
+}
+
+TEST_IMPL(run_seed_rr) {
+  seed_under_herd("rr");
+  return 0;
+}
+
+TEST_IMPL(run_seed_shared) {
+  seed_under_herd("shared");
+  return 0;
+}
+
+TEST_IMPL(run_seed_reuseport) {
+  seed_under_herd("reuseport");
+  return 0;
+}

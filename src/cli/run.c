@@ -639,6 +639,12 @@ int herd_cli_run(int argc, char** argv) {
     r = usage_error("--ready listening needs a Node program");
     goto done;
   }
+  if (o.ready == READY_NOTIFY && o.node) {
+    r = usage_error(
+        "--ready notify is for programs that get a NOTIFY_SOCKET; Node "
+        "workers say they listen");
+    goto done;
+  }
   /* Inherited sockets replace --listen: fds 3 and up are theirs. */
   r = adopt_inherited(&o);
   if (r == 0)

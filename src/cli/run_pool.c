@@ -43,6 +43,13 @@ static struct {
   uv_poll_t sigpoll;
   int sigpoll_on;
   int stop_signal; /* the signal that asked for the stop, 0: none */
+  /* Node workers' process.send() messages, counted per cmd. */
+  struct {
+    char cmd[32];
+    uint64_t n;
+  } messages[16];
+  int nmessages;
+  uint64_t other_messages;
   uint64_t kills_at_stop;
   int status;
 } R = {.sigfd = -1};
@@ -70,6 +77,46 @@ static void say(const char* fmt, ...) {
 
 static void on_stopped(herd_supervisor_t* s);
 
+/* A Node worker's process.send(): counted per `cmd` (the seed program
+ * sends {cmd: 'notifyRequest'} per request). */
+static void on_message(herd_supervisor_t* s, int slot, const char* json,
+                       size_t len) {
+  char cmd[32];
+  (void)s;
+  (void)slot;
+  if (herd_json_get_string(json, len, "cmd", cmd, sizeof(cmd)) <= 0) {
+    R.other_messages++;
+    return;
+  }
+  for (int i = 0; i < R.nmessages; i++) {
+    if (strcmp(R.messages[i].cmd, cmd) == 0) {
+      R.messages[i].n++;
+      return;
+    }
+  }
+  if (R.nmessages == (int)(sizeof(R.messages) / sizeof(R.messages[0]))) {
+    R.other_messages++;
+    return;
+  }
+  snprintf(R.messages[R.nmessages].cmd, sizeof(R.messages[0].cmd), "%s", cmd);
+  R.messages[R.nmessages++].n = 1;
+}
+
+static void say_messages(void) {
+  char line[768];
+  size_t n = 0;
+  if (R.nmessages == 0 && R.other_messages == 0)
+    return;
+  for (int i = 0; i < R.nmessages && n < sizeof(line); i++)
+    n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s %llu",
+                          i ? ", " : "", R.messages[i].cmd,
+                          (unsigned long long)R.messages[i].n);
+  if (R.other_messages > 0 && n < sizeof(line))
+    snprintf(line + n, sizeof(line) - n, "%sother %llu", n ? ", " : "",
+             (unsigned long long)R.other_messages);
+  say("messages: %s", line);
+}
+
 static void on_event(herd_supervisor_t* s, const herd_supervisor_event_t* e) {
   (void)s;
   switch (e->type) {
@@ -85,6 +132,7 @@ static void on_event(herd_supervisor_t* s, const herd_supervisor_event_t* e) {
             s->orphans == 1 ? "" : "s");
       else
         say("%s", e->text);
+      say_messages();
       /* Also after giving up, where no stop was asked for. */
       on_stopped(s);
       return;
@@ -250,7 +298,7 @@ int run_pool_prepare(run_options_t* o) {
   so.err = R.err_on ? &R.err : NULL;
   so.notifier = R.notifier_on ? &R.notifier : NULL;
   so.flags = HERD_SUPERVISOR_SUBREAPER | HERD_SUPERVISOR_SENTINEL;
-  r = herd_supervisor_init(R.loop, &R.sup, &so, on_event, NULL);
+  r = herd_supervisor_init(R.loop, &R.sup, &so, on_event, on_message);
   if (r != 0) {
     say("cannot run %s: %s", o->program, herd_strerror(r));
     run_pool_abandon();
