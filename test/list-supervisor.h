@@ -9,4 +9,5 @@
   TEST(supervisor_exit_kills_group, 30000)       \
   TEST(supervisor_reload_program_gone, 30000)    \
   TEST(supervisor_notify_from_group_only, 30000) \
-  TEST(supervisor_bad_options, 30000) /* end */
+  TEST(supervisor_bad_options, 30000)            \
+  TEST(supervisor_cluster_kind, 60000) /* end */

@@ -654,6 +654,7 @@ typedef struct {
   int logs;
   int reload;
   int scale;
+  int cluster; /* Node's protocol: the runner's cluster_worker helper */
 } sup_case_t;
 
 typedef struct {
@@ -687,6 +688,8 @@ static void sup_case_scale(sup_run_t* r, int delta) {
 static void sup_case_event(herd_supervisor_t* s,
                            const herd_supervisor_event_t* e) {
   sup_run_t* r = s->data;
+  if (getenv("HERD_TEST_VERBOSE") != NULL)
+    fprintf(stderr, "event %d: %s\n", e->type, e->text);
   switch (e->type) {
     case HERD_SUPERVISOR_ALL_READY:
       if (r->c->reload)
@@ -754,6 +757,16 @@ static void sup_case(void* arg) {
   o.sockets = &sock;
   o.socket_count = 1;
   o.ready = HERD_READY_NOTIFY;
+  if (c->cluster) {
+    o.protocol = HERD_WORKER_CLUSTER;
+    o.file = test_exe();
+    o.args = test_helper_args("cluster_worker", NULL, NULL);
+    o.ready = HERD_READY_LISTENING;
+    /* A reply the primary could not allocate leaves the worker waiting:
+     * the ready timeout ends that. */
+    o.ready_timeout = 2000;
+    o.graceful_timeout = 2000;
+  }
   o.graceful_timeout = 5000;
   o.flags = HERD_SUPERVISOR_SENTINEL | HERD_SUPERVISOR_SUBREAPER;
   if (c->logs) {
@@ -806,6 +819,15 @@ TEST_IMPL(alloc_supervisor) {
   memset(&c, 0, sizeof(c));
   c.logs = 1;
   ASSERT_GE(alloc_sweep("supervisor with logs", sup_case, &c), 8);
+  return 0;
+}
+
+TEST_IMPL(alloc_supervisor_cluster) {
+  sup_case_t c;
+  memset(&c, 0, sizeof(c));
+  c.cluster = 1;
+  c.reload = 1;
+  ASSERT_GE(alloc_sweep("supervisor of cluster workers", sup_case, &c), 10);
   return 0;
 }
 

@@ -574,3 +574,63 @@ TEST_IMPL(supervisor_bad_options) {
   sup_finish(&t);
   return 0;
 }
+
+/* Cluster workers (the runner's cluster_worker helper, which listens on
+ * 127.0.0.1:0 through the cluster protocol): their listen() is served on
+ * the supervisor's socket, a reload replaces each with a successor that
+ * listens first, every policy. */
+typedef struct {
+  int bodies;
+  int phase;
+} ck_t;
+
+static void ck_get(void* arg) {
+  sup_test_t* t = arg;
+  ck_t* d = t->data;
+  for (int i = 0; i < 10; i++) {
+    char body[64];
+    ASSERT_EQ(tc_http_get(t->port, body, sizeof(body), 5000), 200);
+    ASSERT(body[0] == 'w');
+    d->bodies++;
+  }
+}
+
+static void ck_got(void* arg) {
+  sup_test_t* t = arg;
+  ck_t* d = t->data;
+  if (d->phase++ == 0)
+    ASSERT_OK(herd_supervisor_reload(&t->sup));
+  else
+    ASSERT_OK(herd_supervisor_stop(&t->sup, 0, sup_stopped));
+}
+
+static void ck_event(sup_test_t* t, const herd_supervisor_event_t* e) {
+  if (e->type == HERD_SUPERVISOR_ALL_READY ||
+      e->type == HERD_SUPERVISOR_RELOAD_DONE)
+    tc_job_start(&t->loop, ck_get, ck_got, t);
+  ASSERT(e->type != HERD_SUPERVISOR_RELOAD_FAILED);
+  ASSERT(e->type != HERD_SUPERVISOR_CRASHED);
+}
+
+TEST_IMPL(supervisor_cluster_kind) {
+  herd_sched_policy_t policies[] = {HERD_SCHED_RR, HERD_SCHED_SHARED,
+                                    HERD_SCHED_REUSEPORT};
+  for (int i = 0; i < 3; i++) {
+    sup_test_t t;
+    ck_t d;
+    memset(&d, 0, sizeof(d));
+    sup_setup(&t, test_exe(), 2, policies[i], 30000);
+    t.opts.protocol = HERD_WORKER_CLUSTER;
+    t.opts.args = test_helper_args("cluster_worker", NULL, NULL);
+    t.data = &d;
+    t.on_event = ck_event;
+    sup_start(&t);
+    sup_finish(&t);
+    ASSERT_EQ(d.bodies, 20);
+    ASSERT_EQ(t.count[HERD_SUPERVISOR_RELOAD_DONE], 1);
+    ASSERT_EQ(t.count[HERD_SUPERVISOR_STARTED], 4);
+    /* Its listen(127.0.0.1:0) was served on the supervisor's socket. */
+    ASSERT_GE(t.count[HERD_SUPERVISOR_NOTICE], 1);
+  }
+  return 0;
+}
