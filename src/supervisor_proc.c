@@ -67,6 +67,9 @@ static void child_closed(herd_child_t* child) {
 static int uses_delay(herd__sup_t* p, const herd__sup_proc_t* proc) {
   if (p->ready == HERD_READY_DELAY)
     return 1;
+  /* AUTO for cluster workers is Node's `listening`. */
+  if (p->protocol == HERD_WORKER_CLUSTER)
+    return 0;
   return p->ready == HERD_READY_AUTO && !(proc->flags & HERD__PROC_SPOKE);
 }
 
