@@ -12,6 +12,7 @@
   TEST(run_reload_c_reuseport, 60000)   \
   TEST(run_reload_python_shared, 60000) \
   TEST(run_reload_python_reuseport, 60000) \
+  TEST(run_reload_node, 90000)             \
   TEST(run_bad_deploys, 60000)             \
   TEST(run_crash_loop, 40000)              \
   TEST(run_crash_after_long_life, 30000)   \
