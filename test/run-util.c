@@ -306,7 +306,7 @@ const char* hr_script(const char* mode) {
           "split) [ \"$HERD_WORKER_ID\" = 1 ] && exit 2; exec %s ;;\n"
           "leave) sleep 1000 & echo $! > %s.child; exit 3 ;;\n"
           "usr1) trap 'echo got USR1' USR1; while :; do sleep 0.05; done ;;\n"
-          "orphans) i=0; while [ $i -lt $arg ]; do ( : & ); i=$((i+1)); "
+          "orphans) i=0; while [ $i -lt $arg ]; do ( sleep 0.1 & ); i=$((i+1)); "
           "done; exec %s ;;\n"
           "esac\n"
           "exit 99\n",

@@ -72,7 +72,8 @@ int hr_wait_new_workers(hr_t* h, const int* old, int nold, int n, int* pids,
  *   never        never ready: sleep, silent
  *   hang         ignore SIGTERM, with children in its group
  *   crash MS     silent, exit 1 after MS ms
- *   orphans N    leave N orphans that exit at once, then exec fd3-http
+ *   orphans N    leave N orphans (each outlives its parent, a subshell,
+ *                by 0.1 s), then exec fd3-http
  *   usr1         says "got USR1" on stdout for each SIGUSR1
  *   split        slot 1 exits with status 2 at once, the others serve
  *   leave        starts `sleep 1000` in its group (pid in <mode file>.child)

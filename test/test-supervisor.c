@@ -490,9 +490,10 @@ TEST_IMPL(supervisor_notify_from_group_only) {
       "a=\"\\0\"+a[1:] if a[0]==\"@\" else a; "
       "socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b\"READY=1\", "
       "a)'\n"
+      "py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3\n"
       "case $1 in\n"
-      "foreign) setsid python3 -c \"$send\" ;;\n"
-      "group) python3 -c \"$send\" ;;\n"
+      "foreign) setsid $py -c \"$send\" ;;\n"
+      "group) $py -c \"$send\" ;;\n"
       "esac\n"
       "exec sleep 1000\n";
   char path[64];
@@ -509,7 +510,7 @@ TEST_IMPL(supervisor_notify_from_group_only) {
     sup_setup(&t, path, 1, HERD_SCHED_SHARED, 20000);
     t.opts.args = args;
     t.opts.ready = HERD_READY_NOTIFY;
-    t.opts.ready_timeout = 1500;
+    t.opts.ready_timeout = 3000;
     t.opts.graceful_timeout = 100;
     t.opts.max_restarts = HERD_RESTARTS_NONE;
     t.on_event = close_on_stopped;
