@@ -2,12 +2,13 @@
  *
  * - reload: wrk -c 64 against the seed's Node program (bench/http-seed.js,
  *   without its per-request console.log) with 2 workers, 5 reloads while
- *   it runs: herd run (SIGHUP, each reload's end read from herd's
- *   sd_notify READY=1) against PM2 in cluster mode (`pm2 reload`; PM2 is
- *   installed by this benchmark into the build tree with npm, never
- *   globally, and runs with a PM2_HOME of its own). Failed requests (wrk's
- *   connect, read, write and timeout errors, and non-2xx answers) and the
- *   throughput during the reloads over the throughput of a steady run;
+ *   it runs, one every 3 s (or as soon as the previous one ended): herd
+ *   run (SIGHUP, each reload's end read from herd's sd_notify READY=1)
+ *   against PM2 in cluster mode (`pm2 reload`; PM2 is installed by this
+ *   benchmark into the build tree with npm, never globally, and runs with
+ *   a PM2_HOME of its own). Failed requests (wrk's connect, read, write
+ *   and timeout errors, and non-2xx answers) and the throughput of the run
+ *   with reloads over that of a steady 15 s run after a warm-up;
  * - primary: the same program under herd's primary against Node's own
  *   (rr, 2 workers): req/s and the primary's share of a CPU;
  * - fd3: examples/fd3-http, a socket-activated C server, under
@@ -436,10 +437,17 @@ typedef struct {
   int skip;
 } reload_stats_t;
 
-/* A steady run, then a run with RELOADS reloads. */
+/* A warm-up run (freshly started workers are slow, PM2's more so), a
+ * steady run of RELOAD_WINDOW seconds, then a run with RELOADS reloads,
+ * one every RELOAD_GAP seconds or as soon as the previous one ended, that
+ * lasts at least RELOAD_WINDOW seconds and half a second past the last
+ * reload's end. */
+#define RELOAD_GAP    3.0
+#define RELOAD_WINDOW 15
+
 static void reload_round(int kind, reload_stats_t* st) {
   int port = free_port();
-  double rps, failed, reqs, t0;
+  double rps, failed, reqs, t0, t;
   pid_t pid = start_seed(kind, port, "reuseport");
   pid_t primary;
   wrk_t w;
@@ -451,24 +459,29 @@ static void reload_round(int kind, reload_stats_t* st) {
     return;
   }
   primary = kind == T_PM2 ? pm2_daemon() : pid;
-  if (wrk_start(&w, port, duration) != 0)
+  if (wrk_start(&w, port, 2) != 0 || wrk_finish(&w, 0, &rps, &failed, &reqs))
     goto out;
-  usleep((useconds_t)(duration * 500000));
+  if (wrk_start(&w, port, RELOAD_WINDOW) != 0)
+    goto out;
+  usleep(RELOAD_WINDOW * 500000);
   st->rss[st->n] = proc_rss_kb(primary);
   if (wrk_finish(&w, 0, &rps, &failed, &reqs) != 0)
     goto out;
   st->steady[st->n] = rps;
-  if (wrk_start(&w, port, 300) != 0)
+  if (wrk_start(&w, port, 600) != 0)
     goto out;
-  usleep(500000);
   t0 = bench_now();
   for (int i = 0; i < RELOADS; i++) {
+    double at = t0 + 0.5 + i * RELOAD_GAP;
+    if ((t = at - bench_now()) > 0)
+      usleep((useconds_t)(t * 1e6));
+    t = bench_now();
     if (reload(kind, pid) != 0)
       fprintf(stderr, "herd-run bench: a reload did not end in time\n");
-    usleep(300000);
+    st->reload_s[st->n] += (bench_now() - t) / RELOADS;
   }
-  st->reload_s[st->n] = (bench_now() - t0) / RELOADS;
-  usleep(500000);
+  t = t0 + RELOAD_WINDOW - bench_now();
+  usleep((useconds_t)((t > 0.5 ? t : 0.5) * 1e6));
   if (wrk_finish(&w, 1, &rps, &failed, &reqs) != 0)
     goto out;
   st->during[st->n] = rps;
