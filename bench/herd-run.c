@@ -8,7 +8,9 @@
  *   benchmark into the build tree with npm, never globally, and runs with
  *   a PM2_HOME of its own). Failed requests (wrk's connect, read, write
  *   and timeout errors, and non-2xx answers) and the throughput of the run
- *   with reloads over that of a steady 15 s run after a warm-up;
+ *   with reloads over that of a steady 15 s run after a warm-up; the same
+ *   for examples/fd3-http under herd, herd's own cost without Node's
+ *   start-up;
  * - primary: the same program under herd's primary against Node's own
  *   (rr, 2 workers): req/s and the primary's share of a CPU;
  * - fd3: examples/fd3-http, a socket-activated C server, under
@@ -345,7 +347,7 @@ static void notify_drain(void) {
 }
 
 /* The targets. */
-enum { T_HERD, T_PM2, T_NODE };
+enum { T_HERD, T_PM2, T_NODE, T_HERD_FD3 };
 
 static char seed[PATH_MAX + 64];
 static char herd[PATH_MAX + 64];
@@ -354,9 +356,17 @@ static pid_t start_seed(int kind, int port, const char* policy) {
   char sport[16], lst[48];
   snprintf(sport, sizeof(sport), "%d", port);
   snprintf(lst, sizeof(lst), "127.0.0.1:%d", port);
-  if (kind == T_HERD) {
+  if (kind == T_HERD || kind == T_HERD_FD3) {
+    char fd3[PATH_MAX + 32];
     const char* argv[] = {herd, "run", "-w",   "2",  "--policy", policy, "-l",
                           lst,  "--",  "node", seed, sport,      "2",    NULL};
+    if (kind == T_HERD_FD3) {
+      /* The same pool of a C server: herd's own cost, without Node's
+       * start-up. */
+      snprintf(fd3, sizeof(fd3), "%s/examples/fd3-http", build_dir);
+      argv[8] = fd3;
+      argv[9] = NULL;
+    }
     const char* env[] = {notify_env, NULL};
     pid_t pid;
     notify_drain();
@@ -453,7 +463,7 @@ static void reload_round(int kind, reload_stats_t* st) {
   wrk_t w;
   if (pid < 0 || wait_port(port, 60) != 0) {
     fprintf(stderr, "herd-run bench: %s did not start\n",
-            kind == T_HERD ? "herd" : "pm2");
+            kind == T_PM2 ? "pm2" : "herd");
     stop_seed(kind, pid);
     st->skip = 1;
     return;
@@ -510,10 +520,11 @@ static int install_pm2(void) {
 }
 
 static void bench_reload(void) {
-  reload_stats_t h, p;
+  reload_stats_t h, p, c;
   int have_pm2 = install_pm2() == 0;
   memset(&h, 0, sizeof(h));
   memset(&p, 0, sizeof(p));
+  memset(&c, 0, sizeof(c));
   if (!have_pm2)
     printf("herd-run bench: PM2 not installed (npm failed): herd alone\n");
   snprintf(pm2_home, sizeof(pm2_home), "/tmp/herd-bench-pm2-%d", (int)getpid());
@@ -521,6 +532,7 @@ static void bench_reload(void) {
     reload_round(T_HERD, &h);
     if (have_pm2 && !p.skip)
       reload_round(T_PM2, &p);
+    reload_round(T_HERD_FD3, &c);
   }
   {
     char cmd[PATH_MAX + 16];
@@ -543,6 +555,15 @@ static void bench_reload(void) {
     bench_result("run", "reload_throughput_vs_steady", "ratio", "higher",
                  bench_median(hr, h.n), 2, "pm2",
                  p.n ? bench_median(pr, p.n) : -1.0, "goal", 0.9);
+    if (c.n > 0) {
+      double cr[MAX_ROUNDS];
+      for (int i = 0; i < c.n; i++)
+        cr[i] = c.during[i] / c.steady[i];
+      bench_result("run", "reload_throughput_vs_steady_fd3", "ratio", "higher",
+                   bench_median(cr, c.n), 1, "goal", 0.9);
+      bench_result("run", "reload_failed_requests_fd3", "requests", "lower",
+                   c.failed, 1, "requests", c.requests);
+    }
     bench_result("run", "steady_rps_seed_reuseport", "req/s", "higher",
                  bench_median(h.steady, h.n), 1, "pm2",
                  p.n ? bench_median(p.steady, p.n) : -1.0);

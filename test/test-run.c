@@ -117,6 +117,8 @@ TEST_IMPL(run_bad_usage) {
       {{"run", "--ready", "soon", "true", NULL}, "bad ready mode 'soon'"},
       {{"run", "--ready", "delay:1x", "true", NULL}, "bad ready mode"},
       {{"run", "--ready", "listening", "true", NULL}, "needs a Node program"},
+      {{"run", "--ready", "notify", "node", "-e", "1", NULL},
+       "Node workers say they listen"},
       {{"run", "--ready-timeout", "0", "true", NULL}, "bad --ready-timeout"},
       {{"run", "--graceful-timeout", "-1", "true", NULL},
        "bad --graceful-timeout"},
