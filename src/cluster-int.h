@@ -99,6 +99,15 @@ struct herd__cluster_handle_s {
   int nsteer; /* 0: no program attached */
   int steer_failed;
   uv_timer_t linger; /* closes sockets nobody serves any more */
+  /* What the workers asked for, beyond a TCP address (cluster_protocol.c):
+   * a Unix socket path (`address`), an fd of the primary, or UDP. */
+  herd__sock_kind_t sock_kind;
+  int sock_fd; /* FD, and UDP from an fd: the primary's fd (-1: none) */
+  int udp6;
+  int ipv6only;
+  int reuseaddr;
+  char* port_text; /* the port as the key has it ("0", "undefined", ...) */
+  int unlink_path; /* PIPE: the primary bound `address` and removes it */
 };
 
 struct herd_cluster_private_s {
@@ -126,6 +135,13 @@ struct herd_cluster_private_s {
   void (*map_cb)(herd_cluster_t* cluster, herd_worker_t* worker,
                  const char* asked, const herd__cluster_handle_t* h);
   char self_exe[4096];
+  /* The primary's own arguments (argv[1..] from /proc/self/cmdline), the
+   * default args of workers running this program again; read once. */
+  char* self_cmdline;
+  char** self_args;
+  /* Setup events asked for (setup_primary() and forks) and run so far. */
+  uint64_t setups_asked;
+  uint64_t setups_run;
 };
 
 struct herd_worker_private_s {
@@ -148,6 +164,8 @@ struct herd_worker_private_s {
   int replace_status;
   /* On the predecessor: its successor, not ready yet. */
   herd_worker_t* successor;
+  herd_worker_callbacks_t cb; /* herd_worker_on() */
+  uint64_t setup_seq;         /* the setup events due before its fork's */
 };
 
 /* cluster_primary.c */
@@ -161,6 +179,15 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
 void herd__cluster_fork_event(herd_worker_t* worker);
 /* Whether a worker in the table holds `slot`. */
 int herd__cluster_slot_taken(herd_cluster_t* cluster, int slot);
+/* Runs the setup events owed up to number `upto`. */
+void herd__cluster_setup_events(herd_cluster_t* cluster, uint64_t upto);
+/* A worker's error event: its own callback, then the cluster's. */
+void herd__worker_emit_error(herd_worker_t* worker, int err);
+
+/* cluster_worker.c: the worker process's own herd_worker_t
+ * (herd_cluster_worker_self()), whose cluster is NULL. */
+int herd__worker_self_disconnect(void);
+int herd__worker_self_kill(void);
 
 /* cluster_env.c */
 char** herd__cluster_env_build(herd_cluster_t* cluster, int id,
@@ -193,6 +220,9 @@ herd__cluster_handle_t* herd__cluster_handle_new(herd_cluster_t* cluster,
 void herd__cluster_handle_discard(herd__cluster_handle_t* handle);
 /* slot: the socket to open first under reuseport. */
 int herd__cluster_handle_open(herd__cluster_handle_t* handle, int slot);
+/* The socket the handle opens, with `backlog` (0: bound only). */
+void herd__cluster_handle_sock(const herd__cluster_handle_t* handle,
+                               herd__sock_t* sock, int backlog);
 /* Unlinks the handle from the cluster and frees it. */
 void herd__cluster_handle_release(herd__cluster_handle_t* handle);
 /* Frees an unlinked handle: its sockets close now, its memory once the
@@ -228,6 +258,10 @@ uint32_t herd__cluster_key_hash(const char* key);
  * returns N, or a negative error. cb (may be NULL) gets N as its arg. */
 int64_t herd__cluster_send(herd_worker_t* worker, const char* fields, int fd,
                            herd_ipc_send_cb cb);
+/* The same with an fd of handle type `type` ("net.Native",
+ * "dgram.Native"). */
+int64_t herd__cluster_send_typed(herd_worker_t* worker, const char* fields,
+                                 int fd, const char* type, herd_ipc_send_cb cb);
 void herd__cluster_on_internal(herd_ipc_t* ipc, const char* json, size_t len,
                                herd_handle_t* handle);
 

@@ -92,7 +92,7 @@ herd__cluster_handle_t* herd__cluster_adopted_for(herd_cluster_t* cluster,
   if (cluster->priv->nadopted == 0)
     return NULL;
   *err = UV_EADDRNOTAVAIL;
-  if (strcmp(fd, "undefined") != 0) {
+  if (strcmp(fd, "undefined") != 0 && strcmp(fd, "null") != 0) {
     int i = atoi(fd) - 3;
     for (h = cluster->priv->handles; h != NULL; h = h->next)
       if (h->adopted && h->adopt_index == i)

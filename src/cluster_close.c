@@ -78,6 +78,8 @@ void herd__cluster_stop_worker(herd_worker_t* worker) {
 
 int herd_worker_disconnect(herd_worker_t* worker) {
   int64_t r;
+  if (worker->cluster == NULL)
+    return herd__worker_self_disconnect();
   worker->exited_after_disconnect = 1;
   r = herd__cluster_send(worker, "\"act\":\"disconnect\"", -1, NULL);
   /* As Node does: the worker no longer gets connections nor counts as a
@@ -149,6 +151,8 @@ void herd__cluster_maybe_finish(herd_cluster_t* cluster) {
     herd_cluster_cb cb = p->close_cb;
     p->closing = 3;
     herd__free(p->slots);
+    herd__free(p->self_cmdline);
+    herd__free(p->self_args);
     herd__free(p);
     cluster->priv = NULL;
     if (cb != NULL)

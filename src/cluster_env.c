@@ -8,8 +8,9 @@
 
 extern char** environ;
 
-/* The worker's environment: the primary's (or the one given), then the
- * settings' additions, then fork()'s, then NODE_UNIQUE_ID; a later "K=" wins.
+/* The worker's environment: the primary's (or settings.spawn.env), then
+ * the settings' additions, then fork()'s, then NODE_UNIQUE_ID; a later "K="
+ * wins.
  * The channel variables of our own parent are dropped: herd_fork sets new
  * ones. */
 static int env_put(char*** envp, size_t* n, size_t* cap, const char* kv) {
@@ -55,20 +56,32 @@ void herd__cluster_env_free(char** envp) {
 
 char** herd__cluster_env_build(herd_cluster_t* cluster, int id,
                                const char* const* extra) {
+  const herd_spawn_options_t* spawn = &cluster->settings.spawn;
   char** envp = NULL;
   size_t n = 0, cap = 0;
   char buf[64];
+  const char* const* base;
   const char* const* e;
 
-  for (char** p = environ; p != NULL && *p != NULL; p++) {
-    if (strncmp(*p, "NODE_CHANNEL_FD=", 16) == 0 ||
-        strncmp(*p, "NODE_CHANNEL_SERIALIZATION_MODE=", 32) == 0 ||
-        strncmp(*p, "NODE_UNIQUE_ID=", 15) == 0 ||
-        strncmp(*p, "HERD_PRIMARY_PID=", 17) == 0)
+  /* The base: the primary's environment, or settings.spawn.env in its
+   * place (added to it with HERD_SPAWN_ENV_EXTEND), as herd_spawn() takes
+   * them. */
+  base = (const char* const*)environ;
+  if (spawn->env != NULL && !(spawn->flags & HERD_SPAWN_ENV_EXTEND))
+    base = spawn->env;
+  for (e = base; e != NULL && *e != NULL; e++) {
+    if (strncmp(*e, "NODE_CHANNEL_FD=", 16) == 0 ||
+        strncmp(*e, "NODE_CHANNEL_SERIALIZATION_MODE=", 32) == 0 ||
+        strncmp(*e, "NODE_UNIQUE_ID=", 15) == 0 ||
+        strncmp(*e, "HERD_PRIMARY_PID=", 17) == 0)
       continue;
-    if (env_put(&envp, &n, &cap, *p) != 0)
+    if (env_put(&envp, &n, &cap, *e) != 0)
       goto fail;
   }
+  if (spawn->env != NULL && (spawn->flags & HERD_SPAWN_ENV_EXTEND))
+    for (e = spawn->env; *e != NULL; e++)
+      if (env_put(&envp, &n, &cap, *e) != 0)
+        goto fail;
   for (e = cluster->settings.env; e != NULL && *e != NULL; e++)
     if (env_put(&envp, &n, &cap, *e) != 0)
       goto fail;

@@ -119,6 +119,7 @@ herd__cluster_handle_t* herd__cluster_handle_new(herd_cluster_t* cluster,
   h->backlog = backlog > 0 ? backlog : 511;
   h->index = index;
   h->fd = -1;
+  h->sock_fd = -1;
   return h;
 }
 
@@ -132,18 +133,40 @@ void herd__cluster_handle_discard(herd__cluster_handle_t* h) {
   herd__free(h->slots);
   herd__free(h->group);
   herd__free(h->steer);
+  herd__free(h->port_text);
   herd__free(h);
 }
 
+void herd__cluster_handle_sock(const herd__cluster_handle_t* h,
+                               herd__sock_t* sock, int backlog) {
+  memset(sock, 0, sizeof(*sock));
+  sock->kind = h->sock_kind;
+  sock->address = h->address;
+  sock->port = h->port;
+  sock->fd = h->sock_fd;
+  sock->udp6 = h->udp6;
+  sock->ipv6only = h->ipv6only;
+  sock->reuseaddr = h->reuseaddr;
+  sock->backlog = backlog;
+}
+
 int herd__cluster_handle_open(herd__cluster_handle_t* h, int slot) {
+  int r;
   switch (h->kind) {
     case HERD_SCHED_RR:
-      return herd__rr_open(h);
+      r = herd__rr_open(h);
+      break;
     case HERD_SCHED_REUSEPORT:
       return herd__reuseport_open(h, slot);
     default:
-      return herd__shared_open(h);
+      r = herd__shared_open(h);
+      break;
   }
+  /* The socket file is the primary's once it bound it; libuv removes a
+   * pipe server's path when it closes, and so does the primary. */
+  if (r == 0 && h->sock_kind == HERD__SOCK_PIPE)
+    h->unlink_path = 1;
+  return r;
 }
 
 void herd__cluster_handle_close_uv(herd__cluster_handle_t* h, uv_handle_t* uvh,
@@ -179,6 +202,10 @@ void herd__cluster_handle_free(herd__cluster_handle_t* h) {
     default:
       herd__shared_close(h);
       break;
+  }
+  if (h->unlink_path) {
+    h->unlink_path = 0;
+    unlink(h->address);
   }
   if (h->closes == 0) {
     herd__cluster_handle_discard(h);

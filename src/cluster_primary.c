@@ -5,6 +5,7 @@
  * server handles) and cluster_close.c (disconnect and close). */
 #include "cluster-int.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,12 +87,34 @@ int herd_cluster_init(uv_loop_t* loop, herd_cluster_t* cluster,
   return 0;
 }
 
+/* Node emits 'setup' on the next tick of each setupPrimary(), and fork()
+ * calls setupPrimary() too: the events are counted and run from the idle
+ * handle, each fork's after the setup events asked before it. */
+static void ask_setup_event(herd_cluster_t* cluster) {
+  struct herd_cluster_private_s* p = cluster->priv;
+  p->setups_asked++;
+  if (!p->closing)
+    uv_idle_start(&p->idle, herd__cluster_idle_cb);
+}
+
+void herd__cluster_setup_events(herd_cluster_t* cluster, uint64_t upto) {
+  struct herd_cluster_private_s* p = cluster->priv;
+  while (p->setups_run < upto && p->setups_run < p->setups_asked) {
+    p->setups_run++;
+    if (cluster->cb.setup != NULL)
+      cluster->cb.setup(cluster, &cluster->settings);
+    if (cluster->priv == NULL)
+      return;
+  }
+}
+
 void herd_cluster_setup_primary(herd_cluster_t* cluster,
                                 const herd_cluster_settings_t* settings) {
   herd_sched_policy_t policy = cluster->settings.policy;
   cluster->settings = *settings;
   if (cluster->priv->policy_frozen)
     cluster->settings.policy = policy;
+  ask_setup_event(cluster);
 }
 
 void herd__cluster_freeze_policy(herd_cluster_t* cluster) {
@@ -181,10 +204,27 @@ void herd__cluster_fork_event(herd_worker_t* w) {
   herd_cluster_t* cluster = w->cluster;
   if (!w->priv->fork_pending)
     return;
+  herd__cluster_setup_events(cluster, w->priv->setup_seq);
   w->priv->fork_pending = 0;
   cluster->priv->forks_pending--;
   if (cluster->cb.fork != NULL)
     cluster->cb.fork(cluster, w);
+}
+
+void herd_worker_on(herd_worker_t* worker,
+                    const herd_worker_callbacks_t* callbacks) {
+  if (callbacks != NULL)
+    worker->priv->cb = *callbacks;
+  else
+    memset(&worker->priv->cb, 0, sizeof(worker->priv->cb));
+}
+
+void herd__worker_emit_error(herd_worker_t* w, int err) {
+  herd_cluster_t* cluster = w->cluster;
+  if (w->priv->cb.error != NULL)
+    w->priv->cb.error(w, err);
+  if (cluster != NULL && cluster->cb.error != NULL)
+    cluster->cb.error(cluster, w, err);
 }
 
 static void on_message(herd_ipc_t* ipc, const char* json, size_t len,
@@ -193,6 +233,14 @@ static void on_message(herd_ipc_t* ipc, const char* json, size_t len,
   herd__cluster_fork_event(w);
   if (w->cluster->cb.message != NULL)
     w->cluster->cb.message(w->cluster, w, json, len, handle);
+  if (w->priv->cb.message != NULL)
+    w->priv->cb.message(w, json, len, handle);
+}
+
+static void on_channel_error(herd_ipc_t* ipc, int err) {
+  herd_worker_t* w = ipc->data;
+  herd__cluster_fork_event(w);
+  herd__worker_emit_error(w, err);
 }
 
 static void on_channel_closed(herd_ipc_t* ipc) {
@@ -203,6 +251,8 @@ static void on_channel_closed(herd_ipc_t* ipc) {
   herd__cluster_handles_leave(w, HERD__LEAVE_GONE);
   if (w->state != HERD_WORKER_DEAD)
     w->state = HERD_WORKER_DISCONNECTED;
+  if (w->priv->cb.disconnect != NULL)
+    w->priv->cb.disconnect(w);
   if (cluster->cb.disconnect != NULL)
     cluster->cb.disconnect(cluster, w);
   if (cluster->priv != NULL && cluster->priv->replacing > 0)
@@ -253,6 +303,11 @@ static void on_child_close(herd_child_t* child) {
   herd__cluster_replace_end(
       w, w->start_error != 0 ? w->start_error : HERD_EWORKERDIED);
   herd__cluster_replace_flush(w);
+  /* Node's worker 'error' for a program that could not start. */
+  if (w->start_error != 0)
+    herd__worker_emit_error(w, w->start_error);
+  if (w->priv->cb.exit != NULL)
+    w->priv->cb.exit(w, code, sig);
   if (cluster->cb.exit != NULL)
     cluster->cb.exit(cluster, w, code, sig);
   herd__cluster_replace_forget(w);
@@ -275,6 +330,61 @@ static void on_child_close(herd_child_t* child) {
   herd__cluster_maybe_finish(cluster);
 }
 
+/* Node's settings.args defaults to process.argv.slice(2), the arguments of
+ * the script that `exec` defaults to. A C primary's equivalent is its own
+ * argv[1..], read from /proc/self/cmdline once; none when it cannot be
+ * read. */
+static int self_args(struct herd_cluster_private_s* p,
+                     const char* const** args) {
+  size_t len = 0, cap = 0, n = 0;
+  char* buf = NULL;
+  ssize_t r;
+  int fd;
+
+  if (p->self_args != NULL) {
+    *args = (const char* const*)p->self_args;
+    return 0;
+  }
+  fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  for (;;) {
+    if (len + 1 >= cap) {
+      char* nb = herd__realloc(buf, cap ? cap * 2 : 1024);
+      if (nb == NULL) {
+        herd__free(buf);
+        if (fd >= 0)
+          close(fd);
+        return UV_ENOMEM;
+      }
+      buf = nb;
+      cap = cap ? cap * 2 : 1024;
+    }
+    r = fd >= 0 ? read(fd, buf + len, cap - len - 1) : 0;
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    len += (size_t)r;
+  }
+  if (fd >= 0)
+    close(fd);
+  buf[len] = '\0';
+  for (size_t i = 0; i < len; i++)
+    if (buf[i] == '\0')
+      n++;
+  p->self_args = herd__calloc(n + 1, sizeof(char*));
+  if (p->self_args == NULL) {
+    herd__free(buf);
+    return UV_ENOMEM;
+  }
+  p->self_cmdline = buf;
+  /* argv[0] is the program itself; the rest are its arguments. */
+  n = 0;
+  for (size_t i = strlen(buf) + 1; i < len; i += strlen(buf + i) + 1)
+    p->self_args[n++] = buf + i;
+  *args = (const char* const*)p->self_args;
+  return 0;
+}
+
 int herd_cluster_fork(herd_cluster_t* cluster, const char* const* env,
                       herd_worker_t** worker) {
   return herd__cluster_fork(cluster, env, -1, worker);
@@ -288,6 +398,7 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
   herd_ipc_callbacks_t cbs;
   herd_worker_t* w;
   const char* program;
+  const char* const* args;
   int r;
 
   if (p->closing)
@@ -298,6 +409,12 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
   program = s->exec != NULL ? s->exec : p->self_exe;
   if (program[0] == '\0')
     return UV_EINVAL;
+  args = s->args;
+  if (args == NULL && s->exec == NULL) {
+    r = self_args(p, &args);
+    if (r != 0)
+      return r;
+  }
 
   w = herd__calloc(1, sizeof(*w));
   if (w == NULL)
@@ -328,8 +445,10 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
   fo.spawn.flags &= ~(unsigned)HERD_SPAWN_ENV_EXTEND;
   if (s->cwd != NULL)
     fo.spawn.cwd = s->cwd;
-  fo.spawn.stdio = s->stdio;
-  fo.spawn.stdio_count = s->stdio_count;
+  if (s->stdio_count > 0 || s->spawn.stdio_count == 0) {
+    fo.spawn.stdio = s->stdio;
+    fo.spawn.stdio_count = s->stdio_count;
+  }
   fo.spawn.spawn_cb = NULL;
   fo.spawn.exit_cb = on_child_exit;
   fo.spawn.error_cb = on_child_error;
@@ -338,11 +457,14 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
   fo.exec_path = s->exec_path;
   fo.exec_argv = s->exec_argv;
   w->child.data = w;
-  r = herd_fork(cluster->loop, &w->child, program, s->args, &fo);
+  r = herd_fork(cluster->loop, &w->child, program, args, &fo);
   if (r != 0)
     goto fail;
 
   p->next_id++;
+  /* Node's fork() is a setupPrimary() too: its setup event comes first. */
+  ask_setup_event(cluster);
+  w->priv->setup_seq = p->setups_asked;
   w->pid = w->child.pid;
   w->priv->in_table = 1;
   w->priv->fork_pending = 1;
@@ -360,6 +482,7 @@ int herd__cluster_fork(herd_cluster_t* cluster, const char* const* env,
     w->child.channel->data = w;
     memset(&cbs, 0, sizeof(cbs));
     cbs.message = on_message;
+    cbs.error = on_channel_error;
     cbs.disconnect = on_channel_closed;
     herd__ipc_set_internal_cb(w->child.channel, herd__cluster_on_internal);
     herd_ipc_start(w->child.channel, &cbs);
@@ -394,6 +517,9 @@ void herd__cluster_idle_cb(uv_idle_t* idle) {
   uv_idle_stop(idle);
   for (w = p->head; w != NULL && p->forks_pending > 0; w = w->next)
     herd__cluster_fork_event(w);
+  herd__cluster_setup_events(cluster, p->setups_asked);
+  if (cluster->priv == NULL)
+    return;
   /* The ends of replacements, from the loop; no worker is freed here. */
   for (w = p->head; w != NULL; w = w->next)
     herd__cluster_replace_flush(w);
@@ -407,7 +533,49 @@ int herd_worker_send(herd_worker_t* worker, const char* json, size_t len) {
   return herd_ipc_send(worker->child.channel, json, len);
 }
 
+/* What herd_worker_send_ex() needs back: the channel's data is not the
+ * worker's on the worker side. */
+typedef struct {
+  herd_worker_t* worker;
+  herd_worker_send_cb cb;
+  void* arg;
+} send_req_t;
+
+static void on_sent(herd_ipc_t* ipc, int status, void* arg) {
+  send_req_t* req = arg;
+  send_req_t r = *req;
+  (void)ipc;
+  herd__free(req);
+  if (r.cb != NULL)
+    r.cb(r.worker, status, r.arg);
+  else if (status != 0)
+    herd__worker_emit_error(r.worker, status);
+}
+
+int herd_worker_send_ex(herd_worker_t* worker, const char* json, size_t len,
+                        uv_handle_t* handle, unsigned flags,
+                        uv_close_cb handle_close_cb, herd_worker_send_cb cb,
+                        void* arg) {
+  send_req_t* req;
+  int r;
+  if (!herd_worker_is_connected(worker))
+    return HERD_ECHANNELCLOSED;
+  req = herd__malloc(sizeof(*req));
+  if (req == NULL)
+    return UV_ENOMEM;
+  req->worker = worker;
+  req->cb = cb;
+  req->arg = arg;
+  r = herd_ipc_send_ex(worker->child.channel, json, len, handle, flags,
+                       handle_close_cb, on_sent, req);
+  if (r < 0)
+    herd__free(req);
+  return r;
+}
+
 int herd_worker_kill(herd_worker_t* worker, int signum) {
+  if (worker->cluster == NULL)
+    return herd__worker_self_kill();
   if (worker->priv->exited || worker->pid == 0)
     return UV_ESRCH;
   return herd_child_kill(&worker->child, signum ? signum : SIGTERM);

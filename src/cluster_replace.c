@@ -11,11 +11,15 @@
 int herd_worker_replace(herd_worker_t* worker, herd_worker_replace_cb cb,
                         herd_worker_t** successor) {
   herd_cluster_t* cluster = worker->cluster;
-  struct herd_cluster_private_s* p = cluster->priv;
-  int timeout = cluster->settings.listen_timeout;
+  struct herd_cluster_private_s* p;
+  int timeout;
   herd_worker_t* s;
   int r;
 
+  if (cluster == NULL)
+    return UV_EINVAL; /* a worker's own herd_cluster_worker_self() */
+  p = cluster->priv;
+  timeout = cluster->settings.listen_timeout;
   if (p->closing)
     return UV_ECANCELED;
   if (!worker->priv->in_table || worker->priv->exited)

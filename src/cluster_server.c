@@ -1,11 +1,15 @@
-/* herd_server_t: one listen call for any process. Standalone it binds and
- * listens itself; in a cluster worker it sends queryServer and serves what
- * the primary answers: under rr, connections arrive one by one as newconn
- * messages (cluster_worker.c); under shared and reuseport the answer carries
- * a socket to accept from. Either way the user sees the same connection
- * callback and takes the connection with herd_server_accept*(). */
+/* herd_server_t: one listen call for any process. Standalone (or with
+ * HERD_SERVER_EXCLUSIVE) it binds and listens itself; in a cluster worker it
+ * sends queryServer and serves what the primary answers: under rr,
+ * connections arrive one by one as newconn messages (cluster_worker.c);
+ * under shared and reuseport the answer carries a socket to accept from.
+ * Either way the user sees the same connection callback and takes the
+ * connection with herd_server_accept*(). A server listens on a TCP address,
+ * a Unix socket path, or an fd given by number, as Node's server.listen()
+ * does. */
 #include "internal.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +25,11 @@
 enum { S_INIT, S_QUERY, S_LISTENING, S_CLOSED };
 
 struct herd_server_private_s {
-  herd_server_t* next; /* in the worker's list */
+  herd__listener_t l; /* first: the listener is the server's */
+  herd_server_t* server;
   int state;
-  int in_worker;
-  int fd; /* the listening socket, -1 under rr */
+  int kind; /* herd__sock_kind_t */
+  int fd;   /* the listening socket, -1 under rr */
   int pending_fd;
   uv_poll_t poll;
   int poll_init;
@@ -32,30 +37,15 @@ struct herd_server_private_s {
   int accept_paused;
   int closes;
   int listen_status;
-  int64_t query_seq;
-  char* key;       /* the primary's key for this server */
-  char* query;     /* the queryServer fields, reused for "listening" */
-  char* index_key; /* address:port:type:fd */
+  char* unlink_path; /* a Unix socket this server bound itself */
   int backlog;
   herd_server_connection_cb connection_cb;
   herd_server_listen_cb listen_cb;
   herd_server_close_cb close_cb;
 };
 
-herd_server_t* herd__server_next(const herd_server_t* server) {
-  return server->priv->next;
-}
-
-herd_server_t** herd__server_next_ref(herd_server_t* server) {
-  return &server->priv->next;
-}
-
-int64_t herd__server_query_seq(const herd_server_t* server) {
-  return server->priv->state == S_QUERY ? server->priv->query_seq : -1;
-}
-
-const char* herd__server_key(const herd_server_t* server) {
-  return server->priv->state == S_LISTENING ? server->priv->key : NULL;
+uv_poll_t* herd__server_poll(herd_server_t* server) {
+  return server->priv->poll_init ? &server->priv->poll : NULL;
 }
 
 int herd_server_init(uv_loop_t* loop, herd_server_t* server) {
@@ -64,9 +54,10 @@ int herd_server_init(uv_loop_t* loop, herd_server_t* server) {
   p = herd__calloc(1, sizeof(*p));
   if (p == NULL)
     return UV_ENOMEM;
+  p->server = server;
   p->fd = -1;
   p->pending_fd = -1;
-  p->query_seq = -1;
+  p->l.query_seq = -1;
   uv_timer_init(loop, &p->timer);
   p->timer.data = server;
   server->loop = loop;
@@ -114,11 +105,24 @@ static int accept_error_consumed(int err) {
   }
 }
 
+/* Stops accepting for SERVER_ACCEPT_RETRY_MS. The timer is free for it:
+ * polling starts only once the listen callback has run (timer_cb). */
+static void pause_accepting(herd_server_t* server) {
+  struct herd_server_private_s* p = server->priv;
+  uv_poll_stop(&p->poll);
+  p->accept_paused = 1;
+  uv_timer_start(&p->timer, timer_cb, SERVER_ACCEPT_RETRY_MS, 0);
+}
+
 static void poll_cb(uv_poll_t* poll, int status, int events) {
   herd_server_t* server = poll->data;
   struct herd_server_private_s* p = server->priv;
   (void)events;
   if (status < 0) {
+    /* libuv stopped the poll (POLLERR on the socket): try again after a
+     * pause rather than stop accepting for good, as the primary's
+     * round-robin does. */
+    pause_accepting(server);
     if (p->connection_cb != NULL)
       p->connection_cb(server, status);
     return;
@@ -132,12 +136,8 @@ static void poll_cb(uv_poll_t* poll, int status, int events) {
       if (accept_error_consumed(err))
         continue;
       /* The connection stays in the backlog and the socket readable:
-       * polling on would spin, so every such failure pauses accepting. The
-       * timer is free for it: polling starts only once the listen callback
-       * has run (timer_cb). */
-      uv_poll_stop(&p->poll);
-      p->accept_paused = 1;
-      uv_timer_start(&p->timer, timer_cb, SERVER_ACCEPT_RETRY_MS, 0);
+       * polling on would spin, so every such failure pauses accepting. */
+      pause_accepting(server);
       if (p->connection_cb != NULL)
         p->connection_cb(server, -err);
       break;
@@ -186,105 +186,212 @@ static void timer_cb(uv_timer_t* timer) {
 }
 
 static void finish_listen(herd_server_t* server, int status) {
+  server->priv->state = S_LISTENING; /* closed by the timer on failure */
   server->priv->listen_status = status;
   uv_timer_start(&server->priv->timer, timer_cb, 0, 0);
+}
+
+/* Node's worker resolves a relative socket path against its working
+ * directory (path.resolve()), so that workers in other directories name
+ * the same socket. Returns 0 or UV_ENAMETOOLONG. */
+static int resolve_path(const char* path, char* out, size_t cap) {
+  char joined[PATH_MAX * 2];
+  size_t n = 0;
+  const char* s;
+
+  if (path[0] == '/') {
+    snprintf(joined, sizeof(joined), "%s", path);
+  } else {
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof(cwd)) == NULL)
+      return -errno;
+    snprintf(joined, sizeof(joined), "%s/%s", cwd, path);
+  }
+  /* Drops empty and "." components, and ".." with the one before it. */
+  for (s = joined; *s != '\0';) {
+    const char* e;
+    size_t len;
+    while (*s == '/')
+      s++;
+    e = strchr(s, '/');
+    len = e != NULL ? (size_t)(e - s) : strlen(s);
+    if (len == 0 || (len == 1 && s[0] == '.')) {
+      /* nothing */
+    } else if (len == 2 && s[0] == '.' && s[1] == '.') {
+      while (n > 0 && out[n - 1] != '/')
+        n--;
+      if (n > 0)
+        n--;
+    } else {
+      if (n + 1 + len + 1 > cap)
+        return UV_ENAMETOOLONG;
+      out[n++] = '/';
+      memcpy(out + n, s, len);
+      n += len;
+    }
+    s += len;
+  }
+  if (n == 0)
+    out[n++] = '/';
+  out[n] = '\0';
+  return 0;
+}
+
+/* A server that binds and listens itself: standalone, or exclusive. */
+static int listen_alone(herd_server_t* server, const herd__sock_t* sock) {
+  struct herd_server_private_s* p = server->priv;
+  int r;
+  if (sock->kind == HERD__SOCK_PIPE) {
+    p->unlink_path = herd__strdup(sock->address);
+    if (p->unlink_path == NULL)
+      return UV_ENOMEM;
+  }
+  r = herd__sock_open(sock, &p->fd, &server->port);
+  if (r == 0) {
+    r = init_polling(server);
+    if (r != 0) {
+      close(p->fd);
+      p->fd = -1;
+      if (p->unlink_path != NULL)
+        unlink(p->unlink_path);
+    }
+  }
+  if (r != 0) {
+    herd__free(p->unlink_path);
+    p->unlink_path = NULL;
+    return r;
+  }
+  finish_listen(server, 0);
+  return 0;
+}
+
+static void server_reply(herd__listener_t* l, const char* json, size_t len,
+                         herd_handle_t* handle);
+static int server_newconn(herd__listener_t* l, int fd);
+static void server_close_listener(herd__listener_t* l);
+
+int herd_server_listen_ex(herd_server_t* server,
+                          const herd_server_options_t* options,
+                          herd_server_connection_cb connection_cb,
+                          herd_server_listen_cb listen_cb) {
+  struct herd_server_private_s* p = server->priv;
+  herd__listener_t* l = &p->l;
+  herd__sock_t sock;
+  struct sockaddr_storage ss;
+  char path[PATH_MAX];
+  int type = 4, r;
+
+  if (options == NULL)
+    return UV_EINVAL;
+  if (p->state != S_INIT)
+    return UV_EALREADY;
+  memset(&sock, 0, sizeof(sock));
+  sock.backlog = options->backlog > 0 ? options->backlog : 511;
+  sock.ipv6only = !!(options->flags & HERD_SERVER_IPV6ONLY);
+  if (options->flags & HERD_SERVER_FD) {
+    if (options->fd < 0 || options->path != NULL)
+      return UV_EINVAL;
+    sock.kind = HERD__SOCK_FD;
+    sock.fd = options->fd;
+  } else if (options->path != NULL) {
+    if (options->path[0] == '\0')
+      return UV_EINVAL;
+    r = resolve_path(options->path, path, sizeof(path));
+    if (r != 0)
+      return r;
+    sock.kind = HERD__SOCK_PIPE;
+    sock.address = path;
+    sock.port = -1;
+  } else {
+    r = herd__cluster_sockaddr(options->host, options->port, &type, &ss);
+    if (r != 0)
+      return r;
+    sock.kind = HERD__SOCK_TCP;
+    sock.address = options->host;
+    sock.port = options->port;
+  }
+  p->kind = sock.kind;
+  p->backlog = sock.backlog;
+  p->connection_cb = connection_cb;
+  p->listen_cb = listen_cb;
+
+  if ((options->flags & HERD_SERVER_EXCLUSIVE) || !herd__worker_connected()) {
+    if (!(options->flags & HERD_SERVER_EXCLUSIVE) && herd__worker_orphan())
+      return HERD_ECHANNELCLOSED; /* a worker whose primary is gone */
+    return listen_alone(server, &sock);
+  }
+
+  /* A worker: ask the primary, with the fields Node's workers send. */
+  memset(l, 0, sizeof(*l));
+  l->query_seq = -1;
+  l->backlog = sock.backlog;
+  l->reply = server_reply;
+  l->newconn = server_newconn;
+  l->close = server_close_listener;
+  switch (sock.kind) {
+    case HERD__SOCK_FD:
+      strcpy(l->address, "null");
+      strcpy(l->port, "null");
+      strcpy(l->address_type, "null");
+      snprintf(l->fd, sizeof(l->fd), "%d", sock.fd);
+      break;
+    case HERD__SOCK_PIPE:
+      if (herd_json_quote(l->address, sizeof(l->address), path, strlen(path)) >=
+          sizeof(l->address))
+        return UV_ENAMETOOLONG;
+      strcpy(l->port, "-1");
+      strcpy(l->address_type, "-1");
+      break;
+    default:
+      if (options->host != NULL)
+        herd_json_quote(l->address, sizeof(l->address), options->host,
+                        strlen(options->host));
+      else
+        strcpy(l->address, "null");
+      snprintf(l->port, sizeof(l->port), "%d", sock.port);
+      snprintf(l->address_type, sizeof(l->address_type), "%d", type);
+      if (sock.ipv6only)
+        strcpy(l->flags, "1"); /* UV_TCP_IPV6ONLY */
+      break;
+  }
+  r = herd__worker_query(l);
+  if (r != 0)
+    return r;
+  p->state = S_QUERY;
+  return 0;
 }
 
 int herd_server_listen(herd_server_t* server, const char* host, int port,
                        int backlog, herd_server_connection_cb connection_cb,
                        herd_server_listen_cb listen_cb) {
-  struct herd_server_private_s* p = server->priv;
-  struct sockaddr_storage ss;
-  char fields[400], qhost[300], index_key[300];
-  int type, index, r;
-
-  if (p->state != S_INIT)
-    return UV_EALREADY;
-  r = herd__cluster_sockaddr(host, port, &type, &ss);
-  if (r != 0)
-    return r;
-  p->connection_cb = connection_cb;
-  p->listen_cb = listen_cb;
-  p->backlog = backlog > 0 ? backlog : 511;
-
-  if (herd_cluster_worker_channel() == NULL) {
-    if (herd_cluster_is_worker() && herd_cluster_worker_id() > 0 &&
-        getenv("NODE_UNIQUE_ID") == NULL)
-      return HERD_ECHANNELCLOSED; /* a worker whose primary is gone */
-    r = herd__cluster_bind(host, port, 0, p->backlog, &p->fd, &server->port);
-    if (r != 0)
-      return r;
-    r = init_polling(server);
-    if (r != 0) {
-      close(p->fd);
-      p->fd = -1;
-      return r;
-    }
-    p->state = S_LISTENING;
-    finish_listen(server, 0);
-    return 0;
-  }
-
-  /* A worker: ask the primary, with the fields Node's workers send. */
-  if (host != NULL)
-    herd_json_quote(qhost, sizeof(qhost), host, strlen(host));
-  else
-    strcpy(qhost, "null");
-  snprintf(index_key, sizeof(index_key), "%s:%d:%d:undefined",
-           host ? host : "null", port, type);
-  index = herd__worker_index(index_key, 1);
-  if (index < 0)
-    return index;
-  snprintf(fields, sizeof(fields),
-           "\"index\":%d,\"data\":null,\"address\":%s,\"port\":%d,"
-           "\"addressType\":%d,\"backlog\":%d",
-           index, qhost, port, type, p->backlog);
-  /* A listen that failed before may have left copies behind. */
-  herd__free(p->query);
-  herd__free(p->index_key);
-  p->query = herd__strdup(fields);
-  p->index_key = herd__strdup(index_key);
-  if (p->query == NULL || p->index_key == NULL) {
-    herd__worker_index(index_key, -1);
-    return UV_ENOMEM;
-  }
-  {
-    char msg[480];
-    int n = snprintf(msg, sizeof(msg), "\"act\":\"queryServer\",%s", fields);
-    int64_t seq = herd__worker_send(msg, (size_t)n);
-    if (seq < 0) {
-      herd__worker_index(index_key, -1);
-      return (int)seq;
-    }
-    p->query_seq = seq;
-  }
-  p->in_worker = 1;
-  p->state = S_QUERY;
-  herd__worker_server_add(server);
-  return 0;
+  herd_server_options_t o;
+  memset(&o, 0, sizeof(o));
+  o.host = host;
+  o.port = port;
+  o.backlog = backlog;
+  return herd_server_listen_ex(server, &o, connection_cb, listen_cb);
 }
 
 /* The primary's answer to our queryServer. */
-void herd__server_reply(herd_server_t* server, const char* json, size_t len,
-                        herd_handle_t* handle) {
-  struct herd_server_private_s* p = server->priv;
-  char key[400], msg[480];
+static void server_reply(herd__listener_t* l, const char* json, size_t len,
+                         herd_handle_t* handle) {
+  struct herd_server_private_s* p = (struct herd_server_private_s*)l;
+  herd_server_t* server = p->server;
+  char key[400], port[24];
   const char* v;
   size_t vlen;
   int64_t err = 0;
-  int r, n;
+  int r;
 
   if (herd_json_get(json, len, "errno", &v, &vlen) == 0 &&
       !(vlen == 4 && memcmp(v, "null", 4) == 0))
     herd_json_get_int(json, len, "errno", &err);
   if (err != 0) {
-    p->state = S_LISTENING; /* closed by finish_listen's timer */
     finish_listen(server, (int)err);
     return;
   }
   if (herd_json_get_string(json, len, "key", key, sizeof(key)) < 0 ||
-      (p->key = herd__strdup(key)) == NULL) {
-    p->state = S_LISTENING;
+      (l->key = herd__strdup(key)) == NULL) {
     finish_listen(server, HERD_EBADPROTO);
     return;
   }
@@ -292,66 +399,81 @@ void herd__server_reply(herd_server_t* server, const char* json, size_t len,
     /* shared or reuseport: accept from the socket that came along. */
     int listening = handle->listening;
     p->fd = herd_handle_take(handle);
-    server->policy = listening ? HERD_SCHED_REUSEPORT : HERD_SCHED_SHARED;
+    server->policy = listening && p->kind == HERD__SOCK_TCP
+                         ? HERD_SCHED_REUSEPORT
+                         : HERD_SCHED_SHARED;
     r = p->fd < 0 ? UV_EBADF : 0;
+    if (r == 0 && handle->socktype != SOCK_STREAM)
+      r = HERD_EBADPROTO;
     if (r == 0 && listen(p->fd, p->backlog) != 0)
       r = -errno;
     if (r == 0)
       r = herd__nonblock(p->fd, 1);
-    if (r == 0)
-      r = herd__cluster_sockname(p->fd, NULL, 0, NULL, &server->port);
+    if (r == 0) {
+      server->port = herd__sock_port(p->fd);
+      if (server->port < -1)
+        r = server->port;
+    }
     if (r == 0)
       r = init_polling(server);
     if (r != 0) {
-      p->state = S_LISTENING;
       finish_listen(server, r);
       return;
     }
   } else {
-    /* rr: connections come as newconn messages. */
+    /* rr: connections come as newconn messages. A Unix socket has no
+     * sockname in the answer. */
     const char* sn;
     size_t snlen;
-    int64_t port = 0;
+    int64_t n = -1;
     server->policy = HERD_SCHED_RR;
     if (herd_json_get(json, len, "sockname", &sn, &snlen) == 0 &&
-        herd_json_get_int(sn, snlen, "port", &port) == 0)
-      server->port = (int)port;
+        herd_json_get_int(sn, snlen, "port", &n) == 0 && n >= 0 && n <= 65535)
+      server->port = (int)n;
+    else
+      server->port = -1;
   }
-  p->state = S_LISTENING;
-  /* Node's worker says where it listens, with the actual port. */
-  {
-    char* port_at = strstr(p->query, "\"port\":");
-    char fixed[400];
-    if (port_at != NULL) {
-      const char* rest = strchr(port_at, ',');
-      snprintf(fixed, sizeof(fixed), "%.*s\"port\":%d%s",
-               (int)(port_at - p->query), p->query, server->port,
-               rest ? rest : "");
-    } else {
-      snprintf(fixed, sizeof(fixed), "%s", p->query);
-    }
-    n = snprintf(msg, sizeof(msg), "\"act\":\"listening\",%s", fixed);
-    herd__worker_send(msg, (size_t)n);
-  }
+  /* Node's worker says where it listens: the actual port, or for a Unix
+   * socket the port it asked (-1 for a path, null for an fd). */
+  if (server->port >= 0)
+    snprintf(port, sizeof(port), "%d", server->port);
+  else
+    snprintf(port, sizeof(port), "%s", l->port);
+  herd__worker_listening(l, port);
   finish_listen(server, 0);
 }
 
-int herd__server_newconn(herd_server_t* server, int fd) {
-  if (server->priv->state != S_LISTENING) {
+static int server_newconn(herd__listener_t* l, int fd) {
+  struct herd_server_private_s* p = (struct herd_server_private_s*)l;
+  if (p->state != S_LISTENING || p->listen_status != 0) {
     close(fd);
     return UV_ECANCELED;
   }
   herd__nonblock(fd, 1);
-  deliver(server, fd);
+  deliver(p->server, fd);
   return 0;
+}
+
+static void server_close_listener(herd__listener_t* l) {
+  herd_server_close(((struct herd_server_private_s*)l)->server, NULL);
 }
 
 int herd_server_accept(herd_server_t* server, uv_stream_t* client) {
   struct herd_server_private_s* p = server->priv;
-  int r;
+  int domain = AF_UNSPEC, r;
+  socklen_t dl = sizeof(domain);
   if (p == NULL || p->pending_fd < 0)
     return UV_EAGAIN;
-  r = uv_tcp_open((uv_tcp_t*)client, p->pending_fd);
+  if (getsockopt(p->pending_fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) != 0)
+    return -errno;
+  /* A Unix socket's connection goes into a uv_pipe_t, any other into a
+   * uv_tcp_t. */
+  if (client->type == UV_NAMED_PIPE && domain == AF_UNIX)
+    r = uv_pipe_open((uv_pipe_t*)client, p->pending_fd);
+  else if (client->type == UV_TCP && domain != AF_UNIX)
+    r = uv_tcp_open((uv_tcp_t*)client, p->pending_fd);
+  else
+    r = UV_EINVAL;
   if (r == 0)
     p->pending_fd = -1;
   return r;
@@ -373,9 +495,7 @@ static void closed_cb(uv_handle_t* handle) {
   if (--p->closes > 0)
     return;
   cb = p->close_cb;
-  herd__free(p->key);
-  herd__free(p->query);
-  herd__free(p->index_key);
+  herd__free(p->l.key);
   herd__free(p);
   server->priv = NULL;
   if (cb != NULL)
@@ -384,23 +504,10 @@ static void closed_cb(uv_handle_t* handle) {
 
 void herd_server_close(herd_server_t* server, herd_server_close_cb close_cb) {
   struct herd_server_private_s* p = server->priv;
-  char fields[480], qkey[420];
 
-  if (p == NULL || p->state == S_CLOSED) {
+  if (p == NULL || p->state == S_CLOSED)
     return;
-  }
-  if (p->in_worker) {
-    herd__worker_server_remove(server);
-    herd__worker_index(p->index_key, -1);
-    if (p->state == S_QUERY)
-      herd__worker_query_orphaned(p->query_seq);
-    if (p->key != NULL && p->state == S_LISTENING) {
-      /* Node's worker tells the primary for rr and shared servers alike. */
-      herd_json_quote(qkey, sizeof(qkey), p->key, strlen(p->key));
-      snprintf(fields, sizeof(fields), "\"act\":\"close\",\"key\":%s", qkey);
-      herd__worker_send(fields, strlen(fields));
-    }
-  }
+  herd__worker_unlisten(&p->l);
   p->state = S_CLOSED;
   p->close_cb = close_cb;
   if (p->pending_fd >= 0) {
@@ -416,4 +523,10 @@ void herd_server_close(herd_server_t* server, herd_server_close_cb close_cb) {
   if (p->fd >= 0)
     close(p->fd);
   p->fd = -1;
+  if (p->unlink_path != NULL) {
+    /* libuv's rule for a pipe server: the path goes with the socket. */
+    unlink(p->unlink_path);
+    herd__free(p->unlink_path);
+    p->unlink_path = NULL;
+  }
 }

@@ -1,5 +1,6 @@
-/* Shared sockets (Node's SharedHandle, SCHED_NONE): the primary binds one
- * socket without listening and sends it with every queryServer reply;
+/* Shared sockets (Node's SharedHandle, SCHED_NONE, and UDP under every
+ * policy): the primary binds one socket without listening (or opens the fd
+ * a worker named) and sends it with every queryServer reply;
  * every worker listens on it and accepts by itself. The primary keeps its
  * copy while the handle lives, so the connections waiting in the socket's
  * backlog outlive any one worker: a successor, or any other worker, accepts
@@ -9,7 +10,9 @@
 #include <unistd.h>
 
 int herd__shared_open(herd__cluster_handle_t* h) {
-  return herd__cluster_bind(h->address, h->port, 0, 0, &h->fd, &h->bound_port);
+  herd__sock_t sock;
+  herd__cluster_handle_sock(h, &sock, 0);
+  return herd__sock_open(&sock, &h->fd, &h->bound_port);
 }
 
 void herd__shared_close(herd__cluster_handle_t* h) {

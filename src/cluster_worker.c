@@ -7,7 +7,7 @@
  * reply ({"ack":N}) counts only when N is the seq of a queryServer still
  * unanswered or of the exitedAfterDisconnect sent; anything else is
  * ignored, and an fd that came with it is closed by the channel. */
-#include "internal.h"
+#include "cluster-int.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -23,14 +23,13 @@ typedef struct index_s {
   char key[];
 } index_t;
 
-/* A queryServer sent and not yet answered. `server` is NULL until
- * herd__worker_server_add() names it, and again once that server closed
- * (`orphan`): the primary must then be told to forget the key it answers
- * with, or it would keep handing this worker connections. */
+/* A queryServer sent and not yet answered. `listener` is NULL once its
+ * server closed (`orphan`): the primary must then be told to forget the key
+ * it answers with, or it would keep handing this worker connections. */
 typedef struct query_s {
   struct query_s* next;
   int64_t seq;
-  herd_server_t* server;
+  herd__listener_t* listener;
   int orphan;
 } query_t;
 
@@ -45,11 +44,26 @@ static struct {
   int exited_after_disconnect;
   int primary_initiated;
   int closing_channel;
-  int64_t disconnect_seq; /* exitedAfterDisconnect waiting for its ack */
-  herd_server_t* servers;
+  int64_t disconnect_seq;      /* exitedAfterDisconnect waiting for its ack */
+  herd__listener_t* listeners; /* servers and sockets from the primary */
   index_t* indexes;
   query_t* queries;
+  int destroying; /* herd_worker_kill() on the worker's own worker */
 } W = {.disconnect_seq = -1};
+
+/* Node's cluster.worker: this process's own worker, whose cluster is NULL
+ * and whose channel is the one to the primary. */
+static herd_worker_t self;
+static struct herd_worker_private_s self_priv;
+
+herd_worker_t* herd_cluster_worker_self(void) {
+  return W.setup ? &self : NULL;
+}
+
+static void set_exited_after_disconnect(void) {
+  W.exited_after_disconnect = 1;
+  self.exited_after_disconnect = 1;
+}
 
 int herd_cluster_is_worker(void) {
   return W.id > 0 || getenv("NODE_UNIQUE_ID") != NULL;
@@ -65,64 +79,37 @@ herd_ipc_t* herd_cluster_worker_channel(void) {
   return W.connected ? &W.ipc : NULL;
 }
 
+int herd__worker_connected(void) {
+  return W.connected;
+}
+
+int herd__worker_orphan(void) {
+  return W.setup && !W.connected;
+}
+
 int64_t herd__worker_send(const char* fields, size_t len) {
-  static const char query_act[] = "\"act\":\"queryServer\"";
   char stack[1024];
   char* buf = stack;
   size_t need = len + 64;
   int64_t seq = W.seq;
-  query_t* q = NULL;
   int n, r;
 
   if (!W.connected)
     return HERD_ECHANNELCLOSED;
-  /* A queryServer is remembered from the moment it is sent, so its answer
-   * can be told from a made-up one; the record is made first so that
-   * remembering cannot fail afterwards. */
-  if (len >= sizeof(query_act) - 1 &&
-      memcmp(fields, query_act, sizeof(query_act) - 1) == 0) {
-    q = herd__calloc(1, sizeof(*q));
-    if (q == NULL)
-      return UV_ENOMEM;
-  }
   if (need > sizeof(stack)) {
     buf = herd__malloc(need);
-    if (buf == NULL) {
-      herd__free(q);
+    if (buf == NULL)
       return UV_ENOMEM;
-    }
   }
   n = snprintf(buf, need, "{\"cmd\":\"NODE_CLUSTER\",%.*s%s\"seq\":%lld}",
                (int)len, fields, len ? "," : "", (long long)seq);
   r = herd_ipc_send(&W.ipc, buf, (size_t)n);
   if (buf != stack)
     herd__free(buf);
-  if (r < 0) {
-    herd__free(q);
+  if (r < 0)
     return r;
-  }
-  if (q != NULL) {
-    q->seq = seq;
-    q->next = W.queries;
-    W.queries = q;
-  }
   W.seq++;
   return seq;
-}
-
-static query_t* find_query(int64_t seq) {
-  for (query_t* q = W.queries; q != NULL; q = q->next)
-    if (q->seq == seq)
-      return q;
-  return NULL;
-}
-
-static void drop_query(query_t* q) {
-  query_t** qp = &W.queries;
-  while (*qp != q)
-    qp = &(*qp)->next;
-  *qp = q->next;
-  herd__free(q);
 }
 
 int herd_cluster_worker_send(const char* json, size_t len) {
@@ -163,29 +150,116 @@ int herd__worker_index(const char* key, int delta) {
   return 0;
 }
 
-void herd__worker_server_add(herd_server_t* server) {
-  herd_server_t** sp = &W.servers;
-  query_t* q = find_query(herd__server_query_seq(server));
-  if (q != NULL && q->server == NULL && !q->orphan)
-    q->server = server;
-  while (*sp != NULL)
-    sp = (herd_server_t**)herd__server_next_ref(*sp);
-  *sp = server;
+static query_t* find_query(int64_t seq) {
+  for (query_t* q = W.queries; q != NULL; q = q->next)
+    if (q->seq == seq)
+      return q;
+  return NULL;
 }
 
-void herd__worker_server_remove(herd_server_t* server) {
-  herd_server_t** sp = &W.servers;
-  while (*sp != NULL && *sp != server)
-    sp = (herd_server_t**)herd__server_next_ref(*sp);
-  if (*sp == server)
-    *sp = herd__server_next(server);
+static void drop_query(query_t* q) {
+  query_t** qp = &W.queries;
+  while (*qp != q)
+    qp = &(*qp)->next;
+  *qp = q->next;
+  herd__free(q);
 }
 
-void herd__worker_query_orphaned(int64_t seq) {
-  query_t* q = find_query(seq);
-  if (q != NULL) {
-    q->server = NULL;
-    q->orphan = 1;
+/* Node's queryServer and listening fields of `l`, with `port` (JSON). */
+static int listener_fields(const herd__listener_t* l, const char* act,
+                           const char* port, char* out, size_t cap) {
+  int n = snprintf(out, cap,
+                   "\"act\":\"%s\",\"index\":%d,\"data\":null,\"address\":%s",
+                   act, l->index, l->address[0] ? l->address : "null");
+  if (port[0])
+    n += snprintf(out + n, cap - (size_t)n, ",\"port\":%s", port);
+  if (l->address_type[0])
+    n += snprintf(out + n, cap - (size_t)n, ",\"addressType\":%s",
+                  l->address_type);
+  if (l->fd[0])
+    n += snprintf(out + n, cap - (size_t)n, ",\"fd\":%s", l->fd);
+  if (l->flags[0])
+    n += snprintf(out + n, cap - (size_t)n, ",\"flags\":%s", l->flags);
+  if (l->backlog >= 0)
+    n += snprintf(out + n, cap - (size_t)n, ",\"backlog\":%d", l->backlog);
+  return n < (int)cap ? n : -1;
+}
+
+/* Node's indexesKey: address, port, addressType and fd joined by ':'. */
+static void listener_index_key(const herd__listener_t* l, char* out,
+                               size_t cap) {
+  snprintf(out, cap, "%s:%s:%s:%s", l->address, l->port, l->address_type,
+           l->fd);
+}
+
+int herd__worker_query(herd__listener_t* l) {
+  char fields[512], index_key[400];
+  query_t* q;
+  int64_t seq;
+  int n;
+
+  if (!W.connected)
+    return HERD_ECHANNELCLOSED;
+  listener_index_key(l, index_key, sizeof(index_key));
+  /* The record is made first so that remembering the query cannot fail
+   * once it is sent: its answer must be told from a made-up one. */
+  q = herd__calloc(1, sizeof(*q));
+  if (q == NULL)
+    return UV_ENOMEM;
+  l->index = herd__worker_index(index_key, 1);
+  if (l->index < 0) {
+    herd__free(q);
+    return l->index;
+  }
+  n = listener_fields(l, "queryServer", l->port, fields, sizeof(fields));
+  seq = n < 0 ? UV_EINVAL : herd__worker_send(fields, (size_t)n);
+  if (seq < 0) {
+    herd__worker_index(index_key, -1);
+    herd__free(q);
+    return (int)seq;
+  }
+  q->seq = seq;
+  q->listener = l;
+  q->next = W.queries;
+  W.queries = q;
+  l->query_seq = seq;
+  l->next = W.listeners;
+  W.listeners = l;
+  return 0;
+}
+
+void herd__worker_listening(herd__listener_t* l, const char* port) {
+  char fields[512];
+  int n = listener_fields(l, "listening", port, fields, sizeof(fields));
+  self.state = HERD_WORKER_LISTENING; /* as Node's child.js sets it */
+  if (n > 0)
+    herd__worker_send(fields, (size_t)n);
+}
+
+void herd__worker_unlisten(herd__listener_t* l) {
+  herd__listener_t** lp = &W.listeners;
+  char index_key[400], fields[480], qkey[420];
+  while (*lp != NULL && *lp != l)
+    lp = &(*lp)->next;
+  if (*lp != l)
+    return; /* not registered: bound by itself, or already out */
+  *lp = l->next;
+  l->next = NULL;
+  listener_index_key(l, index_key, sizeof(index_key));
+  herd__worker_index(index_key, -1);
+  if (l->query_seq >= 0) {
+    query_t* q = find_query(l->query_seq);
+    if (q != NULL) {
+      q->listener = NULL;
+      q->orphan = 1;
+    }
+    l->query_seq = -1;
+  }
+  if (l->key != NULL) {
+    /* Node's worker tells the primary for rr and shared handles alike. */
+    herd_json_quote(qkey, sizeof(qkey), l->key, strlen(l->key));
+    snprintf(fields, sizeof(fields), "\"act\":\"close\",\"key\":%s", qkey);
+    herd__worker_send(fields, strlen(fields));
   }
 }
 
@@ -216,13 +290,15 @@ static void on_reply(int64_t ack, const char* json, size_t len,
                      herd_handle_t* handle) {
   query_t* q = find_query(ack);
   if (q != NULL) {
-    herd_server_t* server = q->server;
+    herd__listener_t* l = q->listener;
     int orphan = q->orphan;
     drop_query(q);
-    if (server != NULL && herd__server_query_seq(server) == ack)
-      herd__server_reply(server, json, len, handle);
-    else if (orphan)
+    if (l != NULL && l->query_seq == ack) {
+      l->query_seq = -1;
+      l->reply(l, json, len, handle);
+    } else if (orphan) {
       forget_orphan(json, len);
+    }
     return;
   }
   if (W.disconnect_seq >= 0 && ack == W.disconnect_seq) {
@@ -242,9 +318,13 @@ static void free_queries(void) {
 }
 
 static void close_servers(void) {
-  /* herd_server_close() takes each server out of the list. */
-  while (W.servers != NULL)
-    herd_server_close(W.servers, NULL);
+  /* Closing takes each one out of the list. */
+  while (W.listeners != NULL) {
+    herd__listener_t* l = W.listeners;
+    l->close(l);
+    if (W.listeners == l)
+      herd__worker_unlisten(l);
+  }
 }
 
 static void on_channel_closed(herd_ipc_t* ipc) {
@@ -256,6 +336,12 @@ static void on_channel_closed(herd_ipc_t* ipc) {
     herd__free(e);
   }
   free_queries();
+  self_priv.channel_closed = 1;
+  self.state = HERD_WORKER_DISCONNECTED;
+  if (self_priv.cb.disconnect != NULL)
+    self_priv.cb.disconnect(&self);
+  if (W.destroying)
+    exit(0); /* Node's worker.destroy() */
   if (!W.exited_after_disconnect) {
     /* The primary is gone: serve no more, as Node's workers do. */
     close_servers();
@@ -269,7 +355,7 @@ static void on_channel_closed(herd_ipc_t* ipc) {
 static void on_primary_disconnect(void) {
   if (W.exited_after_disconnect)
     return;
-  W.exited_after_disconnect = 1;
+  set_exited_after_disconnect();
   W.primary_initiated = 1;
   close_servers();
   if (W.opts.disconnect != NULL)
@@ -289,7 +375,7 @@ void herd_cluster_worker_disconnect(void) {
   }
   if (W.disconnect_seq >= 0)
     return; /* Already waiting for the primary's ack. */
-  W.exited_after_disconnect = 1;
+  set_exited_after_disconnect();
   W.disconnect_seq = herd__worker_send("\"act\":\"exitedAfterDisconnect\"", 29);
   if (W.disconnect_seq < 0) {
     W.closing_channel = 1;
@@ -301,7 +387,7 @@ static void on_internal(herd_ipc_t* ipc, const char* json, size_t len,
                         herd_handle_t* handle) {
   char cmd[16], act[32], key[400], fields[64];
   int64_t ack, seq;
-  herd_server_t* s;
+  herd__listener_t* l = NULL;
 
   (void)ipc;
   if (herd_json_get_string(json, len, "cmd", cmd, sizeof(cmd)) < 0 ||
@@ -319,9 +405,8 @@ static void on_internal(herd_ipc_t* ipc, const char* json, size_t len,
       return;
     if (handle != NULL &&
         herd_json_get_string(json, len, "key", key, sizeof(key)) >= 0) {
-      for (s = W.servers; s != NULL; s = herd__server_next(s)) {
-        const char* k = herd__server_key(s);
-        if (k != NULL && strcmp(k, key) == 0) {
+      for (l = W.listeners; l != NULL; l = l->next) {
+        if (l->key != NULL && l->newconn != NULL && strcmp(l->key, key) == 0) {
           accepted = 1;
           break;
         }
@@ -335,21 +420,66 @@ static void on_internal(herd_ipc_t* ipc, const char* json, size_t len,
     if (accepted) {
       fd = herd_handle_take(handle);
       if (fd >= 0)
-        herd__server_newconn(s, fd);
+        l->newconn(l, fd);
     }
   } else if (strcmp(act, "disconnect") == 0) {
     on_primary_disconnect();
   }
 }
 
-/* PR_SET_PDEATHSIG asks for SIGTERM when the primary dies. A primary that
- * died before the call leaves us with another parent: check for that. */
+int herd__worker_self_disconnect(void) {
+  if (!W.connected)
+    return HERD_ECHANNELCLOSED;
+  herd_cluster_worker_disconnect();
+  return 0;
+}
+
+/* Node's worker.destroy() in a worker: tell the primary it goes on
+ * purpose (exitedAfterDisconnect), close the channel once it answered,
+ * then exit(0); at once when the channel is closed already. */
+int herd__worker_self_kill(void) {
+  set_exited_after_disconnect();
+  if (!W.connected)
+    exit(0);
+  W.destroying = 1;
+  if (W.disconnect_seq >= 0 || W.closing_channel)
+    return 0; /* the channel is about to close */
+  W.disconnect_seq = herd__worker_send("\"act\":\"exitedAfterDisconnect\"", 29);
+  if (W.disconnect_seq < 0) {
+    W.closing_channel = 1;
+    herd_ipc_disconnect(&W.ipc);
+  }
+  return 0;
+}
+
+static void on_message(herd_ipc_t* ipc, const char* json, size_t len,
+                       herd_handle_t* handle) {
+  /* Node's cluster.worker listens on the process before the program can. */
+  if (self_priv.cb.message != NULL)
+    self_priv.cb.message(&self, json, len, handle);
+  if (W.opts.message != NULL)
+    W.opts.message(ipc, json, len, handle);
+}
+
+static void on_error(herd_ipc_t* ipc, int err) {
+  (void)ipc;
+  herd__worker_emit_error(&self, err);
+}
+
+/* PR_SET_PDEATHSIG asks for a signal when the primary dies: SIGTERM, or
+ * the one the primary's settings.spawn.parent_death_signal set already. A
+ * primary that died before the call leaves us with another parent: check
+ * for that. */
 static void watch_primary(void) {
   const char* ppid = getenv("HERD_PRIMARY_PID");
   pid_t want = ppid != NULL ? (pid_t)atoi(ppid) : 0;
-  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  int sig = 0;
+  if (prctl(PR_GET_PDEATHSIG, &sig) != 0 || sig == 0) {
+    sig = SIGTERM;
+    prctl(PR_SET_PDEATHSIG, sig);
+  }
   if (want > 0 && getppid() != want)
-    kill(getpid(), SIGTERM);
+    kill(getpid(), sig);
   unsetenv("HERD_PRIMARY_PID");
 }
 
@@ -375,8 +505,19 @@ int herd_cluster_worker_setup(uv_loop_t* loop,
   W.connected = 1;
   if (options != NULL)
     W.opts = *options;
+  memset(&self, 0, sizeof(self));
+  memset(&self_priv, 0, sizeof(self_priv));
+  self.id = W.id;
+  self.slot = -1;
+  self.pid = getpid();
+  self.state = HERD_WORKER_ONLINE;
+  self.child.loop = loop;
+  self.child.pid = self.pid;
+  self.child.channel = &W.ipc;
+  self.priv = &self_priv;
   memset(&cbs, 0, sizeof(cbs));
-  cbs.message = W.opts.message;
+  cbs.message = on_message;
+  cbs.error = on_error;
   cbs.disconnect = on_channel_closed;
   herd__ipc_set_internal_cb(&W.ipc, on_internal);
   herd_ipc_start(&W.ipc, &cbs);

@@ -85,18 +85,77 @@ int herd__cluster_bind(const char* host, int port, int reuseport, int backlog,
 int herd__cluster_sockname(int fd, char* address, size_t cap, int* family,
                            int* port);
 
-/* cluster_worker.c <-> cluster_server.c */
-int64_t herd__worker_send(const char* fields, size_t len);
-int herd__worker_index(const char* index_key, int delta);
-void herd__worker_server_add(herd_server_t* server);
-void herd__worker_server_remove(herd_server_t* server);
-void herd__worker_query_orphaned(int64_t seq);
-void herd__server_reply(herd_server_t* server, const char* json, size_t len,
-                        herd_handle_t* handle);
-int herd__server_newconn(herd_server_t* server, int fd);
-int64_t herd__server_query_seq(const herd_server_t* server);
-const char* herd__server_key(const herd_server_t* server);
-herd_server_t* herd__server_next(const herd_server_t* server);
-herd_server_t** herd__server_next_ref(herd_server_t* server);
+/* What a server or datagram socket is opened on: the targets of Node's
+ * server.listen() and socket.bind(). */
+typedef enum {
+  HERD__SOCK_TCP = 0, /* address (numeric, NULL: any IPv4) and port */
+  HERD__SOCK_PIPE,    /* a Unix socket path (address) */
+  HERD__SOCK_FD,      /* an fd of this process: a stream socket */
+  HERD__SOCK_UDP      /* address and port, or an fd of this process */
+} herd__sock_kind_t;
+
+typedef struct {
+  herd__sock_kind_t kind;
+  const char* address; /* TCP and UDP: numeric or NULL; PIPE: the path */
+  int port;
+  int fd;   /* FD; UDP: >= 0 to use that fd rather than bind */
+  int udp6; /* UDP: an IPv6 socket */
+  int ipv6only;
+  int reuseaddr; /* UDP: SO_REUSEADDR (Node's reuseAddr) */
+  int backlog;   /* stream sockets: > 0 listens, 0 only binds */
+} herd__sock_t;
+
+/* Opens what `s` describes: a new close-on-exec, non-blocking socket bound
+ * (and listening with a backlog), or for an fd a close-on-exec duplicate,
+ * checked to be a socket of the right kind that is not connected (never a
+ * channel or a connection). *bound_port gets the port, -1 for a Unix
+ * socket. Errors: UV_EINVAL (bad address, not such a socket), bind and
+ * listen errors. */
+int herd__sock_open(const herd__sock_t* s, int* fd, int* bound_port);
+/* The port `fd` is bound to, or -1 for a Unix socket. */
+int herd__sock_port(int fd);
+
+/* cluster_worker.c <-> cluster_server.c, cluster_dgram.c: a worker's
+ * server or datagram socket as the worker's side of the protocol sees it,
+ * embedded in the private part of herd_server_t and herd_dgram_t. */
+typedef struct herd__listener_s herd__listener_t;
+struct herd__listener_s {
+  herd__listener_t* next; /* in the worker's list while registered */
+  /* Node's queryServer fields, as JSON values; an empty string leaves the
+   * field out (undefined in Node). */
+  char address[300];
+  char port[24];
+  char address_type[16];
+  char fd[24];
+  char flags[24];
+  int backlog;
+  int index;
+  int64_t query_seq; /* the queryServer not answered yet, or -1 */
+  char* key;         /* the primary's key once it answered */
+  /* The primary's answer to the query. */
+  void (*reply)(herd__listener_t* l, const char* json, size_t len,
+                herd_handle_t* handle);
+  /* A connection handed over with newconn; returns 0 when it was taken
+   * (the fd is then the listener's). NULL: declines every one. */
+  int (*newconn)(herd__listener_t* l, int fd);
+  /* The worker disconnects: close it as the user would. */
+  void (*close)(herd__listener_t* l);
+};
+
+/* Sends queryServer for `l` (its index counted as Node's worker does) and
+ * registers it; the answer goes to l->reply. Returns 0, or
+ * HERD_ECHANNELCLOSED, UV_ENOMEM (then nothing is registered). */
+int herd__worker_query(herd__listener_t* l);
+/* Sends {"act":"listening"} for `l` with the port it got (JSON). */
+void herd__worker_listening(herd__listener_t* l, const char* port);
+/* Takes `l` out: forgets its index, tells the primary to forget its key
+ * ({"act":"close"}), or does so when the answer to its query comes. */
+void herd__worker_unlisten(herd__listener_t* l);
+/* Whether this process is a worker whose channel is open. */
+int herd__worker_connected(void);
+/* A worker whose primary is gone (the channel closed). */
+int herd__worker_orphan(void);
+/* The poll of a server's listening socket, NULL under rr (for tests). */
+uv_poll_t* herd__server_poll(herd_server_t* server);
 
 #endif /* HERD_INTERNAL_H */

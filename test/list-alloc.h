@@ -15,6 +15,8 @@
   TEST(alloc_spawn_sync_output, 30000)        \
   TEST(alloc_exec_sync, 30000)                \
   TEST(alloc_exec_file_sync, 30000)           \
+  TEST(alloc_cluster_listen, 30000)           \
+  TEST(alloc_cluster, 120000)                 \
   TEST(alloc_supervisor, 120000)              \
   TEST(alloc_supervisor_reload_scale, 120000) \
   TEST(alloc_supervisor_cluster, 180000)

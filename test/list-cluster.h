@@ -2,6 +2,8 @@
 #define HERD_TESTS_CLUSTER(TEST, HELPER)            \
   TEST(cluster_events, 10000)                       \
   TEST(cluster_settings_spawn, 10000)               \
+  TEST(cluster_settings_spawn_env, 10000)           \
+  TEST(cluster_default_args, 10000)                 \
   TEST(cluster_disconnect_all, 10000)               \
   TEST(cluster_policy_rr, 10000)                    \
   TEST(cluster_policy_shared, 10000)                \
@@ -24,6 +26,7 @@
   TEST(cluster_worker_primary_gone_at_start, 5000)  \
   TEST(cluster_server_emfile, 5000)                 \
   TEST(cluster_server_emfile_listen, 5000)          \
+  TEST(cluster_server_poll_error, 5000)             \
   TEST(cluster_rr_emfile, 10000)                    \
   TEST(cluster_replace_rr_keepalive, 120000)        \
   TEST(cluster_replace_rr_close, 240000)            \
@@ -36,11 +39,29 @@
   TEST(cluster_scale_down_reuseport, 20000)         \
   TEST(cluster_reuseport_disconnect_fork, 30000)    \
   TEST(cluster_replace_failures, 30000)             \
+  TEST(cluster_node_replace, 60000)                 \
   TEST(cluster_close_kill_timeout, 10000)           \
   TEST(cluster_alloc_failures, 60000)               \
   TEST(cluster_protocol_lies, 10000)                \
   TEST(cluster_rr_handoff_fails, 10000)             \
   TEST(cluster_rr_poll_error, 10000)                \
+  TEST(cluster_pipe, 20000)                         \
+  TEST(cluster_node_pipe, 20000)                    \
+  TEST(cluster_udp, 20000)                          \
+  TEST(cluster_node_udp, 20000)                     \
+  TEST(cluster_listen_fd, 20000)                    \
+  TEST(cluster_node_listen_fd, 20000)               \
+  TEST(cluster_listen_fd_refused, 10000)            \
+  TEST(cluster_listen_zero, 20000)                  \
+  TEST(cluster_node_listen_zero, 20000)             \
+  TEST(cluster_node_primary_kinds_rr, 30000)        \
+  TEST(cluster_node_primary_kinds_none, 30000)      \
+  TEST(cluster_worker_events, 20000)                \
+  TEST(cluster_worker_self, 20000)                  \
+  TEST(cluster_node_worker_object, 20000)           \
+  TEST(cluster_node_primary_worker_self, 20000)     \
+  HELPER(cluster_self_worker)                       \
+  HELPER(cluster_kind_worker)                       \
   HELPER(cluster_worker)                            \
   HELPER(cluster_raw_worker)                        \
   HELPER(cluster_liar)

@@ -4,8 +4,11 @@
 #include "alloc.h"
 #include "task.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static atomic_long alloc_calls;   /* allocations attempted in this run */
@@ -641,6 +644,254 @@ TEST_IMPL(alloc_exec_file_sync) {
   sc.args = args;
   sc.out = "hi\n";
   ASSERT_GE(alloc_sweep("exec_file_sync", sync_case, &sc), 2);
+  return 0;
+}
+
+/* The cluster's listen targets in a process of their own: a server on a
+ * Unix socket path (whose file goes with the server) or on an fd, and a
+ * UDP socket. An error return leaves the handle initialised (it is closed
+ * as usual) and calls no callback. */
+typedef struct {
+  const char* path; /* a pipe, or NULL: an fd (server) / UDP (dgram) */
+  int fd;
+  int dgram;
+} listen_case_t;
+
+static void seen_server_listen(herd_server_t* s, int status) {
+  ASSERT_OK(status);
+  seen.exits++;
+  herd_server_close(s, NULL);
+}
+
+static void seen_server_close(herd_server_t* s) {
+  seen.closes++;
+  free(s);
+}
+
+static void seen_dgram_close(herd_dgram_t* d);
+
+static void seen_dgram_bind(herd_dgram_t* d, int status) {
+  ASSERT_OK(status);
+  seen.exits++;
+  herd_dgram_close(d, seen_dgram_close);
+}
+
+static void seen_dgram_close(herd_dgram_t* d) {
+  seen.closes++;
+  free(d);
+}
+
+static void listen_case(void* arg) {
+  listen_case_t* lc = arg;
+  uv_loop_t loop;
+  int r;
+  memset(&seen, 0, sizeof(seen));
+  ASSERT_OK(uv_loop_init(&loop));
+  if (lc->dgram) {
+    herd_dgram_t* d = malloc(sizeof(*d));
+    herd_dgram_options_t o;
+    ASSERT(d != NULL);
+    r = herd_dgram_init(&loop, d);
+    if (r != 0) {
+      ASSERT_EQ(r, UV_ENOMEM);
+      free(d);
+      test_loop_run_close(&loop);
+      return;
+    }
+    memset(&o, 0, sizeof(o));
+    o.host = "127.0.0.1";
+    ASSERT_OK(herd_dgram_bind(d, &o, seen_dgram_bind));
+    /* The callback closes it; close_cb frees it. */
+    test_loop_run_close(&loop);
+    ASSERT_EQ(seen.closes, 1);
+    return;
+  } else {
+    herd_server_t* s = malloc(sizeof(*s));
+    herd_server_options_t o;
+    ASSERT(s != NULL);
+    r = herd_server_init(&loop, s);
+    if (r != 0) {
+      ASSERT_EQ(r, UV_ENOMEM);
+      free(s);
+      test_loop_run_close(&loop);
+      return;
+    }
+    memset(&o, 0, sizeof(o));
+    o.path = lc->path;
+    if (lc->path == NULL) {
+      o.flags = HERD_SERVER_FD;
+      o.fd = lc->fd;
+    }
+    r = herd_server_listen_ex(s, &o, NULL, seen_server_listen);
+    if (r != 0) {
+      ASSERT_EQ(r, UV_ENOMEM);
+      ASSERT(alloc_failed());
+      herd_server_close(s, seen_server_close);
+      test_loop_run_close(&loop);
+      ASSERT_EQ(seen.exits, 0);
+      ASSERT_EQ(seen.closes, 1);
+    } else {
+      test_loop_run_close(&loop);
+      ASSERT_EQ(seen.exits, 1);
+      free(s);
+    }
+  }
+  if (lc->path != NULL)
+    ASSERT(access(lc->path, F_OK) != 0); /* the socket file went too */
+}
+
+TEST_IMPL(alloc_cluster_listen) {
+  listen_case_t lc;
+  char path[108];
+  int fd;
+  struct sockaddr_in sin;
+  memset(&lc, 0, sizeof(lc));
+  snprintf(path, sizeof(path), "/tmp/herd-alloc-%d.sock", (int)getpid());
+  lc.path = path;
+  ASSERT_GE(alloc_sweep("server_listen_ex on a path", listen_case, &lc), 2);
+  memset(&lc, 0, sizeof(lc));
+  fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_OK(bind(fd, (struct sockaddr*)&sin, sizeof(sin)));
+  lc.fd = fd;
+  ASSERT_GE(alloc_sweep("server_listen_ex on an fd", listen_case, &lc), 1);
+  close(fd);
+  memset(&lc, 0, sizeof(lc));
+  lc.dgram = 1;
+  ASSERT_GE(alloc_sweep("dgram_bind", listen_case, &lc), 1);
+  return 0;
+}
+
+/* A primary whose worker listens on a Unix socket path (the primary opens
+ * and keys it), then gets a socket with herd_worker_send_ex(); and a
+ * primary that forks itself with its own arguments (the default), into a
+ * directory that does not exist. Any failing allocation ends in an error
+ * return, an error in a callback, or a worker that goes; the cluster
+ * closes in every case. */
+typedef struct {
+  uv_loop_t loop;
+  herd_cluster_t cluster;
+  herd_cluster_settings_t settings;
+  int pair[2];
+  uv_pipe_t* handed;
+  int finishing, sent, closed;
+  char path[108];
+} cluster_case_t;
+
+static void cc_closed(herd_cluster_t* c);
+
+static void cc_finish(cluster_case_t* cc) {
+  if (cc->finishing++ == 0)
+    herd_cluster_close(&cc->cluster, cc_closed);
+}
+
+static void cc_handed_closed(uv_handle_t* h) {
+  free(h);
+}
+
+static void cc_sent(herd_worker_t* w, int status, void* arg) {
+  cluster_case_t* cc = arg;
+  (void)w;
+  cc->sent++;
+  if (status != 0) /* not acknowledged: the handle is still ours */
+    uv_close((uv_handle_t*)cc->handed, cc_handed_closed);
+  cc_finish(cc);
+}
+
+static void cc_message(herd_cluster_t* c, herd_worker_t* w, const char* json,
+                       size_t len, herd_handle_t* handle) {
+  static const char msg[] = "{\"cmd\":\"socket\"}";
+  cluster_case_t* cc = c->data;
+  int64_t status;
+  int r;
+  (void)handle;
+  if (herd_json_get_int(json, len, "status", &status) != 0)
+    return;
+  if (status != 0 || cc->finishing) {
+    cc_finish(cc);
+    return;
+  }
+  ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cc->pair));
+  cc->handed = malloc(sizeof(*cc->handed));
+  ASSERT(cc->handed != NULL);
+  ASSERT_OK(uv_pipe_init(&cc->loop, cc->handed, 0));
+  ASSERT_OK(uv_pipe_open(cc->handed, cc->pair[0]));
+  r = herd_worker_send_ex(w, msg, sizeof(msg) - 1, (uv_handle_t*)cc->handed, 0,
+                          cc_handed_closed, cc_sent, cc);
+  if (r < 0) {
+    ASSERT(r == UV_ENOMEM || r == HERD_ECHANNELCLOSED);
+    uv_close((uv_handle_t*)cc->handed, cc_handed_closed);
+    cc_finish(cc);
+  }
+}
+
+static void cc_exit(herd_cluster_t* c, herd_worker_t* w, int64_t code,
+                    int sig) {
+  (void)w;
+  (void)code;
+  (void)sig;
+  cc_finish(c->data);
+}
+
+static void cc_closed(herd_cluster_t* c) {
+  ((cluster_case_t*)c->data)->closed = 1;
+}
+
+static void cluster_case(void* arg) {
+  static const char* const env[] = {"PATH=/usr/bin:/bin", NULL};
+  cluster_case_t* cc = arg;
+  herd_cluster_callbacks_t cbs;
+  int r;
+  cc->finishing = cc->sent = cc->closed = 0;
+  cc->pair[1] = -1;
+  ASSERT_OK(uv_loop_init(&cc->loop));
+  memset(&cbs, 0, sizeof(cbs));
+  cbs.message = cc_message;
+  cbs.exit = cc_exit;
+  r = herd_cluster_init(&cc->loop, &cc->cluster, &cbs);
+  if (r != 0) {
+    ASSERT_EQ(r, UV_ENOMEM);
+    test_loop_close(&cc->loop);
+    return;
+  }
+  cc->cluster.data = cc;
+  memset(&cc->settings, 0, sizeof(cc->settings));
+  cc->settings.policy = HERD_SCHED_RR;
+  cc->settings.spawn.env = env;
+  if (cc->path[0] != '\0') {
+    cc->settings.exec = test_exe();
+    cc->settings.args =
+        test_helper_args("cluster_kind_worker", "pipe", cc->path);
+  } else {
+    cc->settings.cwd = "/nonexistent/herd";
+  }
+  herd_cluster_setup_primary(&cc->cluster, &cc->settings);
+  r = herd_cluster_fork(&cc->cluster, NULL, NULL);
+  if (r != 0) {
+    ASSERT_EQ(r, UV_ENOMEM);
+    cc_finish(cc);
+  }
+  uv_run(&cc->loop, UV_RUN_DEFAULT);
+  ASSERT(cc->closed);
+  test_loop_close(&cc->loop);
+  if (cc->pair[1] >= 0)
+    close(cc->pair[1]);
+  if (cc->path[0] != '\0')
+    ASSERT(access(cc->path, F_OK) != 0);
+}
+
+TEST_IMPL(alloc_cluster) {
+  cluster_case_t cc;
+  memset(&cc, 0, sizeof(cc));
+  snprintf(cc.path, sizeof(cc.path), "/tmp/herd-alloc-%d.sock", (int)getpid());
+  ASSERT_GE(
+      alloc_sweep("cluster: a pipe server and send_ex", cluster_case, &cc), 10);
+  memset(&cc, 0, sizeof(cc));
+  ASSERT_GE(alloc_sweep("cluster: fork with the primary's arguments",
+                        cluster_case, &cc),
+            3);
   return 0;
 }
 

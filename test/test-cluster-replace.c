@@ -26,6 +26,9 @@ typedef struct {
   tc_ab_t ab;
   int port;
   int keepalive;
+  int max_rounds; /* replacements in each chain */
+  int more;       /* requests of each further ab batch */
+  int requests_first;
   int rounds[ROLL_WORKERS]; /* replacements done in each chain */
   int chains_done;
   int batches;
@@ -46,7 +49,7 @@ static void roll_replaced(herd_worker_t* successor, int status) {
   int chain = (int)(intptr_t)successor->data;
   ASSERT_OK(status);
   ASSERT(herd_worker_is_connected(successor));
-  if (++r->rounds[chain] < ROLL_ROUNDS)
+  if (++r->rounds[chain] < r->max_rounds)
     roll_replace(successor, chain);
   else
     r->chains_done++;
@@ -71,7 +74,7 @@ static void roll_ab_done(tc_ab_t* ab) {
   if (r->chains_done < ROLL_WORKERS) {
     /* Load on until the last replacement is done. */
     r->batches++;
-    tc_ab_start(&r->t.loop, ab, r->port, ROLL_MORE, 8, r->keepalive);
+    tc_ab_start(&r->t.loop, ab, r->port, r->more, 8, r->keepalive);
     return;
   }
   tc_cluster_finish(&r->t);
@@ -83,7 +86,7 @@ static void roll_ready(tc_cluster_t* t) {
   r->ab.done = roll_ab_done;
   r->ab.data = r;
   r->batches = 1;
-  tc_ab_start(&t->loop, &r->ab, r->port, ROLL_REQUESTS, 8, r->keepalive);
+  tc_ab_start(&t->loop, &r->ab, r->port, r->requests_first, 8, r->keepalive);
   herd_worker_t* first[ROLL_WORKERS];
   /* The successors join the table: take the workers first. */
   for (herd_worker_t* w = herd_cluster_first(&t->cluster); w != NULL;
@@ -94,15 +97,28 @@ static void roll_ready(tc_cluster_t* t) {
     roll_replace(first[chain], chain);
 }
 
-static void run_roll(herd_sched_policy_t policy, int keepalive) {
+/* `node`: the workers are test/fixtures/cluster-worker.js. */
+static void run_roll_ex(herd_sched_policy_t policy, int keepalive, int node,
+                        int rounds, int requests, int more) {
+  static char script[1024];
+  static const char* node_args[] = {"0", NULL};
   roll_t r;
   long long notifies = 0;
   uint64_t start = tc_now_ms();
-  int total = ROLL_WORKERS * (ROLL_ROUNDS + 1);
+  int total = ROLL_WORKERS * (rounds + 1);
 
   memset(&r, 0, sizeof(r));
   r.keepalive = keepalive;
-  tc_cluster_init(&r.t, policy, NULL, NULL, NULL);
+  r.max_rounds = rounds;
+  r.requests_first = requests;
+  r.more = more;
+  if (node) {
+    snprintf(script, sizeof(script), "%s/test/fixtures/cluster-worker.js",
+             test_source_dir());
+    tc_cluster_init(&r.t, policy, "node", script, node_args);
+  } else {
+    tc_cluster_init(&r.t, policy, NULL, NULL, NULL);
+  }
   ASSERT_OK(herd_cluster_listen(&r.t.cluster, "127.0.0.1", 0, 511, &r.port));
   r.t.want_listening = ROLL_WORKERS;
   r.t.on_ready = roll_ready;
@@ -113,12 +129,12 @@ static void run_roll(herd_sched_policy_t policy, int keepalive) {
   for (int id = 1; id < TC_MAX_IDS; id++)
     notifies += r.t.notifies[id];
   fprintf(stderr,
-          "%s %s: %d replacements, %lld requests in %d ab run(s), %llu ms\n",
-          herd_sched_policy_name(policy), keepalive ? "keep-alive" : "close",
-          r.rounds[0] + r.rounds[1], r.complete, r.batches,
-          (unsigned long long)(tc_now_ms() - start));
+          "%s%s %s: %d replacements, %lld requests in %d ab run(s), %llu ms\n",
+          node ? "node workers, " : "", herd_sched_policy_name(policy),
+          keepalive ? "keep-alive" : "close", r.rounds[0] + r.rounds[1],
+          r.complete, r.batches, (unsigned long long)(tc_now_ms() - start));
   ASSERT_EQ(r.chains_done, ROLL_WORKERS);
-  ASSERT_EQ(r.complete, ROLL_REQUESTS + (r.batches - 1) * ROLL_MORE);
+  ASSERT_EQ(r.complete, requests + (r.batches - 1) * more);
   /* Every answer was counted by the worker that gave it. */
   ASSERT_EQ(notifies, r.complete);
   /* Every worker left gracefully. */
@@ -127,6 +143,22 @@ static void run_roll(herd_sched_policy_t policy, int keepalive) {
     ASSERT_EQ(r.t.exit_code[id], 0);
     ASSERT_EQ(r.t.exit_ead[id], 1);
   }
+}
+
+static void run_roll(herd_sched_policy_t policy, int keepalive) {
+  run_roll_ex(policy, keepalive, 0, ROLL_ROUNDS, ROLL_REQUESTS, ROLL_MORE);
+}
+
+/* Real Node workers (test/fixtures/cluster-worker.js) replaced under load:
+ * each disconnected Node worker closes its server and finishes what it
+ * accepted, and its successor serves on. With a new connection per
+ * request: Node's server.close() also closes keep-alive connections it
+ * sees idle, which races with a client sending its next request on them
+ * (a Node matter, not the cluster's). */
+TEST_IMPL(cluster_node_replace) {
+  run_roll_ex(HERD_SCHED_RR, 0, 1, 4, 2000, 500);
+  run_roll_ex(HERD_SCHED_REUSEPORT, 0, 1, 4, 2000, 500);
+  return 0;
 }
 
 TEST_IMPL(cluster_replace_rr_keepalive) {

@@ -256,12 +256,17 @@ static void tc_on_listening(herd_cluster_t* c, herd_worker_t* w,
                             const herd_cluster_address_t* a) {
   tc_cluster_t* t = tc_of(c);
   int id = tc_id(w);
-  ASSERT_EQ(t->state_seen[id], 3);
+  /* After fork and online; a worker may listen on several servers. */
+  ASSERT_EQ(t->state_seen[id] & 11, 3);
   ASSERT_EQ(w->state, HERD_WORKER_LISTENING);
-  ASSERT(a->port > 0);
+  /* A Unix socket has no port; an fd of a Unix socket neither. */
+  ASSERT(a->port > 0 ||
+         (a->port == -1 && (a->address_type == -1 || a->fd >= 0)));
   t->state_seen[id] |= 4;
   t->port = a->port;
   t->listenings++;
+  if (t->on_listening != NULL)
+    t->on_listening(t, w, a);
   if (!t->ready && t->listenings >= t->want_listening) {
     t->ready = 1;
     if (t->on_ready != NULL)
@@ -284,6 +289,13 @@ static void tc_on_message(herd_cluster_t* c, herd_worker_t* w, const char* json,
 static void tc_on_disconnect(herd_cluster_t* c, herd_worker_t* w) {
   (void)w;
   tc_of(c)->disconnects++;
+}
+
+static void tc_on_error(herd_cluster_t* c, herd_worker_t* w, int err) {
+  tc_cluster_t* t = tc_of(c);
+  ASSERT_EQ(t->exited[tc_id(w)], 0);
+  t->errors++;
+  t->last_error = err;
 }
 
 static void tc_on_exit(herd_cluster_t* c, herd_worker_t* w, int64_t code,
@@ -316,6 +328,7 @@ void tc_cluster_init(tc_cluster_t* t, herd_sched_policy_t policy,
   cbs.message = tc_on_message;
   cbs.disconnect = tc_on_disconnect;
   cbs.exit = tc_on_exit;
+  cbs.error = tc_on_error;
   ASSERT_OK(herd_cluster_init(&t->loop, &t->cluster, &cbs));
   t->cluster.data = t;
   t->settings.exec_path = exec_path;

@@ -2,7 +2,9 @@
  * scheduling policy serving requests from two workers. */
 #include "test-cluster.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 /* The test worker: answers every request with "w<id>\n" (the id padded to
@@ -64,8 +66,11 @@ static void worker_on_message(herd_ipc_t* ipc, const char* json, size_t len,
   (void)handle;
   if (herd_json_get_string(json, len, "cmd", cmd, sizeof(cmd)) > 0 &&
       strcmp(cmd, "ping") == 0) {
-    n = snprintf(reply, sizeof(reply), "{\"cmd\":\"pong\",\"id\":%d}",
-                 herd_cluster_worker_id());
+    int pdeathsig = 0;
+    ASSERT_OK(prctl(PR_GET_PDEATHSIG, &pdeathsig));
+    n = snprintf(reply, sizeof(reply),
+                 "{\"cmd\":\"pong\",\"id\":%d,\"pdeathsig\":%d}",
+                 herd_cluster_worker_id(), pdeathsig);
     ASSERT(herd_cluster_worker_send(reply, (size_t)n) >= 0);
   }
 }
@@ -461,6 +466,9 @@ TEST_IMPL(cluster_fork_enoent) {
   ASSERT_EQ(t.exit_code[1], -1);
   ASSERT_EQ(t.exit_signal[1], 0);
   ASSERT_EQ(start_error, UV_ENOENT);
+  /* Node's worker 'error' for a program that cannot start, before exit. */
+  ASSERT_EQ(t.errors, 1);
+  ASSERT_EQ(t.last_error, UV_ENOENT);
   return 0;
 }
 
@@ -507,38 +515,241 @@ TEST_IMPL(cluster_silent_output) {
   return 0;
 }
 
-/* settings.spawn reaches every worker: here a process group of its own and,
- * as root, another uid (Node's cluster.settings.uid). */
+/* settings.spawn reaches every worker: a process group of its own, the
+ * parent-death signal (kept by the worker's setup, which asks for SIGTERM
+ * only when none is set) and, as root, another uid and gid (Node's
+ * cluster.settings.uid and gid) with the supplementary groups dropped, as
+ * a Node primary's workers get them (test/fixtures/cluster-uid.js). */
+static char node_ids[256];
+
+/* The Uid, Gid and Groups lines of /proc/<pid>/status. */
+static void proc_ids(int pid, char* out, size_t cap) {
+  char path[64];
+  char* status;
+  const char* keys[] = {"\nUid:", "\nGid:", "\nGroups:"};
+  size_t n = 0;
+  snprintf(path, sizeof(path), "/proc/%d/status", pid);
+  status = test_read_file(path, NULL);
+  ASSERT(status != NULL);
+  out[0] = '\0';
+  for (int i = 0; i < 3; i++) {
+    const char* l = strstr(status, keys[i]);
+    const char* e;
+    ASSERT(l != NULL);
+    e = strchr(l + 1, '\n');
+    n += (size_t)snprintf(out + n, cap - n, "%.*s",
+                          (int)(e != NULL ? e - l : (long)strlen(l)), l);
+  }
+  free(status);
+}
+
 static void spawn_opts_on_ready(tc_cluster_t* t) {
+  static const char ping[] = "{\"cmd\":\"ping\"}";
   for (herd_worker_t* w = herd_cluster_first(&t->cluster); w != NULL;
        w = herd_cluster_next(w)) {
-    char path[64];
-    char* status;
+    char ids[256];
     ASSERT_EQ(getpgid(w->pid), w->pid);
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)w->pid);
-    status = test_read_file(path, NULL);
-    ASSERT(status != NULL);
-    if (getuid() == 0)
-      ASSERT(strstr(status, "\nUid:\t65534\t") != NULL);
-    free(status);
+    proc_ids(w->pid, ids, sizeof(ids));
+    if (getuid() == 0) {
+      ASSERT(strstr(ids, "\nUid:\t65534\t") != NULL);
+      ASSERT(strstr(ids, "\nGid:\t65534\t") != NULL);
+      /* The same as a Node primary's worker. */
+      ASSERT_STR_EQ(ids, node_ids);
+    }
+    ASSERT_OK(herd_worker_send(w, ping, sizeof(ping) - 1));
   }
-  tc_cluster_finish(t);
+}
+
+static void spawn_opts_on_message(tc_cluster_t* t, herd_worker_t* w,
+                                  const char* json, size_t len) {
+  int64_t sig;
+  char cmd[16];
+  (void)w;
+  if (herd_json_get_string(json, len, "cmd", cmd, sizeof(cmd)) <= 0 ||
+      strcmp(cmd, "pong") != 0)
+    return;
+  ASSERT_OK(herd_json_get_int(json, len, "pdeathsig", &sig));
+  ASSERT_EQ(sig, SIGKILL);
+  if (++*(int*)t->data == 2)
+    tc_cluster_finish(t);
 }
 
 TEST_IMPL(cluster_settings_spawn) {
   tc_cluster_t t;
+  int pongs = 0;
+  if (getuid() == 0) {
+    herd_spawn_sync_options_t o;
+    herd_sync_result_t r;
+    char script[1024];
+    const char* args[] = {script, "65534", "65534", NULL};
+    snprintf(script, sizeof(script), "%s/test/fixtures/cluster-uid.js",
+             test_source_dir());
+    memset(&o, 0, sizeof(o));
+    o.timeout = 10000;
+    ASSERT_OK(herd_spawn_sync("node", args, &o, &r));
+    if (r.status != 0)
+      FATAL("node: %s", r.err);
+    snprintf(node_ids, sizeof(node_ids), "\n%s", r.out);
+    /* console.log's newline */
+    node_ids[strlen(node_ids) - 1] = '\0';
+    fprintf(stderr, "node's worker:%s\n", node_ids);
+    herd_sync_result_free(&r);
+  }
   tc_cluster_init(&t, HERD_SCHED_RR, NULL, NULL, NULL);
   t.settings.spawn.flags = HERD_SPAWN_PROCESS_GROUP;
   if (getuid() == 0) {
-    t.settings.spawn.flags |= HERD_SPAWN_SETUID;
+    t.settings.spawn.flags |= HERD_SPAWN_SETUID | HERD_SPAWN_SETGID;
     t.settings.spawn.uid = 65534;
+    t.settings.spawn.gid = 65534;
   }
   t.settings.spawn.parent_death_signal = SIGKILL;
   herd_cluster_setup_primary(&t.cluster, &t.settings);
+  t.data = &pongs;
   t.want_listening = 2;
   t.on_ready = spawn_opts_on_ready;
+  t.on_message = spawn_opts_on_message;
   tc_cluster_fork(&t, 2);
   tc_cluster_run(&t);
   ASSERT_EQ(t.exits, 2);
+  ASSERT_EQ(pongs, 2);
+  return 0;
+}
+
+/* The rest of settings.spawn: env is the base environment (or adds to the
+ * primary's with HERD_SPAWN_ENV_EXTEND), stdio serves when settings.stdio
+ * is empty, and listen_fds cannot be had (the workers' fd 3 is the
+ * channel). The worker here is env(1), which prints its environment: it
+ * gets no arguments (another program than this one), or it would run them. */
+typedef struct {
+  tc_cluster_t t;
+  int pipes[2][2];
+  char out[2][8192];
+} spawn_env_t;
+
+static void spawn_env_on_exit(tc_cluster_t* t, herd_worker_t* w, int64_t code,
+                              int sig) {
+  (void)w;
+  (void)code;
+  (void)sig;
+  if (t->exits == 2)
+    tc_cluster_finish(t);
+}
+
+TEST_IMPL(cluster_settings_spawn_env) {
+  static const char* const base[] = {"HERD_TEST_BASE=1", NULL};
+  spawn_env_t e;
+  herd_stdio_t stdio[4];
+  int listen_fd = 0;
+
+  memset(&e, 0, sizeof(e));
+  setenv("HERD_TEST_PRIMARY_ONLY", "1", 1);
+  tc_cluster_init(&e.t, HERD_SCHED_RR, NULL, "/usr/bin/env", NULL);
+  e.t.on_exit = spawn_env_on_exit;
+  e.t.settings.args = NULL;
+  e.t.settings.spawn.env = base;
+  memset(stdio, 0, sizeof(stdio));
+  stdio[0].kind = HERD_STDIO_IGNORE;
+  stdio[1].kind = HERD_STDIO_FD;
+  stdio[2].kind = HERD_STDIO_INHERIT;
+  stdio[2].fd = 2;
+  stdio[3].kind = HERD_STDIO_IPC;
+  e.t.settings.spawn.stdio = stdio;
+  e.t.settings.spawn.stdio_count = 4;
+  for (int i = 0; i < 2; i++) {
+    ASSERT_OK(pipe2(e.pipes[i], O_CLOEXEC));
+    stdio[1].fd = e.pipes[i][1];
+    if (i == 1)
+      e.t.settings.spawn.flags = HERD_SPAWN_ENV_EXTEND;
+    herd_cluster_setup_primary(&e.t.cluster, &e.t.settings);
+    tc_cluster_fork(&e.t, 1);
+    close(e.pipes[i][1]);
+  }
+  e.t.settings.spawn.listen_fds = &listen_fd;
+  e.t.settings.spawn.listen_fds_count = 1;
+  e.t.settings.spawn.stdio = NULL;
+  e.t.settings.spawn.stdio_count = 0;
+  herd_cluster_setup_primary(&e.t.cluster, &e.t.settings);
+  ASSERT_EQ(herd_cluster_fork(&e.t.cluster, NULL, NULL), UV_EINVAL);
+  tc_cluster_run(&e.t);
+  unsetenv("HERD_TEST_PRIMARY_ONLY");
+  for (int i = 0; i < 2; i++) {
+    ssize_t n = read(e.pipes[i][0], e.out[i], sizeof(e.out[i]) - 1);
+    ASSERT(n > 0);
+    e.out[i][n] = '\0';
+    close(e.pipes[i][0]);
+    ASSERT_EQ(e.t.exit_code[i + 1], 0); /* no arguments to run */
+    ASSERT(strstr(e.out[i], "HERD_TEST_BASE=1\n") != NULL);
+    ASSERT(strstr(e.out[i], i == 0 ? "NODE_UNIQUE_ID=1\n"
+                                   : "NODE_UNIQUE_ID=2\n") != NULL);
+    ASSERT_EQ(strstr(e.out[i], "HERD_TEST_PRIMARY_ONLY=1\n") != NULL, i == 1);
+  }
+  return 0;
+}
+
+/* Node's settings.args defaults to the primary's own arguments for the
+ * program that exec defaults to: a C primary that runs itself again gives
+ * its workers its argv[1..]. Here the worker is this test again (the
+ * runner runs it as "run-tests cluster_default_args"), which reports its
+ * arguments, NUL-separated as in /proc/self/cmdline. */
+static struct {
+  const char* want;
+  size_t want_len;
+  int matched;
+} default_args;
+
+static void default_args_on_message(tc_cluster_t* t, herd_worker_t* w,
+                                    const char* json, size_t len) {
+  char got[4096];
+  int n;
+  (void)t;
+  (void)w;
+  n = herd_json_get_string(json, len, "args", got, sizeof(got));
+  ASSERT(n >= 0);
+  ASSERT_EQ((size_t)n, default_args.want_len);
+  ASSERT_OK(memcmp(got, default_args.want, (size_t)n));
+  default_args.matched = 1;
+}
+
+TEST_IMPL(cluster_default_args) {
+  tc_cluster_t t;
+  char* mine;
+  size_t mine_len;
+  if (herd_cluster_is_worker()) {
+    uv_loop_t loop;
+    char msg[4200], q[4096];
+    size_t n;
+    char* cmdline = test_read_file("/proc/self/cmdline", &n);
+    int len;
+    ASSERT(cmdline != NULL);
+    ASSERT_OK(uv_loop_init(&loop));
+    ASSERT_OK(herd_cluster_worker_setup(&loop, NULL));
+    herd_json_quote(q, sizeof(q), cmdline + strlen(cmdline) + 1,
+                    n - strlen(cmdline) - 1);
+    len = snprintf(msg, sizeof(msg), "{\"cmd\":\"argv\",\"args\":%s}", q);
+    ASSERT(herd_cluster_worker_send(msg, (size_t)len) >= 0);
+    herd_cluster_worker_disconnect();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    test_loop_close(&loop);
+    free(cmdline);
+    /* The runner's end-of-test checks are for the primary: the channel's
+     * fd, inherited, is gone. */
+    exit(0);
+  }
+  mine = test_read_file("/proc/self/cmdline", &mine_len);
+  ASSERT(mine != NULL);
+  default_args.want = mine + strlen(mine) + 1;
+  default_args.want_len = mine_len - strlen(mine) - 1;
+  ASSERT(default_args.want_len > 0); /* the test's name at least */
+  tc_cluster_init(&t, HERD_SCHED_RR, NULL, NULL, NULL);
+  t.settings.exec = NULL;
+  t.settings.args = NULL;
+  herd_cluster_setup_primary(&t.cluster, &t.settings);
+  t.on_exit = tc_finish_on_exit;
+  t.on_message = default_args_on_message;
+  tc_cluster_fork(&t, 1);
+  tc_cluster_run(&t);
+  ASSERT_EQ(t.exit_code[1], 0);
+  ASSERT(default_args.matched);
+  free(mine);
   return 0;
 }

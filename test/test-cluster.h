@@ -64,9 +64,12 @@ struct tc_cluster_s {
   void (*on_exit)(tc_cluster_t* t, herd_worker_t* w, int64_t code, int sig);
   void (*on_message)(tc_cluster_t* t, herd_worker_t* w, const char* json,
                      size_t len);
+  void (*on_listening)(tc_cluster_t* t, herd_worker_t* w,
+                       const herd_cluster_address_t* a);
   int ready;
   int forks, onlines, listenings, disconnects, exits, closed;
-  int port; /* from the last listening event */
+  int errors, last_error; /* error events */
+  int port;               /* from the last listening event */
   int pid[TC_MAX_IDS];
   int state_seen[TC_MAX_IDS]; /* bit 0 fork, 1 online, 2 listening, 3 exit */
   int exited[TC_MAX_IDS];

@@ -66,15 +66,26 @@ typedef enum {
 typedef struct herd_cluster_s herd_cluster_t;
 typedef struct herd_worker_s herd_worker_t;
 
-/* What a worker listens on, as reported by its `listening` message. */
+/* What a worker listens on, as reported by its `listening` message (Node's
+ * `address` argument of the listening event). */
 typedef struct herd_cluster_address_s {
-  const char* address; /* NULL for "any address" */
-  int port;            /* the actual port */
-  int address_type;    /* 4, 6, or -1 (a pipe path) */
+  const char* address; /* NULL for "any address" (and an fd); the path of a
+                          Unix socket */
+  int port;            /* the actual port; -1 for a Unix socket */
+  int address_type;    /* 4, 6, -1 (a Unix socket path), 0 (an fd: Node's
+                          addressType null); 4 or 6 with `udp` */
+  int udp; /* 1: a UDP socket (Node's addressType "udp4" or "udp6") */
+  int fd;  /* listen({fd}): the primary's fd it names; else -1 */
 } herd_cluster_address_t;
 
-/* Primary side events; every one may be NULL. A worker is valid from
- * herd_cluster_fork() until the exit callback has returned. */
+struct herd_cluster_settings_s;
+
+/* Primary side events (Node's cluster.on(...)); every one may be NULL. A
+ * worker is valid from herd_cluster_fork() until the exit callback has
+ * returned. herd_worker_on() adds the events of one worker (Node's
+ * worker.on(...)); a worker's own callback runs first, then the cluster's,
+ * as Node emits them, except for `message`, where the cluster's runs first
+ * (Node's cluster listens on the worker before the program can). */
 typedef struct herd_cluster_callbacks_s {
   void (*fork)(herd_cluster_t* cluster, herd_worker_t* worker);
   /* The worker sent {"act":"online"}. */
@@ -97,6 +108,20 @@ typedef struct herd_cluster_callbacks_s {
    * this callback that output is discarded. */
   void (*output)(herd_cluster_t* cluster, herd_worker_t* worker, int fd,
                  const char* buf, size_t len);
+  /* Node's 'setup' event: after each herd_cluster_setup_primary() and each
+   * fork (Node's fork() calls setupPrimary() too), from the loop, in call
+   * order (a fork's setup event comes before its fork event). `settings`
+   * are those in force when the event runs. */
+  void (*setup)(herd_cluster_t* cluster,
+                const struct herd_cluster_settings_s* settings);
+  /* Node's worker 'error', here for every worker (Node emits it on the
+   * worker only): the program could not be started (`err` is start_error,
+   * before the exit event), the worker's channel reported an error
+   * (HERD_EBADJSON, HERD_ELINETOOLONG, HERD_EBADPROTO: the channel goes
+   * on; a read or write error: it closes, the disconnect event follows),
+   * or a herd_worker_send_ex() without a callback failed. Failures of a
+   * call are returned by the call, not reported here. */
+  void (*error)(herd_cluster_t* cluster, herd_worker_t* worker, int err);
 } herd_cluster_callbacks_t;
 
 /* Node's cluster.settings. Strings and arrays are referenced, not copied:
@@ -105,9 +130,18 @@ typedef struct herd_cluster_settings_s {
   /* The worker program: a script for exec_path, or an executable. NULL: this
    * program again (/proc/self/exe). */
   const char* exec;
-  const char* const* args;      /* NULL-terminated, without argv[0] */
-  const char* exec_path;        /* e.g. "node"; NULL: run `exec` itself */
-  const char* const* exec_argv; /* options for exec_path */
+  /* NULL-terminated, without argv[0]. NULL: with exec NULL (this program
+   * again) the primary's own argv[1..], read from /proc/self/cmdline, as
+   * Node's default is the primary script's process.argv.slice(2); with
+   * another exec, none (Node passes the primary's arguments to any exec,
+   * but a C program's arguments are its own: pass argv + 1 to get Node's
+   * behaviour). An empty list ({NULL}) gives none in every case. */
+  const char* const* args;
+  const char* exec_path; /* e.g. "node"; NULL: run `exec` itself */
+  /* Options for exec_path. NULL: none. Node's default is process.execArgv,
+   * the options of the node binary running the primary; a C primary has
+   * no interpreter options to pass on. */
+  const char* const* exec_argv;
   int silent; /* workers' stdout/stderr are pipes (see `output`) */
   /* Explicit stdio for the workers (must contain one HERD_STDIO_IPC
    * entry); 0 entries: inherit x3 + ipc, or pipes with `silent`. */
@@ -128,14 +162,20 @@ typedef struct herd_cluster_settings_s {
    * predecessor's servers. 0: 30000. */
   int listen_timeout;
   /* Every other spawn option of herd_spawn() for the workers, as Node's
-   * cluster.settings passes uid, gid and the like on to child_process:
-   * flags (HERD_SPAWN_SETUID/SETGID with uid/gid, DETACHED,
-   * PROCESS_GROUP), parent_death_signal, kill_signal, listen_fds,
-   * serialization (Node's settings.serialization: the cluster protocol
-   * works in both), ... The
-   * cluster's own fields above win over spawn.cwd, and herd sets env,
-   * stdio and the callbacks itself (spawn.env, spawn.stdio and the
-   * callbacks are ignored). All-zero: herd_spawn()'s defaults. */
+   * cluster.settings passes uid and gid on to child_process: flags
+   * (HERD_SPAWN_SETUID/SETGID with uid/gid, which also drop the
+   * supplementary groups as libuv does; DETACHED, PROCESS_GROUP, SHELL
+   * with shell, ENV_EXTEND), argv0, serialization (Node's
+   * settings.serialization: the cluster protocol works in both), timeout,
+   * kill_signal, kill_grace, abort, parent_death_signal (kept by the
+   * worker's setup, which asks for SIGTERM only when none is set).
+   * spawn.env is the base environment in place of the primary's (or added
+   * to it with HERD_SPAWN_ENV_EXTEND); `env` above and the cluster's
+   * variables go on top. spawn.cwd and spawn.stdio serve when `cwd` and
+   * `stdio` above are unset. Exceptions: listen_fds cannot be used (a
+   * worker's fd 3 is its channel: herd_cluster_fork() returns UV_EINVAL),
+   * and the callbacks (spawn_cb included) are the cluster's own (ignored).
+   * All-zero: herd_spawn()'s defaults. */
   herd_spawn_options_t spawn;
 } herd_cluster_settings_t;
 
@@ -180,15 +220,17 @@ int herd_cluster_init(uv_loop_t* loop, herd_cluster_t* cluster,
                       const herd_cluster_callbacks_t* callbacks);
 /* Node's setupPrimary(): replaces the settings for later forks (the
  * scheduling policy only until the first fork or herd_cluster_listen(),
- * which fix it in cluster->policy). */
+ * which fix it in cluster->policy). The setup event follows, from the
+ * loop. */
 void herd_cluster_setup_primary(herd_cluster_t* cluster,
                                 const herd_cluster_settings_t* settings);
 
 /* Forks a new worker with `env` ("K=V", NULL-terminated, may be NULL) added
- * to its environment, and returns it in *worker (may be NULL). The fork
- * callback runs from the loop. Failures to start the program are reported
- * through exit (with start_error), as in Node. Errors: UV_ENOMEM,
- * UV_EINVAL (bad settings), UV_ECANCELED (the cluster is closing). */
+ * to its environment, and returns it in *worker (may be NULL). The setup
+ * and then the fork callback run from the loop, as Node emits them. Failures to
+ * start the program are reported through exit (with start_error), as in Node.
+ * Errors: UV_ENOMEM, UV_EINVAL (bad settings), UV_ECANCELED (the cluster is
+ * closing). */
 int herd_cluster_fork(herd_cluster_t* cluster, const char* const* env,
                       herd_worker_t** worker);
 
@@ -229,9 +271,12 @@ int herd_cluster_kill(herd_cluster_t* cluster, int signum);
  * close_cb. */
 void herd_cluster_close(herd_cluster_t* cluster, herd_cluster_cb close_cb);
 
-/* Sends a message (one JSON text, copied) to the worker. Returns as
- * herd_ipc_send(): 0, 1 (queued above the high-water mark),
- * HERD_ECHANNELCLOSED, HERD_EBADJSON, ... */
+/* Sends a message (one JSON text, copied) to the worker: Node's
+ * worker.send(message). Returns as herd_ipc_send(): 0, 1 (queued above the
+ * high-water mark), HERD_ECHANNELCLOSED, HERD_EBADJSON, ... A message the
+ * channel later cannot write is not reported one by one: the channel
+ * closes (disconnect event) after a write error (error event). With a
+ * handle or a completion callback: herd_worker_send_ex(). */
 int herd_worker_send(herd_worker_t* worker, const char* json, size_t len);
 
 /* Node's worker.kill(): sends `signum` (0: SIGTERM) to the worker.
@@ -277,6 +322,57 @@ typedef void (*herd_worker_replace_cb)(herd_worker_t* successor, int status);
 int herd_worker_replace(herd_worker_t* worker, herd_worker_replace_cb cb,
                         herd_worker_t** successor);
 
+/* Node's worker.on(event): callbacks for one worker, in addition to the
+ * cluster-wide ones (see herd_cluster_callbacks_t for the order). Every
+ * one may be NULL. In a worker process, herd_cluster_worker_self() has
+ * message, disconnect and error (Node's cluster.worker emits no other). */
+typedef struct herd_worker_callbacks_s {
+  void (*online)(herd_worker_t* worker);
+  void (*listening)(herd_worker_t* worker,
+                    const herd_cluster_address_t* address);
+  /* `json` valid during the call; `handle` as in herd_ipc_message_cb (the
+   * cluster-wide message callback may have taken it already). */
+  void (*message)(herd_worker_t* worker, const char* json, size_t len,
+                  herd_handle_t* handle);
+  /* The channel closed (in a worker: to the primary). */
+  void (*disconnect)(herd_worker_t* worker);
+  void (*exit)(herd_worker_t* worker, int64_t exit_code, int term_signal);
+  /* As the cluster's error callback (in a worker: the channel to the
+   * primary, and herd_worker_send_ex() without a callback). */
+  void (*error)(herd_worker_t* worker, int err);
+} herd_worker_callbacks_t;
+
+/* Sets the worker's callbacks (copied; NULL clears them). To miss no event,
+ * call it right after herd_cluster_fork() or in the fork callback: events
+ * come from the loop. */
+void herd_worker_on(herd_worker_t* worker,
+                    const herd_worker_callbacks_t* callbacks);
+
+/* The end of herd_worker_send_ex(): 0 once the message is written (and a
+ * handle acknowledged by the peer), or HERD_ECHANNELCLOSED (the channel
+ * closed first), HERD_EHANDLENACK (the peer refused the handle four
+ * times), a write error. Runs from the loop, before the worker's
+ * disconnect event. */
+typedef void (*herd_worker_send_cb)(herd_worker_t* worker, int status,
+                                    void* arg);
+
+/* Node's worker.send(message, sendHandle, options, callback): sends one
+ * JSON text (copied) with a libuv handle (uv_tcp_t server or socket,
+ * uv_pipe_t, uv_udp_t; NULL for none), as herd_ipc_send_ex() does: the fd
+ * is duplicated now; a connected socket sent without HERD_SEND_KEEP_OPEN
+ * (Node's keepOpen) is closed by herd once the peer acknowledged it
+ * (uv_close(handle, handle_close_cb)). cb (may be NULL) runs once, from
+ * the loop; without it a failure is reported to the error callbacks, as
+ * Node emits 'error' when send() has no callback. Works on
+ * herd_cluster_worker_self() too (Node's process.send() from a worker).
+ * Returns as herd_ipc_send_ex(): 0, 1 (queued above the high-water mark),
+ * HERD_ECHANNELCLOSED, HERD_EBADJSON, HERD_EBADHANDLE, UV_ENOMEM; with an
+ * error no callback runs. */
+int herd_worker_send_ex(herd_worker_t* worker, const char* json, size_t len,
+                        uv_handle_t* handle, unsigned flags,
+                        uv_close_cb handle_close_cb, herd_worker_send_cb cb,
+                        void* arg);
+
 /* Node's worker.isDead(): the process has exited. */
 int herd_worker_is_dead(const herd_worker_t* worker);
 /* Node's worker.isConnected(): its channel is open. */
@@ -290,7 +386,9 @@ typedef struct herd_cluster_worker_options_s {
   /* User messages from the primary (process.on('message')). */
   herd_ipc_message_cb message;
   /* The primary asked this worker to disconnect. herd has already closed
-   * every herd_server_t (no new connection arrives). The worker finishes
+   * every herd_server_t and herd_dgram_t it got from the primary (no new
+   * connection arrives; exclusive ones are the worker's to close, as in
+   * Node). The worker finishes
    * its in-flight work (e.g. herd_http_server_close()) and then calls
    * herd_cluster_worker_disconnect(), which flushes and closes the channel.
    * NULL: herd closes the channel at once. */
@@ -311,6 +409,22 @@ int herd_cluster_worker_setup(uv_loop_t* loop,
                               const herd_cluster_worker_options_t* options);
 /* This worker's id (NODE_UNIQUE_ID), 0 if not a worker. */
 int herd_cluster_worker_id(void);
+/* Node's cluster.worker: this worker process's own herd_worker_t, NULL
+ * before herd_cluster_worker_setup(); valid for the life of the process.
+ * `id`, `pid`, `state` (online, listening once a server got its socket
+ * from the primary, disconnected once the channel closed) and
+ * `exited_after_disconnect` are kept up to date; `cluster` is NULL, `slot`
+ * -1, child.channel the channel to the primary. The worker functions work
+ * on it as Node's do in a worker: herd_worker_send() and
+ * herd_worker_send_ex() (process.send()), herd_worker_is_connected(),
+ * herd_worker_is_dead() (0: it runs), herd_worker_disconnect() (as
+ * herd_cluster_worker_disconnect(); HERD_ECHANNELCLOSED once closed),
+ * herd_worker_kill() (Node's worker.destroy(): says exitedAfterDisconnect,
+ * closes the channel and exit(0)s; the signal is ignored, as in Node),
+ * herd_worker_on() (message, disconnect, error; the worker's message
+ * callback runs before options->message, as Node's cluster.worker listens
+ * on the process first). herd_worker_replace() returns UV_EINVAL. */
+herd_worker_t* herd_cluster_worker_self(void);
 /* The channel to the primary, NULL before setup or once it closed. */
 herd_ipc_t* herd_cluster_worker_channel(void);
 /* process.send(): sends a user message to the primary. Many sends in one
@@ -343,30 +457,79 @@ typedef void (*herd_server_close_cb)(herd_server_t* server);
 struct herd_server_s {
   void* data; /* free for the user */
   uv_loop_t* loop;
-  int port;                   /* the actual port once listening */
-  herd_sched_policy_t policy; /* how connections reach it (0 standalone) */
+  int port; /* the actual port once listening; -1 on a Unix socket */
+  herd_sched_policy_t policy; /* how connections reach it (0: it listens
+                                 by itself, standalone or exclusive) */
   uint64_t connections;       /* connections delivered so far */
   /* private */
   struct herd_server_private_s* priv;
 };
 
+/* herd_server_options_t.flags. */
+typedef enum {
+  /* Node's listen({exclusive: true}): in a worker, bind and listen by
+   * itself instead of sharing the primary's socket. The primary hears
+   * nothing of it (no queryServer, no listening event), so listen(0) gets
+   * a port of its own in each worker, and herd does not close it when the
+   * worker disconnects (Node closes only the servers it got from the
+   * primary): close it in the disconnect callback. */
+  HERD_SERVER_EXCLUSIVE = (1 << 0),
+  /* Listen on `fd` (Node's listen({fd})). In a worker the number names an
+   * fd of the PRIMARY, which shares it as it shares a port, as Node does;
+   * standalone or exclusive, one of this process. */
+  HERD_SERVER_FD = (1 << 1),
+  /* Node's ipv6Only: an IPv6 host accepts no IPv4 connections. */
+  HERD_SERVER_IPV6ONLY = (1 << 2)
+} herd_server_flags_t;
+
+/* What a server listens on, as Node's server.listen(options): a TCP host
+ * and port, a Unix socket `path`, or an `fd` (HERD_SERVER_FD). All-zero:
+ * port 0 on any IPv4 address. */
+typedef struct herd_server_options_s {
+  const char* host; /* numeric IPv4 or IPv6 address; NULL: any (0.0.0.0) */
+  int port;         /* 0: a free port (see herd_server_listen_ex) */
+  /* A Unix socket path: listen there instead of host:port. A relative path
+   * is resolved against the working directory, as Node's worker does. The
+   * socket file is created by whoever binds it (this process standalone or
+   * exclusive; the primary in a worker) and removed when that one closes
+   * it, as libuv does; a path that exists already is UV_EADDRINUSE. */
+  const char* path;
+  int fd;         /* with HERD_SERVER_FD: a listening or bound stream socket */
+  int backlog;    /* 0: 511 */
+  unsigned flags; /* herd_server_flags_t */
+} herd_server_options_t;
+
 /* Initialises a caller-allocated server on `loop`. It holds a handle on the
  * loop until herd_server_close() completes, even if it never listens.
  * Errors: UV_ENOMEM. */
 int herd_server_init(uv_loop_t* loop, herd_server_t* server);
-/* Listens on host:port (host NULL: any address; a numeric IPv4 or IPv6
- * address otherwise). Standalone, the process binds and listens itself and
- * errors (UV_EADDRINUSE, ...) are returned here; in a worker (once
- * herd_cluster_worker_setup() has run; before, it binds by itself), the
- * primary is asked (queryServer) and its answer arrives in listen_cb. listen_cb
- * (may be NULL) runs from the loop, never from inside this call. In a worker
- * the primary learns of it ({"act":"listening"}). Errors: UV_EINVAL (bad host),
- * UV_EALREADY, HERD_ECHANNELCLOSED, socket errors. */
+/* Node's server.listen(options). Standalone (and with HERD_SERVER_EXCLUSIVE)
+ * the process binds and listens itself and errors (UV_EADDRINUSE, ...) are
+ * returned here; an fd is duplicated (the caller keeps its own). In a worker
+ * (once herd_cluster_worker_setup() has run; before, it binds by itself)
+ * the primary is asked (queryServer) and its answer arrives in listen_cb;
+ * once listening the worker tells the primary ({"act":"listening"}).
+ * listen_cb (may be NULL) runs from the loop, never from inside this call.
+ * Node's listen(0) rules hold in a worker: the primary keys a server by
+ * address, port, type, fd and the worker's count of listens on them, so
+ * every worker's first listen(0) gets the same port, its second listen(0)
+ * another port shared by every worker's second, and so on; exclusive
+ * listen(0) gets a port of its own. Errors: UV_EINVAL (bad host, an empty
+ * path, a negative fd, a path and HERD_SERVER_FD), UV_ENAMETOOLONG (the
+ * path), UV_EALREADY, HERD_ECHANNELCLOSED (a worker whose primary is gone),
+ * UV_ENOMEM, socket errors. */
+int herd_server_listen_ex(herd_server_t* server,
+                          const herd_server_options_t* options,
+                          herd_server_connection_cb connection_cb,
+                          herd_server_listen_cb listen_cb);
+/* herd_server_listen_ex() on host:port (host NULL: any IPv4 address). */
 int herd_server_listen(herd_server_t* server, const char* host, int port,
                        int backlog, herd_server_connection_cb connection_cb,
                        herd_server_listen_cb listen_cb);
-/* Takes the pending connection into `client`, an initialised uv_tcp_t.
- * Errors: UV_EAGAIN (no pending connection), what uv_tcp_open returns. */
+/* Takes the pending connection into `client`: an initialised uv_tcp_t, or
+ * a uv_pipe_t for a connection to a Unix socket. Errors: UV_EAGAIN (no
+ * pending connection), UV_EINVAL (the other kind of handle; the connection
+ * stays pending), what uv_tcp_open or uv_pipe_open returns. */
 int herd_server_accept(herd_server_t* server, uv_stream_t* client);
 /* Takes the pending connection as a raw, connected, non-blocking,
  * close-on-exec fd that the caller owns (e.g. for herd_http_server_adopt).
@@ -375,6 +538,69 @@ int herd_server_accept_fd(herd_server_t* server, int* fd);
 /* Stops listening; in a worker the primary is told ({"act":"close"}).
  * close_cb (may be NULL) runs from the loop. Safe to call twice. */
 void herd_server_close(herd_server_t* server, herd_server_close_cb close_cb);
+
+/* A UDP socket that works in any process (Node's dgram socket.bind() as
+ * seen by cluster). Standalone (and exclusive) it binds by itself; in a
+ * worker the primary binds the socket and every worker that asks for the
+ * same address and port gets it, as Node shares UDP sockets under every
+ * scheduling policy (there are no connections to hand out): the kernel
+ * gives each datagram to one of the workers reading. Once bound, `udp` is
+ * an open libuv UDP handle: receive and send with uv_udp_recv_start(),
+ * uv_udp_send() and the other uv_udp_* calls, but close it with
+ * herd_dgram_close(), never uv_close(). */
+typedef struct herd_dgram_s herd_dgram_t;
+typedef void (*herd_dgram_bind_cb)(herd_dgram_t* dgram, int status);
+typedef void (*herd_dgram_close_cb)(herd_dgram_t* dgram);
+
+/* herd_dgram_options_t.flags. */
+typedef enum {
+  /* Node's bind({exclusive: true}): a worker binds by itself. */
+  HERD_DGRAM_EXCLUSIVE = (1 << 0),
+  /* bind({fd}): in a worker an fd of the PRIMARY, as in Node; standalone
+   * or exclusive, one of this process. */
+  HERD_DGRAM_FD = (1 << 1),
+  HERD_DGRAM_REUSEADDR = (1 << 2), /* Node's reuseAddr: SO_REUSEADDR */
+  HERD_DGRAM_IPV6ONLY = (1 << 3)   /* Node's ipv6Only */
+} herd_dgram_flags_t;
+
+/* Node's dgram.createSocket(type) + socket.bind(options). All-zero: udp4,
+ * port 0 on 0.0.0.0. */
+typedef struct herd_dgram_options_s {
+  int ipv6;         /* 0: udp4; 1: udp6 */
+  const char* host; /* numeric address; NULL: 0.0.0.0 or :: */
+  int port;         /* 0: a free port, shared by the workers as listen(0) */
+  int fd;           /* with HERD_DGRAM_FD: a UDP socket */
+  unsigned flags;   /* herd_dgram_flags_t */
+} herd_dgram_options_t;
+
+struct herd_dgram_s {
+  void* data; /* free for the user */
+  uv_loop_t* loop;
+  uv_udp_t udp;               /* bound once bind_cb ran with 0 (see above) */
+  int port;                   /* the actual port once bound */
+  herd_sched_policy_t policy; /* HERD_SCHED_SHARED: the primary's socket;
+                                 0: bound by itself */
+  /* private */
+  struct herd_dgram_private_s* priv;
+};
+
+/* Initialises a caller-allocated datagram socket on `loop` (and `udp`, with
+ * uv_udp_init). It holds handles on the loop until herd_dgram_close()
+ * completes. Errors: UV_ENOMEM, what uv_udp_init returns. */
+int herd_dgram_init(uv_loop_t* loop, herd_dgram_t* dgram);
+/* Node's socket.bind(): binds (standalone, exclusive) or asks the primary
+ * for the shared socket (in a worker; {"act":"listening"} follows, as
+ * Node's worker sends it). bind_cb (may be NULL) runs from the loop, with 0
+ * or an error (UV_EADDRINUSE, ... from the primary; the socket is then
+ * closed). Errors returned: UV_EINVAL (bad host, an address of the other
+ * family, a negative fd), UV_EALREADY, HERD_ECHANNELCLOSED, UV_ENOMEM, and
+ * standalone the bind errors. */
+int herd_dgram_bind(herd_dgram_t* dgram, const herd_dgram_options_t* options,
+                    herd_dgram_bind_cb bind_cb);
+/* Closes the socket; in a worker the primary is told ({"act":"close"}), as
+ * Node's worker does. close_cb (may be NULL) runs from the loop; the memory
+ * may be reused then. Safe to call twice. */
+void herd_dgram_close(herd_dgram_t* dgram, herd_dgram_close_cb close_cb);
 
 #ifdef __cplusplus
 }
