@@ -292,25 +292,26 @@ const char* hr_script(const char* mode) {
            (int)getpid());
   f = fopen(script_path, "we");
   ASSERT(f != NULL);
-  fprintf(f,
-          "#!/bin/sh\n"
-          "read mode arg < %s\n"
-          "case $mode in\n"
-          "serve) exec %s ;;\n"
-          "exit) exit $arg ;;\n"
-          "slow) sleep $arg; exec %s ;;\n"
-          "never) exec sleep 1000 ;;\n"
-          "hang) trap '' TERM; sleep 1000 & while :; do sleep 1; done ;;\n"
-          "crash) sleep $(($arg / 1000)).$(printf %%03d $(($arg %% 1000))); "
-          "exit 1 ;;\n"
-          "split) [ \"$HERD_WORKER_ID\" = 1 ] && exit 2; exec %s ;;\n"
-          "leave) sleep 1000 & echo $! > %s.child; exit 3 ;;\n"
-          "usr1) trap 'echo got USR1' USR1; while :; do sleep 0.05; done ;;\n"
-          "orphans) i=0; while [ $i -lt $arg ]; do ( sleep 0.1 & ); i=$((i+1)); "
-          "done; exec %s ;;\n"
-          "esac\n"
-          "exit 99\n",
-          mode_path, fd3, fd3, fd3, mode_path, fd3);
+  fprintf(
+      f,
+      "#!/bin/sh\n"
+      "read mode arg < %s\n"
+      "case $mode in\n"
+      "serve) exec %s ;;\n"
+      "exit) exit $arg ;;\n"
+      "slow) sleep $arg; exec %s ;;\n"
+      "never) exec sleep 1000 ;;\n"
+      "hang) trap '' TERM; sleep 1000 & while :; do sleep 1; done ;;\n"
+      "crash) sleep $(($arg / 1000)).$(printf %%03d $(($arg %% 1000))); "
+      "exit 1 ;;\n"
+      "split) [ \"$HERD_WORKER_ID\" = 1 ] && exit 2; exec %s ;;\n"
+      "leave) sleep 1000 & echo $! > %s.child; exit 3 ;;\n"
+      "usr1) trap 'echo got USR1' USR1; while :; do sleep 0.05; done ;;\n"
+      "orphans) i=0; while [ $i -lt $arg ]; do ( sleep 0.1 & ); i=$((i+1)); "
+      "done; exec %s ;;\n"
+      "esac\n"
+      "exit 99\n",
+      mode_path, fd3, fd3, fd3, mode_path, fd3);
   fclose(f);
   ASSERT_EQ(chmod(script_path, 0755), 0);
   hr_deploy(mode);
