@@ -18,6 +18,10 @@
  * - rss: the resident memory of herd as supervisor, of Node's primary and
  *   of PM2's daemon, each with 2 workers of the seed's program.
  *
+ * Goals: 0 failed requests over the reloads, throughput during them >= 0.9
+ * of steady, herd's primary >= 1.2x Node's, fd3-http under herd >= 0.98x
+ * alone, herd's memory <= 2 MB. docs/run.md has the figures of a run.
+ *
  * Usage: herd-run [SRC_DIR] [--rounds N] [--duration S]
  * (herd and the examples are taken from the build tree it is in)
  * Prints RESULT lines (bench.h); every figure is a median over rounds. */
@@ -553,16 +557,18 @@ static void bench_reload(void) {
     for (int i = 0; i < p.n; i++)
       pr[i] = p.during[i] / p.steady[i];
     bench_result("run", "reload_throughput_vs_steady", "ratio", "higher",
-                 bench_median(hr, h.n), 2, "pm2",
-                 p.n ? bench_median(pr, p.n) : -1.0, "goal", 0.9);
+                 bench_median(hr, h.n), 1, "pm2",
+                 p.n ? bench_median(pr, p.n) : -1.0);
     if (c.n > 0) {
       double cr[MAX_ROUNDS];
       for (int i = 0; i < c.n; i++)
         cr[i] = c.during[i] / c.steady[i];
       bench_result("run", "reload_throughput_vs_steady_fd3", "ratio", "higher",
-                   bench_median(cr, c.n), 1, "goal", 0.9);
+                   bench_median(cr, c.n), 0);
       bench_result("run", "reload_failed_requests_fd3", "requests", "lower",
-                   c.failed, 1, "requests", c.requests);
+                   c.failed, 0);
+      bench_result("run", "reload_requests_fd3", "requests", "higher",
+                   c.requests, 0);
     }
     bench_result("run", "steady_rps_seed_reuseport", "req/s", "higher",
                  bench_median(h.steady, h.n), 1, "pm2",
@@ -606,13 +612,13 @@ static void bench_primary(void) {
   if (n[0] == 0 || n[1] == 0)
     return;
   bench_result("run", "seed_rr_rps", "req/s", "higher",
-               bench_median(rps[0], n[0]), 2, "node",
-               bench_median(rps[1], n[1]), "goal_ratio", 1.2);
+               bench_median(rps[0], n[0]), 1, "node",
+               bench_median(rps[1], n[1]));
   bench_result("run", "primary_cpu_share", "cpu", "lower",
                bench_median(cpu[0], n[0]), 1, "node",
                bench_median(cpu[1], n[1]));
   bench_result("run", "primary_rss", "kB", "lower", bench_median(rss[0], n[0]),
-               2, "node", bench_median(rss[1], n[1]), "goal", 2048.0);
+               1, "node", bench_median(rss[1], n[1]));
 }
 
 /* fd3-http under `herd run -w 1` against fd3-http alone on a socket of
@@ -664,7 +670,7 @@ static void bench_fd3(void) {
   if (n[0] == 0 || n[1] == 0)
     return;
   bench_result("run", "fd3_rps", "req/s", "higher", bench_median(rps[0], n[0]),
-               2, "alone", bench_median(rps[1], n[1]), "goal_ratio", 0.98);
+               1, "alone", bench_median(rps[1], n[1]));
 }
 
 int main(int argc, char** argv) {
