@@ -47,7 +47,9 @@ extern "C" {
   XX(ENOJSON, -30014, "IPC message has no JSON form")                        \
   XX(EBADVALUE, -30101, "malformed serialized value")                        \
   XX(EVALUETYPE, -30102, "serialized value of a type herd cannot represent") \
-  XX(EVALUELIMIT, -30103, "value exceeds a depth or size limit")
+  XX(EVALUELIMIT, -30103, "value exceeds a depth or size limit")             \
+  XX(ECRASHLOOP, -30201, "workers crashed too often")                        \
+  XX(ENEVERREADY, -30202, "no worker became ready")
 
 typedef enum {
 #define XX(name, value, msg) HERD_##name = (value),
@@ -89,5 +91,9 @@ int herd_replace_allocator(herd_malloc_func malloc_func,
 #include "herd/ipc.h"
 #include "herd/cluster.h"
 #include "herd/http.h"
+#include "herd/listen.h"
+#include "herd/systemd.h"
+#include "herd/log.h"
+#include "herd/supervisor.h"
 
 #endif /* HERD_H */

@@ -26,6 +26,7 @@ typedef struct {
   int leaving;      /* out of the server: stays for fd or its socket only */
   int holds_socket; /* reuseport: has its slot socket open */
   int listening;    /* it said so ({"act":"listening"}) */
+  int mapped;       /* an adopted handle serves a listen() of another key */
 } herd__cluster_member_t;
 
 /* How a worker leaves a handle. */
@@ -49,6 +50,7 @@ typedef struct {
   int polling;
   int served;              /* a listening member holds this slot */
   uint64_t unserved_since; /* loop time it stopped being served */
+  int adopted;             /* a copy of the caller's socket: it stays */
 } herd__cluster_slot_t;
 
 struct herd__cluster_handle_s {
@@ -61,8 +63,11 @@ struct herd__cluster_handle_s {
   int port;       /* as asked */
   int bound_port; /* the actual one */
   int backlog;
-  int index;  /* the index in the key (a worker's nth listen on the port) */
-  int pinned; /* from herd_cluster_listen(): lives as long as the cluster */
+  int index;   /* the index in the key (a worker's nth listen on the port) */
+  int pinned;  /* from herd_cluster_listen(): lives as long as the cluster */
+  int adopted; /* herd__cluster_adopt(): the caller's sockets */
+  int adopt_index;
+  herd_listen_addr_t adopt_addr; /* new reuseport slots are bound to it */
   herd__cluster_member_t* members;
   int nmembers;
   int cap_members;
@@ -124,6 +129,11 @@ struct herd_cluster_private_s {
   herd_cluster_cb close_cb;
   int closing;
   int closes_pending;
+  /* herd__cluster_adopt(): handles of the caller's sockets, and who hears
+   * how a worker's listen() was mapped onto them (h NULL: refused). */
+  int nadopted;
+  void (*map_cb)(herd_cluster_t* cluster, herd_worker_t* worker,
+                 const char* asked, const herd__cluster_handle_t* h);
   char self_exe[4096];
   /* The primary's own arguments (argv[1..] from /proc/self/cmdline), the
    * default args of workers running this program again; read once. */
@@ -225,6 +235,24 @@ void herd__cluster_handle_close_uv(herd__cluster_handle_t* handle,
 void herd__cluster_handle_uv_closed(herd__cluster_handle_t* handle);
 void herd__cluster_handles_leave(herd_worker_t* worker, herd__leave_t how);
 
+/* cluster_adopt.c: the caller's listening socket for `a` (under reuseport
+ * one per slot, fds[0 .. nfds - 1] for slots 0 .. nfds - 1, in the order
+ * they joined their group) becomes a pinned server handle; `index` is the
+ * socket's place among the caller's (listen({fd: 3 + index})). The fds are
+ * duplicated, never shut down. Errors: UV_EINVAL (not TCP), UV_EADDRINUSE
+ * (the same address twice), UV_ECANCELED, UV_ENOMEM, dup() and poll
+ * errors. */
+int herd__cluster_adopt(herd_cluster_t* cluster, const herd_listen_addr_t* a,
+                        const int* fds, int nfds, int index);
+/* The adopted handle that serves a worker's listen(address, port) of
+ * addressType `type` (or listen({fd}) when fd is not "undefined"), or NULL
+ * with *err 0 when nothing was adopted, UV_EADDRNOTAVAIL when none fits. */
+herd__cluster_handle_t* herd__cluster_adopted_for(herd_cluster_t* cluster,
+                                                  const char* address, int port,
+                                                  int type, const char* fd,
+                                                  int* err);
+uint32_t herd__cluster_key_hash(const char* key);
+
 /* cluster_protocol.c */
 /* Sends {"cmd":"NODE_CLUSTER",<fields>,"seq":N} with fd (-1: none) and
  * returns N, or a negative error. cb (may be NULL) gets N as its arg. */
@@ -293,6 +321,9 @@ void herd__shared_close(herd__cluster_handle_t* handle);
 
 /* cluster_reuseport.c */
 int herd__reuseport_open(herd__cluster_handle_t* handle, int slot);
+/* Takes copies of the caller's slot sockets for slots 0 .. nfds - 1. */
+int herd__reuseport_adopt(herd__cluster_handle_t* handle, const int* fds,
+                          int nfds);
 /* The socket of member m's slot (opened if needed), or a negative error. */
 int herd__reuseport_socket(herd__cluster_handle_t* handle,
                            herd__cluster_member_t* m);

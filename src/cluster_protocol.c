@@ -282,7 +282,7 @@ static void query_server(herd_worker_t* w, const char* json, size_t len) {
   char key[400], qkey[420];
   char fields[1024];
   int64_t seq, backlog = 511;
-  int r, fd = -1;
+  int r, fd = -1, mapped = 0;
 
   if (herd_json_get_int(json, len, "seq", &seq) != 0 ||
       parse_query(json, len, &q) != 0)
@@ -294,7 +294,32 @@ static void query_server(herd_worker_t* w, const char* json, size_t len) {
     backlog = 511;
   query_key(&q, q.port_text, key, sizeof(key));
 
-  h = herd__cluster_handle_find(cluster, key);
+  /* With the caller's sockets adopted, every TCP listen() (and
+   * listen({fd})) is served from them (cluster_adopt.c), or refused. */
+  if (q.udp == 0 && cluster->priv->nadopted > 0) {
+    int type = q.atype_int ? (int)q.atype : 0;
+    char asked[320];
+    if (strcmp(q.fd_text, "undefined") != 0 && strcmp(q.fd_text, "null") != 0)
+      snprintf(asked, sizeof(asked), "{fd: %s}", q.fd_text);
+    else
+      snprintf(asked, sizeof(asked), "%s%s%s:%s",
+               q.has_address && type == 6 ? "[" : "",
+               q.has_address ? q.address : "",
+               q.has_address && type == 6 ? "]" : "", q.port_text);
+    h = herd__cluster_adopted_for(cluster, q.has_address ? q.address : NULL,
+                                  q.port_int ? (int)q.port : -1, type,
+                                  q.fd_text, &r);
+    if (cluster->priv->map_cb != NULL)
+      cluster->priv->map_cb(cluster, w, asked, h);
+    if (h == NULL) {
+      reply_errno(w, key, seq, r);
+      return;
+    }
+    mapped = 1;
+  }
+
+  if (!mapped)
+    h = herd__cluster_handle_find(cluster, key);
   if (h == NULL) {
     r = query_sock(&q, &sock);
     if (r == 0)
@@ -321,24 +346,36 @@ static void query_server(herd_worker_t* w, const char* json, size_t len) {
   m = herd__cluster_member(h, w);
   m->listening = 0;
   m->slot = w->slot;
+  m->mapped = mapped;
 
+  /* A mapped listen() is answered under the handle's key: the worker files
+   * its server under the answer's key, which later newconn and close
+   * messages name. */
+  if (mapped)
+    snprintf(key, sizeof(key), "%s", h->key);
   herd_json_quote(qkey, sizeof(qkey), key, strlen(key));
   if (h->kind == HERD_SCHED_RR) {
     char host[64];
     int family, bport;
     /* Node's round-robin handle gives TCP servers their sockname; a Unix
-     * socket has none. */
-    if (herd__cluster_sockname(h->fd, host, sizeof(host), &family, &bport) == 0)
+     * socket has none. Node's worker takes an answer whose port is not the
+     * one asked for as a failed bind (checkBindError): a mapped listen()
+     * is told the port it asked for, and is served on the real one. */
+    if (herd__cluster_sockname(h->fd, host, sizeof(host), &family, &bport) ==
+        0) {
+      if (mapped && q.port_int && q.port > 0 && q.port <= 65535)
+        bport = (int)q.port;
       snprintf(fields, sizeof(fields),
                "\"errno\":null,\"key\":%s,\"ack\":%lld,\"data\":null,"
                "\"sockname\":{\"address\":\"%s\",\"family\":\"%s\","
                "\"port\":%d}",
                qkey, (long long)seq, host, family == AF_INET6 ? "IPv6" : "IPv4",
                bport);
-    else
+    } else {
       snprintf(fields, sizeof(fields),
                "\"errno\":null,\"key\":%s,\"ack\":%lld,\"data\":null", qkey,
                (long long)seq);
+    }
     if (answer_failed(w, herd__cluster_send(w, fields, -1, NULL)))
       return; /* it left the handle */
     herd__dispatch_join(h, w);
@@ -391,14 +428,17 @@ static void on_listening(herd_worker_t* w, const char* json, size_t len) {
     herd__cluster_member_t* m = herd__cluster_member(h, w);
     if (m == NULL || m->leaving)
       continue;
-    /* The key it asked for had the port it asked for. */
+    /* The key it asked for had the port it asked for. A mapped listen()
+     * names what the worker asked for, not the handle (under rr even the
+     * port): its membership is enough. */
     if (h->port_text != NULL)
       snprintf(port_text, sizeof(port_text), "%s", h->port_text);
     else
       snprintf(port_text, sizeof(port_text), "%d", h->port);
     query_key(&q, port_text, key, sizeof(key));
-    if (strcmp(key, h->key) != 0 || (strcmp(q.port_text, port_text) != 0 &&
-                                     !(q.port_int && q.port == h->bound_port)))
+    if (!m->mapped && (strcmp(key, h->key) != 0 ||
+                       (strcmp(q.port_text, port_text) != 0 &&
+                        !(q.port_int && q.port == h->bound_port))))
       continue;
     m->listening = 1;
     matched = 1;

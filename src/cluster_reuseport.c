@@ -28,6 +28,7 @@
  * its socket: the socket stays served across the replacement. */
 #include "cluster-int.h"
 
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -97,7 +98,19 @@ static int slot_open(herd__cluster_handle_t* h, int s, int port,
   sl = herd__calloc(1, sizeof(*sl));
   if (sl == NULL)
     return UV_ENOMEM;
-  r = herd__cluster_bind(h->address, port, 1, h->backlog, &sl->fd, bound_port);
+  if (h->adopted) {
+    /* Bound like the caller's, which may be [::] for IPv4 and IPv6. */
+    herd_listen_options_t lo;
+    herd_listen_addr_t a = h->adopt_addr;
+    memset(&lo, 0, sizeof(lo));
+    lo.flags = HERD_LISTEN_REUSEPORT;
+    lo.backlog = h->backlog;
+    a.flags &= ~(unsigned)(HERD_LISTEN_OWNED | HERD_LISTEN_INHERITED);
+    r = herd_listen_bind(&a, &lo, &sl->fd);
+  } else {
+    r = herd__cluster_bind(h->address, port, 1, h->backlog, &sl->fd,
+                           bound_port);
+  }
   if (r == 0) {
     r = uv_poll_init(h->cluster->loop, &sl->poll, sl->fd);
     if (r != 0) {
@@ -250,9 +263,10 @@ static int steered_away(herd__cluster_handle_t* h, int s) {
   return 1;
 }
 
-/* Whether nobody needs slot s's socket any more. */
+/* Whether nobody needs slot s's socket any more. An adopted one is the
+ * caller's too: it stays in the group while the cluster lives. */
 static int unwanted(herd__cluster_handle_t* h, herd__cluster_slot_t* sl) {
-  if (sl->served || !steered_away(h, sl->slot))
+  if (sl->served || sl->adopted || !steered_away(h, sl->slot))
     return 0;
   for (int i = 0; i < h->nmembers; i++)
     if (h->members[i].slot == sl->slot)
@@ -371,6 +385,47 @@ int herd__reuseport_open(herd__cluster_handle_t* h, int slot) {
   h->uv_init = 1;
   herd__reuseport_update(h);
   return 0;
+}
+
+int herd__reuseport_adopt(herd__cluster_handle_t* h, const int* fds, int nfds) {
+  int r = slots_reserve(h, nfds - 1);
+  if (r != 0)
+    return r;
+  for (int s = 0; s < nfds; s++) {
+    herd__cluster_slot_t* sl = herd__calloc(1, sizeof(*sl));
+    if (sl != NULL)
+      sl->fd = fcntl(fds[s], F_DUPFD_CLOEXEC, 3);
+    if (sl == NULL || sl->fd < 0 ||
+        uv_poll_init(h->cluster->loop, &sl->poll, sl->fd) != 0) {
+      r = sl == NULL ? UV_ENOMEM : sl->fd < 0 ? -errno : UV_ENOMEM;
+      if (sl != NULL && sl->fd >= 0)
+        close(sl->fd);
+      herd__free(sl);
+      goto fail;
+    }
+    sl->handle = h;
+    sl->slot = s;
+    sl->adopted = 1;
+    sl->poll.data = sl;
+    sl->unserved_since = uv_now(h->cluster->loop);
+    h->slots[s] = sl;
+    /* The caller bound them in slot order: the group's order. */
+    h->group[h->ngroup++] = s;
+  }
+  uv_timer_init(h->cluster->loop, &h->retry);
+  uv_timer_init(h->cluster->loop, &h->linger);
+  h->retry.data = h;
+  h->linger.data = h;
+  h->uv_init = 1;
+  return 0;
+
+fail:
+  /* Nothing was polled yet; their polls close from the loop. */
+  h->freeing = 1;
+  for (int s = 0; s < h->nslots; s++)
+    if (h->slots[s] != NULL)
+      slot_close(h, s, 0);
+  return r;
 }
 
 int herd__reuseport_socket(herd__cluster_handle_t* h,

@@ -334,9 +334,12 @@ static void rr_uv_closed(uv_handle_t* handle) {
 
 int herd__rr_open(herd__cluster_handle_t* h) {
   herd__sock_t sock;
-  int r;
-  herd__cluster_handle_sock(h, &sock, h->backlog);
-  r = herd__sock_open(&sock, &h->fd, &h->bound_port);
+  int r = 0;
+  /* An adopted handle listens already. */
+  if (h->fd < 0) {
+    herd__cluster_handle_sock(h, &sock, h->backlog);
+    r = herd__sock_open(&sock, &h->fd, &h->bound_port);
+  }
   if (r != 0)
     return r;
   r = uv_poll_init(h->cluster->loop, &h->poll, h->fd);

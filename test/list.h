@@ -11,6 +11,11 @@
 #include "list-value.h"
 #include "list-alloc.h"
 #include "list-advanced.h"
+#include "list-listen.h"
+#include "list-systemd.h"
+#include "list-log.h"
+#include "list-run.h"
+#include "list-supervisor.h"
 
 /* Tests of optional companions, built when their library is found. */
 #ifdef HERD_TEST_JANSSON
@@ -35,6 +40,11 @@
   HERD_TESTS_THREADPOOL(TEST, HELPER) \
   HERD_TESTS_VALUE(TEST, HELPER)      \
   HERD_TESTS_ALLOC(TEST, HELPER)      \
-  HERD_TESTS_ADVANCED(TEST, HELPER)
+  HERD_TESTS_ADVANCED(TEST, HELPER)   \
+  HERD_TESTS_LISTEN(TEST, HELPER)     \
+  HERD_TESTS_SYSTEMD(TEST, HELPER)    \
+  HERD_TESTS_LOG(TEST, HELPER)        \
+  HERD_TESTS_RUN(TEST, HELPER)        \
+  HERD_TESTS_SUPERVISOR(TEST, HELPER)
 
 #endif

@@ -1,10 +1,33 @@
-/* The herd command: shared declarations of its subcommands. */
+/* The herd command: shared declarations of its subcommands and of the
+ * option value parsers they share. */
 #ifndef HERD_CLI_H
 #define HERD_CLI_H
 
+#include <stdint.h>
+#include <stdio.h>
+
 /* `herd demo ...`: argv[0] is "demo". Returns the exit status. */
 int herd_cli_demo(int argc, char** argv);
-/* Prints the usage text to `f`. */
-void herd_cli_usage(void* f);
+/* `herd run ...`: argv[0] is "run". Returns the exit status. */
+int herd_cli_run(int argc, char** argv);
+/* Prints the usage text of the herd command to `f`. */
+void herd_cli_usage(FILE* f);
+
+/* Value parsers (util.c); each returns 0, or -1 for a bad value. */
+
+/* A decimal integer in [min, max], nothing else around it. */
+int cli_parse_int(const char* s, int min, int max, int* out);
+/* A duration: a decimal number with an optional unit, ms, s (the default),
+ * m or h ("500ms", "30", "30s", "2m"), at most `max_ms`; in ms. */
+int cli_parse_duration(const char* s, uint64_t max_ms, uint64_t* ms);
+/* A signal: a name with or without SIG ("TERM", "SIGTERM", any case) or a
+ * number, 1 to SIGRTMAX. */
+int cli_parse_signal(const char* s, int* signum);
+/* "SIGTERM" for SIGTERM; "SIG<n>" for one without a name. Static buffer. */
+const char* cli_signal_name(int signum);
+
+/* The text of the option getopt_long() just stopped at (for messages): the
+ * argument up to any '=', or "-c" for a short option. Static buffer. */
+const char* cli_bad_option(char** argv, int optind, int optopt);
 
 #endif /* HERD_CLI_H */

@@ -4,17 +4,16 @@
 
 #include <herd.h>
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* A crashed worker is restarted after this delay, doubled while workers
- * keep dying young, up to the maximum. */
-#define RESPAWN_MIN_MS  100
-#define RESPAWN_MAX_MS  5000
-#define YOUNG_WORKER_MS 1000
+/* A crashed worker's restart waits at most this long (the supervisor's
+ * backoff, doubled while workers keep dying young). */
+#define RESPAWN_MAX_MS 5000
 /* After SIGINT/SIGTERM the workers get this long to finish in-flight work
  * before the library kills them (settings.kill_timeout). */
 #define SHUTDOWN_GRACE_MS 10000
@@ -32,17 +31,6 @@ typedef struct {
 
 static const char kNotify[] = "{\"cmd\":\"notifyRequest\"}";
 
-static int parse_int(const char* s, int min, int max, int* out) {
-  char* end;
-  long v;
-  errno = 0;
-  v = strtol(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-    return -1;
-  *out = (int)v;
-  return 0;
-}
-
 static int usage_error(const char* fmt, const char* arg) {
   fprintf(stderr, "herd: ");
   fprintf(stderr, fmt, arg);
@@ -51,56 +39,71 @@ static int usage_error(const char* fmt, const char* arg) {
   return 2;
 }
 
-/* Parses the demo's flags (argv[0] is "demo"); 0, or 2 after a message. */
+/* Parses the demo's flags (argv[0] is "demo") with getopt_long; 0, or 2
+ * after a message. Options take their value as the next argument or after
+ * '='. argv is not permuted ("+"): workers are started with the same argv
+ * and parse it again. */
 static int parse_options(int argc, char** argv, demo_options_t* o) {
+  enum { OPT_HOST = 256, OPT_PORT, OPT_WORKERS, OPT_POLICY };
+  static const struct option options[] = {
+      {"host", required_argument, NULL, OPT_HOST},
+      {"port", required_argument, NULL, OPT_PORT},
+      {"workers", required_argument, NULL, OPT_WORKERS},
+      {"policy", required_argument, NULL, OPT_POLICY},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  int c;
+
   o->host = "127.0.0.1";
   o->port = 8000;
   o->workers = 0;
   o->policy = HERD_SCHED_DEFAULT;
-  for (int i = 1; i < argc; i++) {
-    const char* name = argv[i];
-    const char* value = NULL;
-    char flag[32];
-    const char* eq = strchr(name, '=');
-    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
-      herd_cli_usage(stdout);
-      exit(0);
-    }
-    if (strncmp(name, "--", 2) != 0)
-      return usage_error("unexpected argument '%s'", name);
-    if (eq != NULL) {
-      snprintf(flag, sizeof(flag), "%.*s", (int)(eq - name), name);
-      name = flag;
-      value = eq + 1;
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      return usage_error("option '%s' needs a value", name);
-    }
-    if (strcmp(name, "--port") == 0) {
-      if (parse_int(value, 0, 65535, &o->port) != 0)
-        return usage_error("bad port '%s'", value);
-    } else if (strcmp(name, "--host") == 0) {
-      struct sockaddr_in6 sa6;
-      struct sockaddr_in sa4;
-      if (uv_ip4_addr(value, 0, &sa4) != 0 && uv_ip6_addr(value, 0, &sa6) != 0)
-        return usage_error("bad host '%s' (a numeric IPv4 or IPv6 address)",
-                           value);
-      o->host = value;
-    } else if (strcmp(name, "--workers") == 0) {
-      if (strcmp(value, "auto") == 0)
-        o->workers = 0;
-      else if (parse_int(value, 1, 1024, &o->workers) != 0)
-        return usage_error("bad worker count '%s' (1..1024 or auto)", value);
-    } else if (strcmp(name, "--policy") == 0) {
-      int p = herd_sched_policy_parse(value);
-      if (p < 0 || strcmp(value, "none") == 0)
-        return usage_error("bad policy '%s' (rr, shared or reuseport)", value);
-      o->policy = (herd_sched_policy_t)p;
-    } else {
-      return usage_error("unknown option '%s'", name);
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, "+:h", options, NULL)) != -1) {
+    const char* value = optarg;
+    switch (c) {
+      case 'h':
+        herd_cli_usage(stdout);
+        exit(0);
+      case OPT_PORT:
+        if (cli_parse_int(value, 0, 65535, &o->port) != 0)
+          return usage_error("bad port '%s'", value);
+        break;
+      case OPT_HOST: {
+        struct sockaddr_in6 sa6;
+        struct sockaddr_in sa4;
+        if (uv_ip4_addr(value, 0, &sa4) != 0 &&
+            uv_ip6_addr(value, 0, &sa6) != 0)
+          return usage_error("bad host '%s' (a numeric IPv4 or IPv6 address)",
+                             value);
+        o->host = value;
+        break;
+      }
+      case OPT_WORKERS:
+        if (strcmp(value, "auto") == 0)
+          o->workers = 0;
+        else if (cli_parse_int(value, 1, 1024, &o->workers) != 0)
+          return usage_error("bad worker count '%s' (1..1024 or auto)", value);
+        break;
+      case OPT_POLICY: {
+        int p = herd_sched_policy_parse(value);
+        if (p < 0 || strcmp(value, "none") == 0)
+          return usage_error("bad policy '%s' (rr, shared or reuseport)",
+                             value);
+        o->policy = (herd_sched_policy_t)p;
+        break;
+      }
+      case ':':
+        return usage_error("option '%s' needs a value",
+                           cli_bad_option(argv, optind, optopt));
+      default:
+        return usage_error("unknown option '%s'",
+                           cli_bad_option(argv, optind, optopt));
     }
   }
+  if (optind < argc)
+    return usage_error("unexpected argument '%s'", argv[optind]);
   if (o->workers == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o->workers = n > 0 ? (int)n : 1;
@@ -245,18 +248,18 @@ static int worker_main(const demo_options_t* o) {
   return 0;
 }
 
-/* The primary. */
+/* The primary: herd's supervisor with cluster workers (this program
+ * again), which restarts a crashed worker with backoff, and stops them
+ * gracefully. */
 
 static struct {
-  herd_cluster_t cluster;
+  herd_supervisor_t sup;
+  herd_listen_addr_t addr;
+  int fd;
   uv_timer_t tick;
-  uv_timer_t respawn;
   uv_signal_t sigint;
   uv_signal_t sigterm;
   uint64_t requests;
-  int to_respawn; /* crashed workers waiting for their restart */
-  uint64_t backoff;
-  int stopping;
 } P;
 
 static void on_tick(uv_timer_t* t) {
@@ -265,137 +268,138 @@ static void on_tick(uv_timer_t* t) {
   fflush(stdout);
 }
 
-static void on_message(herd_cluster_t* c, herd_worker_t* w, const char* json,
-                       size_t len, herd_handle_t* handle) {
+static void on_message(herd_supervisor_t* s, int slot, const char* json,
+                       size_t len) {
   char cmd[32];
-  (void)c;
-  (void)w;
-  (void)handle;
+  (void)s;
+  (void)slot;
   if ((len == sizeof(kNotify) - 1 && memcmp(json, kNotify, len) == 0) ||
       (herd_json_get_string(json, len, "cmd", cmd, sizeof(cmd)) > 0 &&
        strcmp(cmd, "notifyRequest") == 0))
     P.requests++;
 }
 
-static void fork_one(void) {
-  int r = herd_cluster_fork(&P.cluster, NULL, NULL);
-  if (r != 0)
-    fprintf(stderr, "herd: cannot fork a worker: %s\n", herd_strerror(r));
-}
-
-static void on_respawn(uv_timer_t* t) {
-  (void)t;
-  while (P.to_respawn > 0 && !P.stopping) {
-    P.to_respawn--;
-    fork_one();
-  }
-}
-
-static void on_exit_worker(herd_cluster_t* c, herd_worker_t* w, int64_t code,
-                           int sig) {
-  uint64_t lived = uv_now(c->loop) - (uint64_t)(uintptr_t)w->data;
-  if (P.stopping || w->exited_after_disconnect)
-    return;
-  if (sig != 0)
-    fprintf(stderr, "herd: worker %d (pid %d) killed by signal %d\n", w->id,
-            (int)w->pid, sig);
-  else
-    fprintf(stderr, "herd: worker %d (pid %d) exited with code %lld\n", w->id,
-            (int)w->pid, (long long)code);
-  P.backoff = lived < YOUNG_WORKER_MS ? P.backoff * 2 : RESPAWN_MIN_MS;
-  if (P.backoff < RESPAWN_MIN_MS)
-    P.backoff = RESPAWN_MIN_MS;
-  if (P.backoff > RESPAWN_MAX_MS)
-    P.backoff = RESPAWN_MAX_MS;
-  P.to_respawn++;
-  uv_timer_start(&P.respawn, on_respawn, P.backoff, 0);
-}
-
-static void on_fork(herd_cluster_t* c, herd_worker_t* w) {
-  w->data = (void*)(uintptr_t)uv_now(c->loop);
-}
-
-static void on_cluster_closed(herd_cluster_t* c) {
-  (void)c;
-  printf("total requests = %llu\n", (unsigned long long)P.requests);
-  fflush(stdout);
+static void on_closed(herd_supervisor_t* s) {
+  (void)s;
   uv_close((uv_handle_t*)&P.tick, NULL);
-  uv_close((uv_handle_t*)&P.respawn, NULL);
   uv_close((uv_handle_t*)&P.sigint, NULL);
   uv_close((uv_handle_t*)&P.sigterm, NULL);
 }
 
-static void kill_all(int sig) {
-  herd_cluster_kill(&P.cluster, sig);
+static void on_stopped(herd_supervisor_t* s) {
+  printf("total requests = %llu\n", (unsigned long long)P.requests);
+  fflush(stdout);
+  herd_supervisor_close(s, on_closed);
+}
+
+static void on_event(herd_supervisor_t* s, const herd_supervisor_event_t* e) {
+  (void)s;
+  if (e->type == HERD_SUPERVISOR_CRASHED || e->type == HERD_SUPERVISOR_KILLED ||
+      e->type == HERD_SUPERVISOR_GAVE_UP)
+    fprintf(stderr, "herd: %s\n", e->text);
+  if (e->type == HERD_SUPERVISOR_STOPPED && s->gave_up)
+    on_stopped(s);
 }
 
 static void on_signal(uv_signal_t* s, int signum) {
   (void)s;
-  if (P.stopping) {
-    /* A second signal: stop waiting. */
-    kill_all(SIGKILL);
-    return;
-  }
   (void)signum;
-  P.stopping = 1;
+  /* A second signal stops at once. */
   uv_timer_stop(&P.tick);
-  uv_timer_stop(&P.respawn);
-  herd_cluster_close(&P.cluster, on_cluster_closed);
+  herd_supervisor_stop(&P.sup, P.sup.stopping, on_stopped);
+}
+
+/* Binds host:port once, before any worker; under reuseport a busy port is
+ * probed without SO_REUSEPORT first, which would join another process's
+ * group instead of failing. */
+static int demo_bind(const demo_options_t* o, herd_sched_policy_t policy) {
+  char text[HERD_LISTEN_TEXT_MAX];
+  herd_listen_options_t lo;
+  int r;
+  snprintf(text, sizeof(text), "%s%s%s:%d", strchr(o->host, ':') ? "[" : "",
+           o->host, strchr(o->host, ':') ? "]" : "", o->port);
+  r = herd_listen_parse(text, &P.addr);
+  if (r != 0)
+    return r;
+  memset(&lo, 0, sizeof(lo));
+  if (policy == HERD_SCHED_REUSEPORT && o->port != 0) {
+    herd_listen_addr_t probe = P.addr;
+    r = herd_listen_bind(&probe, NULL, &P.fd);
+    if (r != 0)
+      return r;
+    close(P.fd);
+  }
+  if (policy == HERD_SCHED_REUSEPORT)
+    lo.flags = HERD_LISTEN_REUSEPORT;
+  return herd_listen_bind(&P.addr, &lo, &P.fd);
 }
 
 static int primary_main(int argc, char** argv, const demo_options_t* o) {
-  herd_cluster_callbacks_t cbs;
-  herd_cluster_settings_t settings;
+  herd_supervisor_options_t so;
+  herd_supervisor_socket_t sock;
   uv_loop_t* loop = uv_default_loop();
-  int port, r;
+  herd_sched_policy_t policy = o->policy;
+  char self[4096];
+  ssize_t n;
+  int r;
 
-  signal(SIGPIPE, SIG_IGN);
-  memset(&cbs, 0, sizeof(cbs));
-  cbs.fork = on_fork;
-  cbs.message = on_message;
-  cbs.exit = on_exit_worker;
-  r = herd_cluster_init(loop, &P.cluster, &cbs);
-  if (r != 0) {
-    fprintf(stderr, "herd: %s\n", herd_strerror(r));
-    return 1;
-  }
-  memset(&settings, 0, sizeof(settings));
-  /* Workers are this program again, with the same flags. */
-  settings.args = (const char* const*)argv;
-  settings.policy = o->policy;
-  settings.kill_timeout = SHUTDOWN_GRACE_MS;
-  herd_cluster_setup_primary(&P.cluster, &settings);
   (void)argc;
-
-  r = herd_cluster_listen(&P.cluster, o->host, o->port, 511, &port);
+  signal(SIGPIPE, SIG_IGN);
+  if (policy == HERD_SCHED_DEFAULT)
+    policy = herd_cluster_default_policy();
+  r = demo_bind(o, policy);
   if (r != 0) {
     fprintf(stderr, "herd: cannot listen on %s:%d: %s\n", o->host, o->port,
-            uv_strerror(r));
-    herd_cluster_close(&P.cluster, NULL);
+            herd_strerror(r));
+    return 1;
+  }
+  /* Workers are this program again, with the same flags. */
+  n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  self[n > 0 ? n : 0] = '\0';
+  memset(&sock, 0, sizeof(sock));
+  sock.fd = P.fd;
+  sock.addr = &P.addr;
+  memset(&so, 0, sizeof(so));
+  so.protocol = HERD_WORKER_CLUSTER;
+  so.name = "demo";
+  so.file = self;
+  so.args = (const char* const*)argv;
+  so.workers = o->workers;
+  so.policy = policy;
+  so.sockets = &sock;
+  so.socket_count = 1;
+  so.graceful_timeout = SHUTDOWN_GRACE_MS;
+  so.backoff_max = RESPAWN_MAX_MS;
+  so.max_restarts = HERD_RESTARTS_UNLIMITED; /* a demo keeps going */
+  r = herd_supervisor_init(loop, &P.sup, &so, on_event, on_message);
+  if (r == 0)
+    r = herd_supervisor_start(&P.sup);
+  if (r != 0) {
+    fprintf(stderr, "herd: %s\n", herd_strerror(r));
+    if (P.sup.priv != NULL)
+      herd_supervisor_close(&P.sup, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
+    close(P.fd);
     return 1;
   }
   /* An IPv6 address goes in brackets in a URL. */
   printf("herd demo: http://%s%s%s:%d/ %d workers, policy %s\n",
          strchr(o->host, ':') ? "[" : "", o->host,
-         strchr(o->host, ':') ? "]" : "", port, o->workers,
-         herd_sched_policy_name(P.cluster.policy));
+         strchr(o->host, ':') ? "]" : "", P.addr.port, o->workers,
+         herd_sched_policy_name(policy));
   fflush(stdout);
 
   uv_timer_init(loop, &P.tick);
-  uv_timer_init(loop, &P.respawn);
   uv_signal_init(loop, &P.sigint);
   uv_signal_init(loop, &P.sigterm);
   uv_signal_start(&P.sigint, on_signal, SIGINT);
   uv_signal_start(&P.sigterm, on_signal, SIGTERM);
   uv_timer_start(&P.tick, on_tick, 1000, 1000);
-  P.backoff = RESPAWN_MIN_MS;
-  for (int i = 0; i < o->workers; i++)
-    fork_one();
 
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
+  close(P.fd);
   return 0;
 }
 
