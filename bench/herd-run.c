@@ -16,7 +16,8 @@
  * - fd3: examples/fd3-http, a socket-activated C server, under
  *   `herd run -w 1` against the same server given the same socket alone;
  * - rss: the resident memory of herd as supervisor, of Node's primary and
- *   of PM2's daemon, each with 2 workers of the seed's program.
+ *   of PM2's daemon, each with 2 workers of the seed's program: VmRSS, and
+ *   the proportional set size (shared pages divided among their users).
  *
  * Goals: 0 failed requests over the reloads, throughput during them >= 0.9
  * of steady, herd's primary >= 1.2x Node's, fd3-http under herd >= 0.98x
@@ -128,19 +129,31 @@ static int wait_port(int port, double seconds) {
   return -1;
 }
 
-static double proc_rss_kb(pid_t pid) {
+/* A field of /proc/PID/<file> in kB, or -1: VmRSS of "status" counts every
+ * page mapped, the shared libc's included; Pss of "smaps_rollup" divides
+ * each shared page among the processes that map it. */
+static double proc_kb(pid_t pid, const char* file, const char* field) {
   char path[64], line[256];
+  size_t len = strlen(field);
   double kb = -1;
   FILE* f;
-  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
   f = fopen(path, "r");
   if (f == NULL)
     return -1;
   while (fgets(line, sizeof(line), f) != NULL)
-    if (strncmp(line, "VmRSS:", 6) == 0)
-      kb = atof(line + 6);
+    if (strncmp(line, field, len) == 0)
+      kb = atof(line + len);
   fclose(f);
   return kb;
+}
+
+static double proc_rss_kb(pid_t pid) {
+  return proc_kb(pid, "status", "VmRSS:");
+}
+
+static double proc_pss_kb(pid_t pid) {
+  return proc_kb(pid, "smaps_rollup", "Pss:");
 }
 
 /* utime + stime of `pid` in seconds, or -1. */
@@ -447,6 +460,7 @@ typedef struct {
   double requests;
   double reload_s[MAX_ROUNDS];
   double rss[MAX_ROUNDS];
+  double pss[MAX_ROUNDS];
   int n;
   int skip;
 } reload_stats_t;
@@ -479,6 +493,7 @@ static void reload_round(int kind, reload_stats_t* st) {
     goto out;
   usleep(RELOAD_WINDOW * 500000);
   st->rss[st->n] = proc_rss_kb(primary);
+  st->pss[st->n] = proc_pss_kb(primary);
   if (wrk_finish(&w, 0, &rps, &failed, &reqs) != 0)
     goto out;
   st->steady[st->n] = rps;
@@ -579,12 +594,16 @@ static void bench_reload(void) {
     bench_result("run", "supervisor_rss_vs_pm2_daemon", "kB", "lower",
                  bench_median(h.rss, h.n), 1, "pm2",
                  p.n ? bench_median(p.rss, p.n) : -1.0);
+    bench_result("run", "supervisor_pss_vs_pm2_daemon", "kB", "lower",
+                 bench_median(h.pss, h.n), 1, "pm2",
+                 p.n ? bench_median(p.pss, p.n) : -1.0);
   }
 }
 
 /* herd's primary against Node's own, rr: req/s and the primary's CPU. */
 static void bench_primary(void) {
   double rps[2][MAX_ROUNDS], cpu[2][MAX_ROUNDS], rss[2][MAX_ROUNDS];
+  double pss[2][MAX_ROUNDS];
   int n[2] = {0, 0};
   for (int r = 0; r < rounds && r < MAX_ROUNDS; r++) {
     for (int k = 0; k < 2; k++) {
@@ -601,6 +620,7 @@ static void bench_primary(void) {
       if (wrk_start(&w, port, duration) == 0) {
         usleep((useconds_t)(duration * 500000));
         rss[k][n[k]] = proc_rss_kb(pid);
+        pss[k][n[k]] = proc_pss_kb(pid);
         if (wrk_finish(&w, 0, &x, &f, &q) == 0) {
           cpu[k][n[k]] = (proc_cpu(pid) - c0) / (bench_now() - t0);
           rps[k][n[k]++] = x;
@@ -619,6 +639,8 @@ static void bench_primary(void) {
                bench_median(cpu[1], n[1]));
   bench_result("run", "primary_rss", "kB", "lower", bench_median(rss[0], n[0]),
                1, "node", bench_median(rss[1], n[1]));
+  bench_result("run", "primary_pss", "kB", "lower", bench_median(pss[0], n[0]),
+               1, "node", bench_median(pss[1], n[1]));
 }
 
 /* fd3-http under `herd run -w 1` against fd3-http alone on a socket of
