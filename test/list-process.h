@@ -54,12 +54,12 @@
   TEST(exec_spawn_error, 5000)                   \
   TEST(exec_abort, 5000)                         \
   TEST(exec_stdin, 5000)                         \
-  TEST(exec_timeout_grandchild, 20000)           \
-  TEST(exec_abort_grandchild, 20000)             \
-  TEST(exec_file_timeout_grandchild, 20000)      \
-  TEST(exec_file_abort_grandchild, 20000)        \
-  TEST(exec_max_buffer_grandchild, 30000)        \
-  TEST(exec_timeout_after_exit, 20000)           \
+  TEST(exec_timeout_grandchild, 8000)            \
+  TEST(exec_abort_grandchild, 8000)              \
+  TEST(exec_file_timeout_grandchild, 8000)       \
+  TEST(exec_file_abort_grandchild, 8000)         \
+  TEST(exec_max_buffer_grandchild, 10000)        \
+  TEST(exec_timeout_after_exit, 8000)            \
   TEST(spawn_sync_input, 5000)                   \
   TEST(spawn_sync_input_unread, 5000)            \
   TEST(spawn_sync_input_too_large, 5000)         \
@@ -69,10 +69,10 @@
   TEST(spawn_sync_private_loop, 5000)            \
   TEST(exec_sync_stderr_inherit, 5000)           \
   TEST(exec_sync_failed, 5000)                   \
-  TEST(exec_sync_timeout_grandchild, 20000)      \
-  TEST(exec_file_sync_timeout_grandchild, 20000) \
-  TEST(spawn_sync_timeout_grandchild, 30000)     \
-  TEST(exec_sync_max_buffer_grandchild, 20000)   \
+  TEST(exec_sync_timeout_grandchild, 8000)       \
+  TEST(exec_file_sync_timeout_grandchild, 8000)  \
+  TEST(spawn_sync_timeout_grandchild, 10000)     \
+  TEST(exec_sync_max_buffer_grandchild, 8000)    \
   TEST(process_signal_names_node, 20000)         \
   TEST(process_kill_signal_names, 8000)          \
   TEST(process_kill_signal_invalid, 5000)        \

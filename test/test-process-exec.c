@@ -334,6 +334,7 @@ static void check_prompt(const char* what, uint64_t ms, pid_t grandchild) {
 static herd_abort_t grandchild_abort;
 static uv_timer_t grandchild_watchdog;
 static uint64_t grandchild_kill_at; /* when the abort was sent */
+static pid_t grandchild_pgid;
 
 static void grandchild_abort_cb(uv_timer_t* t) {
   grandchild_kill_at = uv_hrtime();
@@ -343,6 +344,7 @@ static void grandchild_abort_cb(uv_timer_t* t) {
 
 static void grandchild_watchdog_cb(uv_timer_t* t) {
   (void)t;
+  kill(-grandchild_pgid, SIGKILL); /* leaves nothing behind */
   FATAL("no callback %d ms after the kill: it waits for the grandchild",
         (int)GC_MARGIN_MS);
 }
@@ -385,6 +387,7 @@ static void exec_grandchild(exec_seen_t* s, const char* command,
     ASSERT_OK(herd_exec_file(&loop, &req, file, args, o, grandchild_exec_cb));
   *pgid = req.child.pid;
   ASSERT(*pgid > 0);
+  grandchild_pgid = *pgid;
   test_loop_run_close(&loop);
   if (grandchild_kill_at != 0)
     *elapsed = ms_since(grandchild_kill_at);
