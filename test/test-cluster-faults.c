@@ -850,3 +850,138 @@ TEST_IMPL(cluster_rr_poll_error) {
   ASSERT_EQ(t.served[1], 1);
   return 0;
 }
+
+/* A worker that floods queryServer messages and never reads its channel.
+ * Every one gets an answer (the first the server, the others EADDRINUSE);
+ * the primary must stop reading while its unwritten answers pass a bound,
+ * so its memory stays flat and its loop free. The worker writes for at most
+ * 3 s or 64 MiB, and exits 0 once its writes have been blocked for 300 ms
+ * (the primary stopped reading), 3 if they never were.
+ * argv: cluster_query_flood */
+HELPER_IMPL(cluster_query_flood) {
+  enum { MAX_SENT = 64 << 20 };
+  static char batch[1 << 16];
+  size_t blen = 0, off = 0, sent = 0;
+  uint64_t start = uv_hrtime(), blocked_since = 0;
+  long long seq = 0;
+  int fd, blocked = 0;
+  (void)argc;
+  (void)argv;
+  fd = atoi(getenv("NODE_CHANNEL_FD"));
+  ASSERT_OK(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK));
+  while (sent < MAX_SENT && uv_hrtime() - start < 3000000000ull) {
+    ssize_t w;
+    if (off == blen) {
+      blen = 0;
+      if (seq == 0)
+        blen += (size_t)snprintf(
+            batch, sizeof(batch),
+            "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":%lld}\n",
+            seq++);
+      while (blen + 300 < sizeof(batch))
+        blen += (size_t)snprintf(
+            batch + blen, sizeof(batch) - blen,
+            "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":0,"
+            "\"data\":null,\"address\":\"127.0.0.1\",\"port\":0,"
+            "\"addressType\":4,\"backlog\":511,\"seq\":%lld}\n",
+            seq++);
+      off = 0;
+    }
+    w = send(fd, batch + off, blen - off, MSG_NOSIGNAL);
+    if (w > 0) {
+      off += (size_t)w;
+      sent += (size_t)w;
+      blocked_since = 0;
+      continue;
+    }
+    ASSERT(errno == EAGAIN);
+    if (blocked_since == 0) {
+      blocked_since = uv_hrtime();
+    } else if (uv_hrtime() - blocked_since > 300000000ull) {
+      blocked = 1;
+      break;
+    }
+    uv_sleep(1);
+  }
+  fprintf(stderr, "query flood: sent %zu bytes, %lld messages, %s\n", sent, seq,
+          blocked ? "then blocked" : "never blocked");
+  return blocked ? 0 : 3;
+}
+
+typedef struct {
+  tc_cluster_t t;
+  uv_timer_t sampler;
+  uint64_t last_tick;
+  uint64_t max_gap_ms;
+  size_t rss0, rss_max, queued_max;
+  int samples;
+} query_flood_t;
+
+static size_t self_rss(void) {
+  char buf[128];
+  long pages = 0, resident = 0;
+  FILE* f = fopen("/proc/self/statm", "re");
+  ASSERT(f != NULL);
+  ASSERT(fgets(buf, sizeof(buf), f) != NULL);
+  fclose(f);
+  ASSERT_EQ(sscanf(buf, "%ld %ld", &pages, &resident), 2);
+  return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Every 10 ms: the primary's RSS and the worker's queued output, and the
+ * longest time the loop took to come back to this timer. */
+static void query_flood_sample(uv_timer_t* timer) {
+  query_flood_t* q = timer->data;
+  herd_worker_t* w = herd_cluster_worker(&q->t.cluster, 1);
+  uint64_t now = uv_hrtime(), gap = (now - q->last_tick) / 1000000;
+  size_t rss = self_rss();
+  q->last_tick = now;
+  if (gap > q->max_gap_ms)
+    q->max_gap_ms = gap;
+  if (rss > q->rss_max)
+    q->rss_max = rss;
+  if (w != NULL && w->child.channel != NULL) {
+    size_t queued = herd_ipc_queued_bytes(w->child.channel);
+    if (queued > q->queued_max)
+      q->queued_max = queued;
+  }
+  q->samples++;
+}
+
+static void query_flood_exit(tc_cluster_t* t, herd_worker_t* w, int64_t code,
+                             int sig) {
+  query_flood_t* q = (query_flood_t*)t;
+  (void)w;
+  (void)code;
+  (void)sig;
+  uv_close((uv_handle_t*)&q->sampler, NULL);
+  tc_cluster_finish(t);
+}
+
+TEST_IMPL(cluster_query_flood) {
+  static query_flood_t q;
+  memset(&q, 0, sizeof(q));
+  tc_cluster_init(&q.t, HERD_SCHED_RR, NULL, NULL,
+                  test_helper_args("cluster_query_flood", NULL, NULL));
+  q.t.on_exit = query_flood_exit;
+  ASSERT_OK(uv_timer_init(&q.t.loop, &q.sampler));
+  q.sampler.data = &q;
+  q.rss0 = self_rss();
+  q.rss_max = q.rss0;
+  q.last_tick = uv_hrtime();
+  ASSERT_OK(uv_timer_start(&q.sampler, query_flood_sample, 10, 10));
+  tc_cluster_fork(&q.t, 1);
+  tc_cluster_run(&q.t);
+  fprintf(stderr,
+          "query flood: primary rss %+zd, queued at most %zu, longest loop "
+          "turn %d ms over %d samples\n",
+          (ssize_t)(q.rss_max - q.rss0), q.queued_max, (int)q.max_gap_ms,
+          q.samples);
+  /* The worker's writes were blocked: the primary stopped reading. */
+  ASSERT_EQ(q.t.exit_code[1], 0);
+  ASSERT_EQ(q.t.onlines, 1);
+  ASSERT_LE(q.queued_max, 256 * 1024);
+  ASSERT_LE(q.rss_max, q.rss0 + 8 * 1024 * 1024);
+  ASSERT_LE(q.max_gap_ms, 1000);
+  return 0;
+}
