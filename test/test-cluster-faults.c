@@ -87,11 +87,50 @@ HELPER_IMPL(cluster_raw_worker) {
   return 0;
 }
 
+/* The primary's open fds once every connection is served: a connection
+ * requeued after a failed handoff must not stay open (or be lost open) in
+ * the primary. The count is awaited with a deadline, since the primary
+ * closes its copy of a connection when the worker's answer arrives, which
+ * may come after the client has its response; then the cluster ends. */
+typedef struct {
+  uv_timer_t timer;
+  tc_cluster_t* t;
+  int want;
+  uint64_t start;
+} fds_wait_t;
+
+static fds_wait_t fds_wait;
+
+static void fds_wait_cb(uv_timer_t* timer) {
+  fds_wait_t* f = timer->data;
+  int n = test_count_fds();
+  if (n != f->want) {
+    if ((uv_hrtime() - f->start) / 1000000 > 3000)
+      FATAL("the primary has %d fds open, %d before the connection", n,
+            f->want);
+    return;
+  }
+  uv_close((uv_handle_t*)timer, NULL);
+  tc_cluster_finish(f->t);
+}
+
+/* Ends the cluster once the primary has `want` fds open again. */
+static void finish_at_fds(tc_cluster_t* t, int want) {
+  fds_wait.t = t;
+  fds_wait.want = want;
+  fds_wait.start = uv_hrtime();
+  ASSERT_OK(uv_timer_init(&t->loop, &fds_wait.timer));
+  fds_wait.timer.data = &fds_wait;
+  ASSERT_OK(uv_timer_start(&fds_wait.timer, fds_wait_cb, 0, 5));
+}
+
 typedef struct {
   const char* mode;
   int port;
   int declined;
   int stage;
+  int fds0;        /* the primary's fds before any worker */
+  int fds_per_run; /* ... and with the first two workers ready */
 } rr_fault_t;
 
 static void fault_client(void* arg) {
@@ -186,8 +225,20 @@ static void all_decline_client(void* arg) {
   ASSERT_EQ(tc_count_body(t, body), 3);
 }
 
+/* The connection was requeued twice (once per decline): once served, the
+ * primary holds what the three workers cost it and nothing more. */
+static void all_decline_done(void* arg) {
+  tc_cluster_t* t = arg;
+  rr_fault_t* f = t->data;
+  int per_worker = (f->fds_per_run - f->fds0) / 2;
+  finish_at_fds(t, f->fds0 + 3 * per_worker);
+}
+
 static void all_decline_on_ready(tc_cluster_t* t) {
-  tc_job_start(&t->loop, all_decline_client, fault_client_done, t);
+  rr_fault_t* f = t->data;
+  f->fds_per_run = test_count_fds();
+  ASSERT_EQ((f->fds_per_run - f->fds0) % 2, 0);
+  tc_job_start(&t->loop, all_decline_client, all_decline_done, t);
 }
 
 static void all_decline_on_message(tc_cluster_t* t, herd_worker_t* w,
@@ -216,6 +267,7 @@ TEST_IMPL(cluster_rr_all_decline) {
   t.want_listening = 2;
   t.on_ready = all_decline_on_ready;
   t.on_message = all_decline_on_message;
+  f.fds0 = test_count_fds();
   tc_cluster_fork(&t, 2);
   tc_cluster_run(&t);
   ASSERT_EQ(f.declined, 2);
@@ -528,6 +580,7 @@ typedef struct {
   int nfillers;
   struct rlimit old;
   uv_timer_t check;
+  int fds_ready; /* the primary's fds before the connection */
 } emfile_rr_t;
 
 static herd__cluster_handle_t* first_handle(tc_cluster_t* t) {
@@ -581,15 +634,21 @@ static void rr_emfile_client(void* arg) {
   ASSERT_EQ(tc_count_body(&e->t, body), 1);
 }
 
+static void rr_emfile_done(void* arg) {
+  emfile_rr_t* e = arg;
+  finish_at_fds(&e->t, e->fds_ready);
+}
+
 static void rr_emfile_on_ready(tc_cluster_t* t) {
   emfile_rr_t* e = (emfile_rr_t*)t;
+  e->fds_ready = test_count_fds();
   /* The client takes the last free fd: the primary's accept() has none. */
   fds_exhaust(e->fillers, &e->nfillers, (int)HERD_ARRAY_SIZE(e->fillers),
               &e->old, 1);
   ASSERT_OK(uv_timer_init(&t->loop, &e->check));
   e->check.data = e;
   ASSERT_OK(uv_timer_start(&e->check, rr_emfile_check, 5, 5));
-  tc_job_start(&t->loop, rr_emfile_client, backlog_client_done, t);
+  tc_job_start(&t->loop, rr_emfile_client, rr_emfile_done, t);
 }
 
 TEST_IMPL(cluster_rr_emfile) {
@@ -765,6 +824,7 @@ typedef struct {
   int nfillers;
   struct rlimit old;
   uv_timer_t check;
+  int fds_ready; /* the primary's fds before the connection */
 } handoff_t;
 
 static void handoff_release(handoff_t* f) {
@@ -789,13 +849,16 @@ static void handoff_client(void* arg) {
   ASSERT(tc_count_body(&f->t, body) > 0);
 }
 
+/* The failed handoff requeued the connection: once it is served, the
+ * primary has no more fds open than before it. */
 static void handoff_client_done(void* arg) {
   handoff_t* f = arg;
-  tc_cluster_finish(&f->t);
+  finish_at_fds(&f->t, f->fds_ready);
 }
 
 static void handoff_ready(tc_cluster_t* t) {
   handoff_t* f = (handoff_t*)t;
+  f->fds_ready = test_count_fds();
   /* One fd for the client, one for the primary's accept(): none for the
    * copy the channel takes of it. */
   fds_exhaust(f->fillers, &f->nfillers, (int)HERD_ARRAY_SIZE(f->fillers),
