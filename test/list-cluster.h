@@ -46,6 +46,7 @@
   TEST(cluster_protocol_lies, 10000)                \
   TEST(cluster_rr_handoff_fails, 10000)             \
   TEST(cluster_rr_poll_error, 10000)                \
+  TEST(cluster_query_flood, 15000)                  \
   TEST(cluster_pipe, 20000)                         \
   TEST(cluster_node_pipe, 20000)                    \
   TEST(cluster_udp, 20000)                          \
@@ -65,4 +66,5 @@
   HELPER(cluster_kind_worker)                       \
   HELPER(cluster_worker)                            \
   HELPER(cluster_raw_worker)                        \
-  HELPER(cluster_liar)
+  HELPER(cluster_liar)                              \
+  HELPER(cluster_query_flood)

@@ -56,7 +56,9 @@
   TEST(exec_stdin, 5000)                         \
   TEST(exec_timeout_grandchild, 8000)            \
   TEST(exec_abort_grandchild, 8000)              \
-  TEST(exec_max_buffer_grandchild, 8000)         \
+  TEST(exec_file_timeout_grandchild, 8000)       \
+  TEST(exec_file_abort_grandchild, 8000)         \
+  TEST(exec_max_buffer_grandchild, 10000)        \
   TEST(exec_timeout_after_exit, 8000)            \
   TEST(spawn_sync_input, 5000)                   \
   TEST(spawn_sync_input_unread, 5000)            \
@@ -68,7 +70,8 @@
   TEST(exec_sync_stderr_inherit, 5000)           \
   TEST(exec_sync_failed, 5000)                   \
   TEST(exec_sync_timeout_grandchild, 8000)       \
-  TEST(spawn_sync_timeout_grandchild, 8000)      \
+  TEST(exec_file_sync_timeout_grandchild, 8000)  \
+  TEST(spawn_sync_timeout_grandchild, 10000)     \
   TEST(exec_sync_max_buffer_grandchild, 8000)    \
   TEST(process_signal_names_node, 20000)         \
   TEST(process_kill_signal_names, 8000)          \

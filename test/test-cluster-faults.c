@@ -87,11 +87,50 @@ HELPER_IMPL(cluster_raw_worker) {
   return 0;
 }
 
+/* The primary's open fds once every connection is served: a connection
+ * requeued after a failed handoff must not stay open (or be lost open) in
+ * the primary. The count is awaited with a deadline, since the primary
+ * closes its copy of a connection when the worker's answer arrives, which
+ * may come after the client has its response; then the cluster ends. */
+typedef struct {
+  uv_timer_t timer;
+  tc_cluster_t* t;
+  int want;
+  uint64_t start;
+} fds_wait_t;
+
+static fds_wait_t fds_wait;
+
+static void fds_wait_cb(uv_timer_t* timer) {
+  fds_wait_t* f = timer->data;
+  int n = test_count_fds();
+  if (n != f->want) {
+    if ((uv_hrtime() - f->start) / 1000000 > 3000)
+      FATAL("the primary has %d fds open, %d before the connection", n,
+            f->want);
+    return;
+  }
+  uv_close((uv_handle_t*)timer, NULL);
+  tc_cluster_finish(f->t);
+}
+
+/* Ends the cluster once the primary has `want` fds open again. */
+static void finish_at_fds(tc_cluster_t* t, int want) {
+  fds_wait.t = t;
+  fds_wait.want = want;
+  fds_wait.start = uv_hrtime();
+  ASSERT_OK(uv_timer_init(&t->loop, &fds_wait.timer));
+  fds_wait.timer.data = &fds_wait;
+  ASSERT_OK(uv_timer_start(&fds_wait.timer, fds_wait_cb, 0, 5));
+}
+
 typedef struct {
   const char* mode;
   int port;
   int declined;
   int stage;
+  int fds0;        /* the primary's fds before any worker */
+  int fds_per_run; /* ... and with the first two workers ready */
 } rr_fault_t;
 
 static void fault_client(void* arg) {
@@ -186,8 +225,20 @@ static void all_decline_client(void* arg) {
   ASSERT_EQ(tc_count_body(t, body), 3);
 }
 
+/* The connection was requeued twice (once per decline): once served, the
+ * primary holds what the three workers cost it and nothing more. */
+static void all_decline_done(void* arg) {
+  tc_cluster_t* t = arg;
+  rr_fault_t* f = t->data;
+  int per_worker = (f->fds_per_run - f->fds0) / 2;
+  finish_at_fds(t, f->fds0 + 3 * per_worker);
+}
+
 static void all_decline_on_ready(tc_cluster_t* t) {
-  tc_job_start(&t->loop, all_decline_client, fault_client_done, t);
+  rr_fault_t* f = t->data;
+  f->fds_per_run = test_count_fds();
+  ASSERT_EQ((f->fds_per_run - f->fds0) % 2, 0);
+  tc_job_start(&t->loop, all_decline_client, all_decline_done, t);
 }
 
 static void all_decline_on_message(tc_cluster_t* t, herd_worker_t* w,
@@ -216,6 +267,7 @@ TEST_IMPL(cluster_rr_all_decline) {
   t.want_listening = 2;
   t.on_ready = all_decline_on_ready;
   t.on_message = all_decline_on_message;
+  f.fds0 = test_count_fds();
   tc_cluster_fork(&t, 2);
   tc_cluster_run(&t);
   ASSERT_EQ(f.declined, 2);
@@ -528,6 +580,7 @@ typedef struct {
   int nfillers;
   struct rlimit old;
   uv_timer_t check;
+  int fds_ready; /* the primary's fds before the connection */
 } emfile_rr_t;
 
 static herd__cluster_handle_t* first_handle(tc_cluster_t* t) {
@@ -581,15 +634,21 @@ static void rr_emfile_client(void* arg) {
   ASSERT_EQ(tc_count_body(&e->t, body), 1);
 }
 
+static void rr_emfile_done(void* arg) {
+  emfile_rr_t* e = arg;
+  finish_at_fds(&e->t, e->fds_ready);
+}
+
 static void rr_emfile_on_ready(tc_cluster_t* t) {
   emfile_rr_t* e = (emfile_rr_t*)t;
+  e->fds_ready = test_count_fds();
   /* The client takes the last free fd: the primary's accept() has none. */
   fds_exhaust(e->fillers, &e->nfillers, (int)HERD_ARRAY_SIZE(e->fillers),
               &e->old, 1);
   ASSERT_OK(uv_timer_init(&t->loop, &e->check));
   e->check.data = e;
   ASSERT_OK(uv_timer_start(&e->check, rr_emfile_check, 5, 5));
-  tc_job_start(&t->loop, rr_emfile_client, backlog_client_done, t);
+  tc_job_start(&t->loop, rr_emfile_client, rr_emfile_done, t);
 }
 
 TEST_IMPL(cluster_rr_emfile) {
@@ -765,6 +824,7 @@ typedef struct {
   int nfillers;
   struct rlimit old;
   uv_timer_t check;
+  int fds_ready; /* the primary's fds before the connection */
 } handoff_t;
 
 static void handoff_release(handoff_t* f) {
@@ -789,13 +849,16 @@ static void handoff_client(void* arg) {
   ASSERT(tc_count_body(&f->t, body) > 0);
 }
 
+/* The failed handoff requeued the connection: once it is served, the
+ * primary has no more fds open than before it. */
 static void handoff_client_done(void* arg) {
   handoff_t* f = arg;
-  tc_cluster_finish(&f->t);
+  finish_at_fds(&f->t, f->fds_ready);
 }
 
 static void handoff_ready(tc_cluster_t* t) {
   handoff_t* f = (handoff_t*)t;
+  f->fds_ready = test_count_fds();
   /* One fd for the client, one for the primary's accept(): none for the
    * copy the channel takes of it. */
   fds_exhaust(f->fillers, &f->nfillers, (int)HERD_ARRAY_SIZE(f->fillers),
@@ -848,5 +911,140 @@ TEST_IMPL(cluster_rr_poll_error) {
   tc_cluster_fork(&t, 1);
   tc_cluster_run(&t);
   ASSERT_EQ(t.served[1], 1);
+  return 0;
+}
+
+/* A worker that floods queryServer messages and never reads its channel.
+ * Every one gets an answer (the first the server, the others EADDRINUSE);
+ * the primary must stop reading while its unwritten answers pass a bound,
+ * so its memory stays flat and its loop free. The worker writes for at most
+ * 3 s or 64 MiB, and exits 0 once its writes have been blocked for 300 ms
+ * (the primary stopped reading), 3 if they never were.
+ * argv: cluster_query_flood */
+HELPER_IMPL(cluster_query_flood) {
+  enum { MAX_SENT = 64 << 20 };
+  static char batch[1 << 16];
+  size_t blen = 0, off = 0, sent = 0;
+  uint64_t start = uv_hrtime(), blocked_since = 0;
+  long long seq = 0;
+  int fd, blocked = 0;
+  (void)argc;
+  (void)argv;
+  fd = atoi(getenv("NODE_CHANNEL_FD"));
+  ASSERT_OK(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK));
+  while (sent < MAX_SENT && uv_hrtime() - start < 3000000000ull) {
+    ssize_t w;
+    if (off == blen) {
+      blen = 0;
+      if (seq == 0)
+        blen += (size_t)snprintf(
+            batch, sizeof(batch),
+            "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":%lld}\n",
+            seq++);
+      while (blen + 300 < sizeof(batch))
+        blen += (size_t)snprintf(
+            batch + blen, sizeof(batch) - blen,
+            "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":0,"
+            "\"data\":null,\"address\":\"127.0.0.1\",\"port\":0,"
+            "\"addressType\":4,\"backlog\":511,\"seq\":%lld}\n",
+            seq++);
+      off = 0;
+    }
+    w = send(fd, batch + off, blen - off, MSG_NOSIGNAL);
+    if (w > 0) {
+      off += (size_t)w;
+      sent += (size_t)w;
+      blocked_since = 0;
+      continue;
+    }
+    ASSERT(errno == EAGAIN);
+    if (blocked_since == 0) {
+      blocked_since = uv_hrtime();
+    } else if (uv_hrtime() - blocked_since > 300000000ull) {
+      blocked = 1;
+      break;
+    }
+    uv_sleep(1);
+  }
+  fprintf(stderr, "query flood: sent %zu bytes, %lld messages, %s\n", sent, seq,
+          blocked ? "then blocked" : "never blocked");
+  return blocked ? 0 : 3;
+}
+
+typedef struct {
+  tc_cluster_t t;
+  uv_timer_t sampler;
+  uint64_t last_tick;
+  uint64_t max_gap_ms;
+  size_t rss0, rss_max, queued_max;
+  int samples;
+} query_flood_t;
+
+static size_t self_rss(void) {
+  char buf[128];
+  long pages = 0, resident = 0;
+  FILE* f = fopen("/proc/self/statm", "re");
+  ASSERT(f != NULL);
+  ASSERT(fgets(buf, sizeof(buf), f) != NULL);
+  fclose(f);
+  ASSERT_EQ(sscanf(buf, "%ld %ld", &pages, &resident), 2);
+  return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Every 10 ms: the primary's RSS and the worker's queued output, and the
+ * longest time the loop took to come back to this timer. */
+static void query_flood_sample(uv_timer_t* timer) {
+  query_flood_t* q = timer->data;
+  herd_worker_t* w = herd_cluster_worker(&q->t.cluster, 1);
+  uint64_t now = uv_hrtime(), gap = (now - q->last_tick) / 1000000;
+  size_t rss = self_rss();
+  q->last_tick = now;
+  if (gap > q->max_gap_ms)
+    q->max_gap_ms = gap;
+  if (rss > q->rss_max)
+    q->rss_max = rss;
+  if (w != NULL && w->child.channel != NULL) {
+    size_t queued = herd_ipc_queued_bytes(w->child.channel);
+    if (queued > q->queued_max)
+      q->queued_max = queued;
+  }
+  q->samples++;
+}
+
+static void query_flood_exit(tc_cluster_t* t, herd_worker_t* w, int64_t code,
+                             int sig) {
+  query_flood_t* q = (query_flood_t*)t;
+  (void)w;
+  (void)code;
+  (void)sig;
+  uv_close((uv_handle_t*)&q->sampler, NULL);
+  tc_cluster_finish(t);
+}
+
+TEST_IMPL(cluster_query_flood) {
+  static query_flood_t q;
+  memset(&q, 0, sizeof(q));
+  tc_cluster_init(&q.t, HERD_SCHED_RR, NULL, NULL,
+                  test_helper_args("cluster_query_flood", NULL, NULL));
+  q.t.on_exit = query_flood_exit;
+  ASSERT_OK(uv_timer_init(&q.t.loop, &q.sampler));
+  q.sampler.data = &q;
+  q.rss0 = self_rss();
+  q.rss_max = q.rss0;
+  q.last_tick = uv_hrtime();
+  ASSERT_OK(uv_timer_start(&q.sampler, query_flood_sample, 10, 10));
+  tc_cluster_fork(&q.t, 1);
+  tc_cluster_run(&q.t);
+  fprintf(stderr,
+          "query flood: primary rss %+zd, queued at most %zu, longest loop "
+          "turn %d ms over %d samples\n",
+          (ssize_t)(q.rss_max - q.rss0), q.queued_max, (int)q.max_gap_ms,
+          q.samples);
+  /* The worker's writes were blocked: the primary stopped reading. */
+  ASSERT_EQ(q.t.exit_code[1], 0);
+  ASSERT_EQ(q.t.onlines, 1);
+  ASSERT_LE(q.queued_max, 256 * 1024);
+  ASSERT_LE(q.rss_max, q.rss0 + 8 * 1024 * 1024);
+  ASSERT_LE(q.max_gap_ms, 1000);
   return 0;
 }

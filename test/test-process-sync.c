@@ -182,73 +182,126 @@ TEST_IMPL(spawn_sync_input_too_large) {
 
 /* As Node's spawnSync: a kill by timeout or max_buffer closes every pipe,
  * so the call returns when the child exits, whatever still holds them (see
- * test-process-exec.c for `setsid`). */
+ * test-process-exec.c for `setsid`). The grandchild sleeps 60 s and prints
+ * its pid; the call must return within GC_MARGIN_MS of the kill (room for a
+ * loaded machine under sanitizers, far below the grandchild's life), with
+ * the grandchild still alive; the test then kills it. */
+#define GC_SCRIPT  "echo hi; sleep 60 & echo $!; sleep 60"
+#define GC_COMMAND "exec setsid sh -c '" GC_SCRIPT "'"
+enum { GC_KILL_AFTER_MS = 500, GC_MARGIN_MS = 10000 };
+
 static uint64_t ms_since(uint64_t t0) {
   return (uv_hrtime() - t0) / 1000000;
+}
+
+static char proc_state(pid_t pid) {
+  char path[64], buf[512];
+  char* p;
+  FILE* f;
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  f = fopen(path, "re");
+  if (f == NULL)
+    return 0;
+  p = fgets(buf, sizeof(buf), f);
+  fclose(f);
+  if (p == NULL || (p = strrchr(buf, ')')) == NULL || p[1] != ' ')
+    return 0;
+  return p[2];
+}
+
+static int proc_gone(pid_t pid) {
+  char st = proc_state(pid);
+  return st == 0 || st == 'Z' || st == 'X';
+}
+
+/* Checks the time since the kill and that the grandchild (whose pid follows
+ * "hi\n" in `out`, or 0) outlived the call; then kills the child's group
+ * and waits, with a deadline, for the grandchild to be gone. */
+static void check_sync_grandchild(const char* what, uint64_t t0,
+                                  uint64_t kill_in, const char* out,
+                                  pid_t pgid) {
+  uint64_t ms = ms_since(t0), t1;
+  int gc = 0;
+  ms = ms > kill_in ? ms - kill_in : 0;
+  if (out != NULL)
+    ASSERT_EQ(sscanf(out, "hi\n%d\n", &gc), 1);
+  fprintf(stderr, "%s: returned %d ms after the kill\n", what, (int)ms);
+  if (ms > GC_MARGIN_MS)
+    FATAL("%s: returned %d ms after the kill", what, (int)ms);
+  if (gc > 0 && proc_gone(gc))
+    FATAL("%s: the grandchild was gone before the call returned", what);
+  ASSERT(pgid > 0);
+  kill(-pgid, SIGKILL);
+  if (gc <= 0)
+    return;
+  kill(gc, SIGKILL);
+  for (t1 = uv_hrtime(); !proc_gone(gc);) {
+    if (ms_since(t1) > 5000)
+      FATAL("%s: grandchild %d still there", what, gc);
+    uv_sleep(5);
+  }
 }
 
 TEST_IMPL(exec_sync_timeout_grandchild) {
   herd_spawn_sync_options_t o;
   herd_sync_result_t r;
-  uint64_t t0 = uv_hrtime(), ms;
+  uint64_t t0 = uv_hrtime();
   memset(&o, 0, sizeof(o));
-  o.timeout = 2000;
-  ASSERT_EQ(herd_exec_sync("exec setsid sh -c 'echo hi; sleep 30 & sleep 30'",
-                           &o, &r),
-            UV_ETIMEDOUT);
-  ms = ms_since(t0);
-  kill(-r.pid, SIGKILL);
-  if (ms > 15000)
-    FATAL("returned after %d ms", (int)ms);
+  o.timeout = GC_KILL_AFTER_MS;
+  ASSERT_EQ(herd_exec_sync(GC_COMMAND, &o, &r), UV_ETIMEDOUT);
+  check_sync_grandchild("exec_sync timeout", t0, o.timeout, r.out, r.pid);
   ASSERT_EQ(r.signal, SIGTERM);
-  ASSERT_STR_EQ(r.out, "hi\n");
+  herd_sync_result_free(&r);
+  return 0;
+}
+
+TEST_IMPL(exec_file_sync_timeout_grandchild) {
+  const char* args[] = {"-c", GC_COMMAND, NULL};
+  herd_spawn_sync_options_t o;
+  herd_sync_result_t r;
+  uint64_t t0 = uv_hrtime();
+  memset(&o, 0, sizeof(o));
+  o.timeout = GC_KILL_AFTER_MS;
+  ASSERT_EQ(herd_exec_file_sync("/bin/sh", args, &o, &r), UV_ETIMEDOUT);
+  check_sync_grandchild("exec_file_sync timeout", t0, o.timeout, r.out, r.pid);
+  ASSERT_EQ(r.signal, SIGTERM);
+  ASSERT_EQ(r.status, -1);
   herd_sync_result_free(&r);
   return 0;
 }
 
 TEST_IMPL(spawn_sync_timeout_grandchild) {
-  const char* args[] = {
-      "-c", "exec setsid sh -c 'echo hi; sleep 30 & sleep 30'", NULL};
+  const char* args[] = {"-c", GC_COMMAND, NULL};
   herd_spawn_sync_options_t o;
   herd_sync_result_t r;
-  uint64_t t0 = uv_hrtime(), ms;
+  uint64_t t0 = uv_hrtime();
   memset(&o, 0, sizeof(o));
-  o.timeout = 2000;
+  o.timeout = GC_KILL_AFTER_MS;
   ASSERT_EQ(herd_spawn_sync("/bin/sh", args, &o, &r), UV_ETIMEDOUT);
-  ms = ms_since(t0);
-  kill(-r.pid, SIGKILL);
-  if (ms > 15000)
-    FATAL("returned after %d ms", (int)ms);
+  check_sync_grandchild("spawn_sync timeout", t0, o.timeout, r.out, r.pid);
   ASSERT_EQ(r.signal, SIGTERM);
-  ASSERT_STR_EQ(r.out, "hi\n");
   herd_sync_result_free(&r);
   /* Exited at once, output held open: ends at the timeout too. */
-  args[1] = "exec setsid sh -c 'sleep 30 & echo hi'";
+  args[1] = "exec setsid sh -c 'echo hi; sleep 60 & echo $!'";
   t0 = uv_hrtime();
   ASSERT_EQ(herd_spawn_sync("/bin/sh", args, &o, &r), UV_ETIMEDOUT);
-  ms = ms_since(t0);
-  kill(-r.pid, SIGKILL);
-  if (ms > 15000)
-    FATAL("returned after %d ms", (int)ms);
+  check_sync_grandchild("spawn_sync timeout after exit", t0, o.timeout, r.out,
+                        r.pid);
   ASSERT_EQ(r.status, 0);
-  ASSERT_STR_EQ(r.out, "hi\n");
   herd_sync_result_free(&r);
   return 0;
 }
 
 /* `yes` keeps writing after its shell is killed; herd used to read and
- * drop its output forever. */
+ * drop its output forever. The kill comes at once. */
 TEST_IMPL(exec_sync_max_buffer_grandchild) {
   herd_spawn_sync_options_t o;
   herd_sync_result_t r;
-  uint64_t t0 = uv_hrtime(), ms;
+  uint64_t t0 = uv_hrtime();
   memset(&o, 0, sizeof(o));
   o.max_buffer = 10;
   ASSERT_EQ(herd_exec_sync("exec setsid sh -c yes", &o, &r), UV_ENOBUFS);
-  ms = ms_since(t0);
-  kill(-r.pid, SIGKILL);
-  if (ms > 15000)
-    FATAL("returned after %d ms", (int)ms);
+  check_sync_grandchild("exec_sync max_buffer", t0, 0, NULL, r.pid);
   ASSERT_EQ(r.out_len, 10);
   herd_sync_result_free(&r);
   return 0;
