@@ -569,11 +569,13 @@ TEST_IMPL(run_node_plain_server) {
  * serve with both workers, and stop cleanly. */
 static void node_fd3(int through_env) {
   const char* js = fixture("fd3-listen.js");
-  const char* node_args[] = {"run", "-w",   "2", "-l", "127.0.0.1:0",
-                             "--",  "node", js,  NULL};
+  /* Two addresses: fd 3 is the first, not "the only TCP address". */
+  const char* node_args[] = {"run",         "-w", "2",           "-l",
+                             "127.0.0.1:0", "-l", "127.0.0.1:0", "--",
+                             "node",        js,   NULL};
   const char* env_args[] = {
-      "run", "-w",  "2",    "-l", "127.0.0.1:0", "--ready", "delay:200ms",
-      "--",  "env", "node", js,   NULL};
+      "run",     "-w",          "2",  "-l",  "127.0.0.1:0", "-l", "127.0.0.1:0",
+      "--ready", "delay:200ms", "--", "env", "node",        js,   NULL};
   int workers[4];
   hr_t h;
 
@@ -585,7 +587,7 @@ static void node_fd3(int through_env) {
   for (int i = 0; i < 2; i++) {
     /* The kind: Node's cluster protocol, or systemd's fds. */
     ASSERT_EQ(environ_has(workers[i], "NODE_UNIQUE_ID="), !through_env);
-    ASSERT_EQ(environ_has(workers[i], "LISTEN_FDS=1"), through_env);
+    ASSERT_EQ(environ_has(workers[i], "LISTEN_FDS=2"), through_env);
   }
   both_serve(&h, workers);
   hr_kill(&h, SIGTERM);
