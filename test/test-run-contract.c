@@ -348,6 +348,11 @@ TEST_IMPL(run_sd_notify_watchdog) {
   return 0;
 }
 
+static int closed_cond(hr_t* h, void* arg) {
+  (void)arg;
+  return h->closed;
+}
+
 /* GET / on a unix socket, Connection: close: the status or -1. */
 static int unix_get(const char* path, char* body, size_t cap) {
   static const char req[] =
@@ -402,9 +407,10 @@ static int low_port(void) {
 /* --user nobody: herd binds as root (a port below 1024, a unix socket in
  * a directory only root may write), then herd and every worker run as
  * nobody, real, effective and saved uid alike (the worker says its
- * `id -u` too), and serve both sockets; the stop is clean. */
+ * `id -u` too), and serve both sockets; the stop is clean, and herd says
+ * that it could not remove the socket file as nobody. */
 TEST_IMPL(run_user_workers) {
-  char dir[64], sock[96], lsock[104], tcp[32], body[64];
+  char dir[64], sock[96], lsock[104], tcp[32], body[64], want[192];
   const char* args[] = {"run", "--user", "nobody", "-w",  "2",  "-l", tcp,
                         "-l",  lsock,    "--name", "usr", "--", NULL, NULL};
   int workers[4], served[2] = {0, 0};
@@ -460,10 +466,17 @@ TEST_IMPL(run_user_workers) {
     FATAL("exit %lld; stderr:\n%s", (long long)h.status, h.err);
   for (int i = 0; i < 2; i++)
     ASSERT(gone(workers[i], 2000));
+  /* nobody may not remove the socket file from root's directory: herd
+   * says so (the file stays, for the next herd to take over). */
+  ASSERT(hr_wait(&h, closed_cond, NULL, 5000));
+  snprintf(want, sizeof(want),
+           "herd: cannot remove %s: permission denied (as nobody)\n", lsock);
+  if (strstr(h.err, want) == NULL)
+    FATAL("stderr:\n%s", h.err);
+  ASSERT_EQ(lstat(sock, &st), 0);
   hr_finish(&h);
   hr_script_remove();
-  if (lstat(sock, &st) == 0)
-    unlink(sock);
+  unlink(sock);
   ASSERT_EQ(rmdir(dir), 0);
   return 0;
 }
