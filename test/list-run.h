@@ -28,4 +28,10 @@
   TEST(run_seed_rr, 150000)                \
   TEST(run_seed_shared, 150000)            \
   TEST(run_seed_reuseport, 150000)         \
+  TEST(run_stop_second_signal, 30000)      \
+  TEST(run_worker_id_stable, 30000)        \
+  TEST(run_sd_notify_watchdog, 30000)      \
+  TEST(run_user_workers, 30000)            \
+  TEST(run_node_plain_server, 60000)       \
+  TEST(run_node_listen_fd3, 60000)         \
   HELPER(run_log_lines) /* end */

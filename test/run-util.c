@@ -78,6 +78,8 @@ static void note(hr_t* h, char c) {
 static void on_notify(herd_sd_notify_socket_t* ns,
                       const herd_sd_notify_msg_t* msg) {
   hr_t* h = ns->data;
+  append(&h->msgs, &h->msgs_len, msg->text, msg->len);
+  append(&h->msgs, &h->msgs_len, "\n\n", 2);
   /* In the order the assignments appear in the message. */
   const char* p = msg->text;
   const char* end = msg->text + msg->len;
@@ -93,6 +95,10 @@ static void on_notify(herd_sd_notify_socket_t* ns,
       h->reloading++;
     } else if (n == 10 && memcmp(p, "STOPPING=1", 10) == 0) {
       note(h, 'S');
+    } else if (n == 10 && memcmp(p, "WATCHDOG=1", 10) == 0) {
+      if (h->watchdogs < HR_MAX_NOTES)
+        h->watchdog_ms[h->watchdogs] = tc_now_ms();
+      h->watchdogs++;
     }
     p += n + 1;
   }
@@ -262,6 +268,7 @@ void hr_finish(hr_t* h) {
   test_loop_run_close(&h->loop);
   buf_free(h->out);
   buf_free(h->err);
+  buf_free(h->msgs);
 }
 
 static char script_path[128];
@@ -276,6 +283,7 @@ void hr_deploy(const char* mode) {
   ASSERT(f != NULL);
   fprintf(f, "%s\n", mode);
   fclose(f);
+  ASSERT_EQ(chmod(tmp, 0644), 0); /* a worker run as --user reads it */
   ASSERT_EQ(rename(tmp, mode_path), 0);
 }
 
@@ -306,12 +314,13 @@ const char* hr_script(const char* mode) {
       "exit 1 ;;\n"
       "split) [ \"$HERD_WORKER_ID\" = 1 ] && exit 2; exec %s ;;\n"
       "leave) sleep 1000 & echo $! > %s.child; exit 3 ;;\n"
+      "id) echo \"id=$HERD_WORKER_ID pid=$$ uid=$(id -u)\"; exec %s ;;\n"
       "usr1) trap 'echo got USR1' USR1; while :; do sleep 0.05; done ;;\n"
       "orphans) i=0; while [ $i -lt $arg ]; do ( sleep 0.1 & ); i=$((i+1)); "
       "done; exec %s ;;\n"
       "esac\n"
       "exit 99\n",
-      mode_path, fd3, fd3, fd3, mode_path, fd3);
+      mode_path, fd3, fd3, fd3, mode_path, fd3, fd3);
   fclose(f);
   ASSERT_EQ(chmod(script_path, 0755), 0);
   hr_deploy(mode);

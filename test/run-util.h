@@ -26,9 +26,14 @@ typedef struct {
    * 'S' STOPPING=1 (one letter per assignment, in message order). */
   char notes[HR_MAX_NOTES];
   int nnotes;
-  int ready;     /* READY=1 received */
-  int reloading; /* RELOADING=1 received */
-  int port;      /* from "listening on 127.0.0.1:PORT" */
+  int ready;                          /* READY=1 received */
+  int reloading;                      /* RELOADING=1 received */
+  int watchdogs;                      /* WATCHDOG=1 received */
+  uint64_t watchdog_ms[HR_MAX_NOTES]; /* when each came (tc_now_ms()) */
+  /* Every message as received, each followed by an empty line. */
+  char* msgs;
+  size_t msgs_len;
+  int port; /* from "listening on 127.0.0.1:PORT" */
 } hr_t;
 
 /* The herd binary of the build. */
@@ -78,6 +83,8 @@ int hr_wait_new_workers(hr_t* h, const int* old, int nold, int n, int* pids,
  *   split        slot 1 exits with status 2 at once, the others serve
  *   leave        starts `sleep 1000` in its group (pid in <mode file>.child)
  *                and exits with status 3
+ *   id           says "id=$HERD_WORKER_ID pid=$$ uid=<uid>" on stdout, then
+ *                exec fd3-http (same pid)
  * Returns the script's path (static buffer). */
 const char* hr_script(const char* mode);
 /* The mode file's path. */

@@ -35,13 +35,14 @@ static int contains(const int* a, int n, int v) {
 }
 
 /* 10 reloads (SIGHUP) under load, half keep-alive and half
- * Connection: close: no request fails, and after each reload every
- * worker is a new process. */
+ * Connection: close: no request fails, after each reload every worker is
+ * a process never seen before (no worker of any earlier generation), and
+ * after the stop none is left. */
 static void reload_under_load_n(const char* policy, const char* const* prog,
                                 int reloads) {
   const char* args[16] = {"run",  "-w", "2",           "--policy",
                           policy, "-l", "127.0.0.1:0", "--"};
-  int k = 8, old[8], cur[8], n;
+  int k = 8, old[8], cur[8], n, seen[2 * 32], nseen = 0;
   tl_options_t lo;
   tl_load_t* load;
   tl_stats_t st;
@@ -61,6 +62,9 @@ static void reload_under_load_n(const char* policy, const char* const* prog,
   ASSERT(tl_wait_more(load, 200, 10000));
   n = hr_workers(&h, old, 8);
   ASSERT_EQ(n, 2);
+  ASSERT_LE(reloads, 31);
+  seen[nseen++] = old[0];
+  seen[nseen++] = old[1];
   for (int r = 0; r < reloads; r++) {
     hr_kill(&h, SIGHUP);
     if (!hr_wait_ready(&h, r + 2, 20000))
@@ -70,6 +74,11 @@ static void reload_under_load_n(const char* policy, const char* const* prog,
     /* Load goes on through the new workers. */
     if (!tl_wait_more(load, 100, 10000))
       FATAL("reload %d: no answers after it", r + 1);
+    for (int i = 0; i < 2; i++) {
+      if (contains(seen, nseen, cur[i]))
+        FATAL("reload %d: worker %d is not new", r + 1, cur[i]);
+      seen[nseen++] = cur[i];
+    }
     memcpy(old, cur, sizeof(cur));
   }
   tl_stop(load, &st);
@@ -86,8 +95,10 @@ static void reload_under_load_n(const char* policy, const char* const* prog,
   ASSERT_EQ(h.term_signal, 0);
   if (h.status != 0)
     FATAL("exit %lld; stderr:\n%s", (long long)h.status, h.err);
-  for (int i = 0; i < 2; i++)
-    ASSERT(!contains(old, 0, cur[i]));
+  /* herd reaped every worker it had (none is left, not even a zombie). */
+  for (int i = 0; i < nseen; i++)
+    if (tc_proc_state(seen[i]) != 0)
+      FATAL("worker %d is still there after herd exited", seen[i]);
   hr_finish(&h);
 }
 

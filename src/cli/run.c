@@ -566,9 +566,16 @@ static int bind_all(run_options_t* o) {
   return 0;
 }
 
+/* Closes the sockets and removes the unix socket files herd created. A
+ * file that cannot be removed is said: after --user the directory may be
+ * root's. It stays, and the next herd takes it over as stale. */
 static void cleanup_listen(run_options_t* o) {
   for (int i = 0; i < o->nlisten; i++) {
-    herd_listen_cleanup(&o->listen[i].addr);
+    int r = herd_listen_cleanup(&o->listen[i].addr);
+    if (r != 0)
+      fprintf(stderr, "herd: cannot remove %s: %s%s%s%s\n", o->listen[i].text,
+              herd_strerror(r), o->user != NULL ? " (as " : "",
+              o->user != NULL ? o->user : "", o->user != NULL ? ")" : "");
     if (o->listen[i].fd >= 0)
       close(o->listen[i].fd);
     o->listen[i].fd = -1;
