@@ -28,4 +28,9 @@
   TEST(run_seed_rr, 150000)                \
   TEST(run_seed_shared, 150000)            \
   TEST(run_seed_reuseport, 150000)         \
-  HELPER(run_log_lines) /* end */
+  HELPER(run_log_lines)                    \
+  TEST(run_hostile_scale_up_fails, 60000)  \
+  TEST(run_hostile_signal_starting, 60000) \
+  TEST(run_hostile_node_unready, 60000)    \
+  TEST(run_hostile_names, 60000)           \
+  TEST(run_hostile_messages, 60000) /* end */
