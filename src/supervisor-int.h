@@ -78,6 +78,8 @@ struct herd__sup_slot_s {
   unsigned restarts;
   uint64_t backoff;
   int first_failed; /* initial slots: the first process failed unready */
+  int added;        /* added by herd_supervisor_scale(), no process of it
+                       ready yet: a failure removes it (no crash) */
   int started_once; /* a process was started in it */
   int* fds;         /* one per socket: what this slot's workers get */
   int* own;         /* one per socket: fds[i] is this slot's own socket */
@@ -166,6 +168,7 @@ struct herd_supervisor_private_s {
    * callback runs inside a call. */
   int reload_due;
   int scaled_due;
+  int scaled_report; /* SCALED is owed, once no added slot is pending */
   int stopping_due;
   int stopping_count;
   int stopping_now;
@@ -211,6 +214,14 @@ void herd__sup_emit(herd__sup_t* p, herd_supervisor_event_type_t type, int slot,
 const char* herd__sup_who(herd__sup_t* p, const herd__sup_proc_t* proc);
 /* "exited with status 1", "killed by SIGKILL", "could not start: ...". */
 const char* herd__sup_how(const herd__sup_proc_t* proc);
+/* "could not start: REASON" into buf; for a script whose interpreter is
+ * missing, the interpreter is named, as a shell does ("bad interpreter"). */
+void herd__sup_start_failure(herd__sup_t* p, int error, char* buf, size_t size);
+/* A slot added by scale-up failed before any process of it was ready:
+ * the pool goes back to `slot->index` slots (that slot and those above it
+ * are retired), with `why` in the event. No crash is counted. */
+void herd__sup_scale_back(herd__sup_t* p, herd__sup_slot_t* slot,
+                          const char* why);
 /* Sends STATUS= with the counts now (and READY=1 first when `ready`). */
 void herd__sup_status(herd__sup_t* p, int ready);
 /* Recounts the ready slots; sends ALL_READY once. */

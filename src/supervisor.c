@@ -3,6 +3,7 @@
  * are split over supervisor_*.c as supervisor-int.h lists. */
 #include "supervisor-int.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,9 +56,54 @@ const char* herd__sup_who(herd__sup_t* p, const herd__sup_proc_t* proc) {
   static char buf[2][160];
   static int turn;
   char* b = buf[turn++ & 1];
-  snprintf(b, sizeof(buf[0]), "%s.%d[%d]", p->name, proc->slot_index,
-           (int)proc->pid);
+  /* A process that never started has no pid to show. */
+  if (proc->pid > 0)
+    snprintf(b, sizeof(buf[0]), "%s.%d[%d]", p->name, proc->slot_index,
+             (int)proc->pid);
+  else
+    snprintf(b, sizeof(buf[0]), "%s.%d", p->name, proc->slot_index);
   return b;
+}
+
+/* The interpreter named by the file's "#!" line, into buf; 0 when the file
+ * is no script (or cannot be read). */
+static int interpreter(const char* file, char* buf, size_t size) {
+  char line[256];
+  ssize_t n;
+  size_t len;
+  int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0)
+    return 0;
+  n = read(fd, line, sizeof(line) - 1);
+  close(fd);
+  if (n < 3 || line[0] != '#' || line[1] != '!')
+    return 0;
+  line[n] = '\0';
+  /* The kernel's rule: blanks after "#!", then the path up to a blank. */
+  len = strspn(line + 2, " \t");
+  file = line + 2 + len;
+  len = strcspn(file, " \t\n");
+  if (len == 0 || len >= size)
+    return 0;
+  memcpy(buf, file, len);
+  buf[len] = '\0';
+  return 1;
+}
+
+void herd__sup_start_failure(herd__sup_t* p, int error, char* buf,
+                             size_t size) {
+  char interp[256];
+  /* execve() says ENOENT (or EACCES) for a script's missing interpreter as
+   * for a missing file: a shell says "bad interpreter", so does herd. */
+  if ((error == UV_ENOENT || error == UV_EACCES) && strchr(p->file, '/') &&
+      access(p->file, X_OK) == 0 &&
+      interpreter(p->file, interp, sizeof(interp)) &&
+      access(interp, X_OK) != 0) {
+    snprintf(buf, size, "could not start: %s: bad interpreter: %s", interp,
+             herd_strerror(-errno));
+    return;
+  }
+  snprintf(buf, size, "could not start: %s", herd_strerror(error));
 }
 
 const char* herd__sup_how(const herd__sup_proc_t* proc) {
@@ -65,8 +111,8 @@ const char* herd__sup_how(const herd__sup_proc_t* proc) {
   static int turn;
   char* b = buf[turn++ & 1];
   if (proc->start_error != 0)
-    snprintf(b, sizeof(buf[0]), "could not start: %s",
-             herd_strerror(proc->start_error));
+    herd__sup_start_failure(proc->sup->priv, proc->start_error, b,
+                            sizeof(buf[0]));
   else if (proc->term_signal != 0)
     snprintf(b, sizeof(buf[0]), "killed by signal %d (%s)", proc->term_signal,
              strsignal(proc->term_signal));
@@ -111,12 +157,21 @@ void herd__sup_update(herd__sup_t* p) {
   }
 }
 
+/* Whether a slot added by scale-up has no ready process yet. */
+static int added_pending(herd__sup_t* p) {
+  for (int i = 0; i < p->pub->workers; i++)
+    if (p->slots[i]->added)
+      return 1;
+  return 0;
+}
+
 void herd__sup_arm(herd__sup_t* p) {
   uint64_t now, due = 0;
   if (!p->timer_init || uv_is_closing((uv_handle_t*)&p->timer))
     return;
   now = uv_now(p->pub->loop);
-  if (p->stop_deferred || p->stopping_due || p->scaled_due || p->reload_due)
+  if (p->stop_deferred || p->stopping_due || p->scaled_due || p->reload_due ||
+      (p->scaled_report && !added_pending(p)))
     due = now;
   for (int i = 0; i < p->pub->workers; i++) {
     herd__sup_slot_t* slot = p->slots[i];
@@ -168,14 +223,21 @@ static void sup_timer_cb(uv_timer_t* t) {
   }
   if (p->scaled_due) {
     p->scaled_due = 0;
+    herd__sup_update(p);
+    if (s->reloading && !p->reload_due)
+      herd__reload_step(p);
+    if (p->closing)
+      return;
+  }
+  /* The count is said once it is known: every slot added is ready, or
+   * was removed again. */
+  if (p->scaled_report && !added_pending(p) && !s->stopping) {
+    p->scaled_report = 0;
     herd__sup_emit(p, HERD_SUPERVISOR_SCALED, -1, NULL, 0, 0,
                    "scaled to %d worker%s", s->workers,
                    s->workers == 1 ? "" : "s");
     if (p->closing)
       return;
-    herd__sup_update(p);
-    if (s->reloading && !p->reload_due)
-      herd__reload_step(p);
   }
   if (p->reload_due) {
     p->reload_due = 0;
@@ -351,6 +413,26 @@ static int fd_name_valid(const char* s) {
   return 1;
 }
 
+/* The supervisor's name as an fd name: each character systemd's rule
+ * refuses becomes '_', cut at 255; "herd" for an empty name. */
+static char* fd_name_from(const char* name, int* failed) {
+  size_t n = strlen(name);
+  char* d;
+  if (n == 0)
+    return dup_or_null("herd", failed);
+  if (n > 255)
+    n = 255;
+  d = herd__malloc(n + 1);
+  if (d == NULL) {
+    *failed = 1;
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++)
+    d[i] = name[i] < ' ' || name[i] > '~' || name[i] == ':' ? '_' : name[i];
+  d[n] = '\0';
+  return d;
+}
+
 static void priv_free(herd__sup_t* p) {
   if (p->slots != NULL) {
     for (int i = 0; i < p->pub->workers; i++)
@@ -490,9 +572,8 @@ int herd_supervisor_init(uv_loop_t* loop, herd_supervisor_t* s,
       p->nfdnames = o->socket_count;
     for (int i = 0; !failed && i < o->socket_count; i++) {
       const char* n = o->sockets[i].name;
-      if (n == NULL)
-        n = fd_name_valid(p->name) ? p->name : "herd";
-      p->fdnames[i] = dup_or_null(n, &failed);
+      p->fdnames[i] =
+          n != NULL ? dup_or_null(n, &failed) : fd_name_from(p->name, &failed);
     }
   }
   if (failed) {
@@ -616,6 +697,9 @@ static void retire(herd__sup_t* p, herd__sup_slot_t* slot) {
     herd__sup_proc_t* succ = slot->next;
     herd__proc_detach(succ);
     herd__proc_stop(succ, 0);
+    /* The reload no longer waits for it. */
+    if (p->pub->reloading && p->reload_inflight > 0)
+      p->reload_inflight--;
   }
   if (slot->cur != NULL && herd__sockets_slot_owns(p, slot) &&
       slot->cur->state != HERD__PROC_EXITED) {
@@ -654,6 +738,7 @@ int herd_supervisor_scale(herd_supervisor_t* s, int delta) {
       if (slot == NULL)
         break;
       p->slots[s->workers++] = slot;
+      slot->added = 1;
       /* Its worker starts from the loop. */
       slot->restart_due = 1;
       slot->restart_at = uv_now(s->loop);
@@ -670,8 +755,32 @@ int herd_supervisor_scale(herd_supervisor_t* s, int delta) {
   }
   herd__sockets_steer(p);
   p->scaled_due = 1;
+  p->scaled_report = 1;
   herd__sup_arm(p);
   return s->workers;
+}
+
+void herd__sup_scale_back(herd__sup_t* p, herd__sup_slot_t* slot,
+                          const char* why) {
+  herd_supervisor_t* s = p->pub;
+  int to = slot->index;
+  /* Slots are numbered 0 .. workers - 1 (the slot is the worker's
+   * HERD_WORKER_ID): the ones added above it go too. */
+  while (s->workers > to) {
+    herd__sup_slot_t* top = p->slots[--s->workers];
+    p->slots[s->workers] = NULL;
+    retire(p, top);
+    herd__sup_slot_maybe_free(p, top);
+  }
+  if (s->reloading && p->reload_next > s->workers)
+    p->reload_next = s->workers;
+  herd__sockets_steer(p);
+  p->scaled_due = 1;
+  p->scaled_report = 1;
+  herd__sup_emit(p, HERD_SUPERVISOR_SCALE_FAILED, to, NULL, 0, 0,
+                 "%s; the pool keeps %d worker%s", why, s->workers,
+                 s->workers == 1 ? "" : "s");
+  herd__sup_arm(p);
 }
 
 int herd_supervisor_signal(herd_supervisor_t* s, int signum) {
@@ -681,7 +790,11 @@ int herd_supervisor_signal(herd_supervisor_t* s, int signum) {
     return UV_EINVAL;
   for (herd__sup_proc_t* proc = p->procs; proc != NULL; proc = proc->next) {
     herd_child_t* child = herd__proc_child(proc);
-    if (proc->state != HERD__PROC_EXITED && child != NULL &&
+    /* Only to workers that have been ready: one still starting may not
+     * have its handler yet, and the signal's default action would kill it
+     * (einhorn and unicorn pass signals on to acknowledged workers only). */
+    if (proc->state != HERD__PROC_EXITED &&
+        (proc->flags & HERD__PROC_WAS_READY) && child != NULL &&
         herd_child_kill(child, signum) == 0)
       n++;
   }

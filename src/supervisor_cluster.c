@@ -184,6 +184,10 @@ void herd__sup_cluster_stop(herd__sup_t* p, herd__sup_proc_t* proc) {
     herd_worker_disconnect(w);
   if (p->stop_signal > 0)
     herd_worker_kill(w, p->stop_signal);
+  else if (!(proc->flags & HERD__PROC_WAS_READY))
+    /* Never ready: it may have no server for the disconnect to close, and
+     * a timer or a pending connect would keep it alive to the deadline. */
+    herd_worker_kill(w, SIGTERM);
 }
 
 static void cluster_closed(herd_cluster_t* cluster) {

@@ -102,6 +102,11 @@ void herd__proc_ready(herd__sup_proc_t* proc) {
   proc->ready_at = uv_now(proc->sup->loop);
   proc->flags |= HERD__PROC_WAS_READY;
   p->ever_ready = 1;
+  if (slot != NULL && slot->added) {
+    /* The scale-up holds for this slot. */
+    slot->added = 0;
+    herd__sup_arm(p);
+  }
   proc_arm(proc);
   herd__sup_emit(p, HERD_SUPERVISOR_READY, -1, proc, 0, 0, "%s ready",
                  herd__sup_who(p, proc));

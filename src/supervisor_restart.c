@@ -122,18 +122,26 @@ void herd__restart_crashed(herd__sup_t* p, herd__sup_slot_t* slot,
   char who[160], how[160], then[64];
   size_t n;
 
-  s->restarts++;
-  slot->restarts++;
   if (proc != NULL) {
     snprintf(who, sizeof(who), "%s", herd__sup_who(p, proc));
     snprintf(how, sizeof(how), "%s", herd__sup_how(proc));
-    if ((proc->flags & HERD__PROC_FIRST) &&
-        !(proc->flags & HERD__PROC_WAS_READY))
-      slot->first_failed = 1;
   } else {
     snprintf(who, sizeof(who), "%s.%d", p->name, slot->index);
-    snprintf(how, sizeof(how), "could not start: %s", herd_strerror(error));
+    herd__sup_start_failure(p, error, how, sizeof(how));
   }
+  /* A slot the operator added whose worker never got ready: the scale-up
+   * did not hold, the pool did not crash. */
+  if (slot->added) {
+    char why[400];
+    snprintf(why, sizeof(why), "cannot add a worker: %s %s", who, how);
+    herd__sup_scale_back(p, slot, why);
+    return;
+  }
+  s->restarts++;
+  slot->restarts++;
+  if (proc != NULL && (proc->flags & HERD__PROC_FIRST) &&
+      !(proc->flags & HERD__PROC_WAS_READY))
+    slot->first_failed = 1;
   if (never_ready(p)) {
     herd__restart_give_up(p, HERD_ENEVERREADY,
                           "giving up: no worker became ready (%s %s)", who,

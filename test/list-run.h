@@ -34,4 +34,9 @@
   TEST(run_user_workers, 30000)            \
   TEST(run_node_plain_server, 60000)       \
   TEST(run_node_listen_fd3, 60000)         \
-  HELPER(run_log_lines) /* end */
+  HELPER(run_log_lines)                    \
+  TEST(run_hostile_scale_up_fails, 60000)  \
+  TEST(run_hostile_signal_starting, 60000) \
+  TEST(run_hostile_node_unready, 60000)    \
+  TEST(run_hostile_names, 60000)           \
+  TEST(run_hostile_messages, 60000) /* end */

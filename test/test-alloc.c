@@ -1003,7 +1003,9 @@ static void sup_case_event(herd_supervisor_t* s,
         sup_case_stop(r);
       break;
     case HERD_SUPERVISOR_SCALED:
-      if (++r->scaled == 1)
+      /* A scale-up whose worker could not start (an injected failure) was
+       * taken back: nothing to retire. */
+      if (++r->scaled == 1 && e->workers == 2)
         sup_case_scale(r, -1);
       else
         sup_case_stop(r);

@@ -114,10 +114,11 @@
  * ----
  * herd_supervisor_stop(): every worker is asked to stop (the stop signal;
  * cluster workers: Node's disconnect, plus the stop signal when one was
- * set), restarts end, and `graceful_timeout` later whatever is left gets
- * SIGKILL, sent to each worker's process group so its children go too. A
- * second stop with `now` skips the wait. The supervisor owns escalation;
- * its callers only choose the timeouts.
+ * set, or SIGTERM for one never ready: without a server it may have no
+ * reason to end on a disconnect), restarts end, and `graceful_timeout` later
+ * whatever is left gets SIGKILL, sent to each worker's process group so its
+ * children go too. A second stop with `now` skips the wait. The supervisor owns
+ * escalation; its callers only choose the timeouts.
  *
  * No orphans
  * ----------
@@ -207,7 +208,8 @@ typedef struct herd_supervisor_socket_s {
    * slots' sockets are bound to it. */
   const herd_listen_addr_t* addr;
   /* Its LISTEN_FDNAMES entry (systemd's rule: printable ASCII without ':',
-   * at most 255 characters); NULL: the supervisor's name. */
+   * at most 255 characters); NULL: the supervisor's name, each character
+   * outside that rule as '_'. */
   const char* name;
 } herd_supervisor_socket_t;
 
@@ -243,7 +245,8 @@ typedef struct herd_supervisor_options_s {
   uint64_t graceful_timeout;    /* ms from the stop signal to SIGKILL of the
                                    group; HERD_SUPERVISOR_NO_GRACE: none */
   int stop_signal;              /* 0: SIGTERM for SYSTEMD workers, none (only
-                                   Node's disconnect) for CLUSTER workers */
+                                   Node's disconnect) for CLUSTER workers
+                                   once ready (SIGTERM before) */
   uint64_t min_uptime;          /* ms ready before a crash restarts at once */
   uint64_t backoff_min;         /* ms */
   uint64_t backoff_max;         /* ms */
@@ -300,9 +303,12 @@ typedef enum {
   HERD_SUPERVISOR_STOPPING,      /* a stop began */
   HERD_SUPERVISOR_STOPPED,       /* every worker is gone */
   HERD_SUPERVISOR_ORPHAN,        /* the subreaper reaped an orphan (pid) */
-  HERD_SUPERVISOR_NOTICE         /* something to tell, e.g. how a cluster
+  HERD_SUPERVISOR_NOTICE,        /* something to tell, e.g. how a cluster
                                     worker's listen() was served (error:
                                     UV_EADDRNOTAVAIL when refused) */
+  HERD_SUPERVISOR_SCALE_FAILED   /* a slot added by scale-up failed before
+                                    ready: `slot` and those above it were
+                                    removed; `workers` is the new count */
 } herd_supervisor_event_type_t;
 
 typedef struct herd_supervisor_event_s {
@@ -375,11 +381,23 @@ int herd_supervisor_reload(herd_supervisor_t* s);
 /* Adds (delta > 0) or retires (delta < 0) slots, keeping 1 .. max_workers.
  * Returns the new count (fewer slots than asked when memory ran out after
  * the first), or UV_EINVAL (out of range, not started), UV_ECANCELED
- * (stopping), UV_ENOMEM (no slot could be added). A new slot whose worker
- * cannot be started is restarted as after a crash. */
+ * (stopping), UV_ENOMEM (no slot could be added). A scale-up is a request
+ * that may not hold: a new slot whose first worker cannot be started, or
+ * exits or is not ready within ready_timeout before it was ever ready, is
+ * removed again with the added slots above it
+ * (HERD_SUPERVISOR_SCALE_FAILED); that is no crash, so a scale-up the
+ * system cannot satisfy (no fds, no memory) never makes the supervisor
+ * give up and stop the serving pool. Once a slot's worker was ready, its
+ * crashes are crashes. HERD_SUPERVISOR_SCALED comes once the count is
+ * known: at once for a retirement, once every added slot is ready or
+ * removed for a scale-up (calls in between give one event). */
 int herd_supervisor_scale(herd_supervisor_t* s, int delta);
-/* Sends `signum` to every worker process (e.g. USR1 and USR2, passed on).
- * Returns how many were signalled, or UV_EINVAL for a bad signal. */
+/* Sends `signum` to every worker process that has been ready (e.g. USR1
+ * and USR2, passed on), those stopping after being ready included. A
+ * worker still starting is skipped: it may not have installed its handler
+ * yet, and most signals' default action ends a process (einhorn and
+ * unicorn likewise signal acknowledged workers only). Returns how many
+ * were signalled, or UV_EINVAL for a bad signal. */
 int herd_supervisor_signal(herd_supervisor_t* s, int signum);
 /* Graceful stop; `now` skips the grace (SIGKILL to every group at once).
  * cb (may be NULL) runs from the loop once every worker is gone, after

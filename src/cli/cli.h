@@ -29,5 +29,10 @@ const char* cli_signal_name(int signum);
 /* The text of the option getopt_long() just stopped at (for messages): the
  * argument up to any '=', or "-c" for a short option. Static buffer. */
 const char* cli_bad_option(char** argv, int optind, int optopt);
+/* Whether the long option getopt_long() just stopped at ("--re",
+ * "--re=3") abbreviates more than one of `options`: getopt_long() returns
+ * '?' for that as for an unknown one. */
+struct option;
+int cli_option_ambiguous(char** argv, int optind, const struct option* options);
 
 #endif /* HERD_CLI_H */

@@ -98,7 +98,9 @@ static int parse_options(int argc, char** argv, demo_options_t* o) {
         return usage_error("option '%s' needs a value",
                            cli_bad_option(argv, optind, optopt));
       default:
-        return usage_error("unknown option '%s'",
+        return usage_error(cli_option_ambiguous(argv, optind, options)
+                               ? "ambiguous option '%s'"
+                               : "unknown option '%s'",
                            cli_bad_option(argv, optind, optopt));
     }
   }
@@ -384,10 +386,10 @@ static int primary_main(int argc, char** argv, const demo_options_t* o) {
     return 1;
   }
   /* An IPv6 address goes in brackets in a URL. */
-  printf("herd demo: http://%s%s%s:%d/ %d workers, policy %s\n",
+  printf("herd demo: http://%s%s%s:%d/ %d worker%s, policy %s\n",
          strchr(o->host, ':') ? "[" : "", o->host,
          strchr(o->host, ':') ? "]" : "", P.addr.port, o->workers,
-         herd_sched_policy_name(policy));
+         o->workers == 1 ? "" : "s", herd_sched_policy_name(policy));
   fflush(stdout);
 
   uv_timer_init(loop, &P.tick);

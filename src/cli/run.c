@@ -8,9 +8,11 @@
 
 #include <herd.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
+#include <stddef.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -41,7 +43,8 @@ static void run_usage(FILE* f) {
       "                            unix:@NAME; repeatable\n"
       "      --policy P            rr (Node programs only), shared or\n"
       "                            reuseport (default: reuseport)\n"
-      "      --name NAME           name in logs and status (program's name)\n"
+      "      --name NAME           name in logs, status and LISTEN_FDNAMES\n"
+      "                            (the program's name)\n"
       "      --ready MODE          auto, listening, notify or delay[:TIME]\n"
       "                            (auto)\n"
       "      --ready-timeout TIME  a worker not ready by then failed (30s)\n"
@@ -58,10 +61,15 @@ static void run_usage(FILE* f) {
       "                            exit\n"
       "  -h, --help                this text\n"
       "\n"
-      "TIME is a number with an optional unit: ms, s (default), m, h.\n"
-      "Exit status: 0 after a clean stop, 1 on an error (an address that\n"
-      "cannot be bound, workers that keep crashing), 2 for bad usage, 126\n"
-      "for a program that is not executable, 127 for one not found.\n");
+      "TIME is a number with an optional unit: ms, s (default), m, h; at\n"
+      "most 7 days. NAME: 1 to 64 printable ASCII characters, no space, '/'\n"
+      "or ':' (the program's name with any other character as '_').\n"
+      "Exit status: 0 after a clean stop; 128+N after a stop by signal N\n"
+      "that had to kill workers (143 for SIGTERM, 131 for SIGQUIT); 1 on an\n"
+      "error (an address that cannot be used: not bound, or its name not\n"
+      "resolved; workers that keep crashing); 2 for bad usage; 126 for a\n"
+      "program that is not executable (or whose interpreter is missing),\n"
+      "127 for one not found.\n");
 }
 
 static int usage_error(const char* fmt, ...)
@@ -123,15 +131,35 @@ static int parse_ready(const char* s, run_options_t* o) {
   return 0;
 }
 
-/* A name for logs: printable, no spaces, no '/'. */
+/* A character of a name: printable ASCII but space, '/' (the name is in
+ * log prefixes and file names) and ':' (LISTEN_FDNAMES's separator: the
+ * name is each socket's fd name, systemd's rule). */
+static int name_char(unsigned char c) {
+  return c > ' ' && c < 0x7f && c != '/' && c != ':';
+}
+
 static int valid_name(const char* s) {
   size_t n = strlen(s);
   if (n == 0 || n > MAX_NAME)
     return 0;
   for (; *s != '\0'; s++)
-    if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f || *s == '/')
+    if (!name_char((unsigned char)*s))
       return 0;
   return 1;
+}
+
+/* Without --name, the program's file name, made to follow the same rule:
+ * each other byte becomes '_', and it is cut at MAX_NAME. */
+static void default_name(run_options_t* o) {
+  const char* base = strrchr(o->program, '/');
+  size_t n = 0;
+  base = base != NULL ? base + 1 : o->program;
+  for (; base[n] != '\0' && n < MAX_NAME; n++)
+    o->default_name[n] = name_char((unsigned char)base[n]) ? base[n] : '_';
+  o->default_name[n] = '\0';
+  if (n == 0)
+    snprintf(o->default_name, sizeof(o->default_name), "herd");
+  o->name = o->default_name;
 }
 
 static int add_listen(run_options_t* o, const char* text) {
@@ -145,8 +173,12 @@ static int add_listen(run_options_t* o, const char* text) {
   l->text = text;
   l->fd = -1;
   r = herd_listen_parse(text, &l->addr);
-  if (r != 0)
+  /* A bad text is bad usage; a name that does not resolve (or a resolver
+   * that fails) is an address that cannot be used, reported with the
+   * others that cannot be bound, in --listen order. */
+  if (r == UV_EINVAL || r == UV_ENAMETOOLONG)
     return r;
+  l->error = r;
   o->nlisten++;
   return 0;
 }
@@ -211,15 +243,19 @@ static int parse_options(int argc, char** argv, run_options_t* o) {
         if (r == UV_ENAMETOOLONG)
           return usage_error("bad address '%s': %s", v,
                              "unix socket path longer than 107 bytes");
-        if (r == UV_EINVAL && strspn(v, "0123456789") == strlen(v))
+        if (r == UV_EINVAL && v[0] != '\0' &&
+            strspn(v, "0123456789") == strlen(v))
           return usage_error("bad address '%s' (did you mean ':%s'?)", v, v);
         if (r == UV_EINVAL)
           return usage_error(
-              "bad address '%s' (HOST:PORT, [V6]:PORT, :PORT or unix:PATH)", v);
+              "bad address '%s' (HOST:PORT, [V6]:PORT, :PORT, "
+              "unix:PATH or unix:@NAME)",
+              v);
         if (r != 0)
           return usage_error("bad address '%s': %s", v, herd_strerror(r));
         for (int i = 0; i < o->nlisten - 1; i++)
-          if (strcmp(o->listen[i].addr.text,
+          if (o->listen[o->nlisten - 1].error == 0 && o->listen[i].error == 0 &&
+              strcmp(o->listen[i].addr.text,
                      o->listen[o->nlisten - 1].addr.text) == 0 &&
               (o->listen[i].addr.family == AF_UNIX ||
                o->listen[i].addr.port != 0))
@@ -236,25 +272,29 @@ static int parse_options(int argc, char** argv, run_options_t* o) {
       case OPT_NAME:
         if (!valid_name(v))
           return usage_error(
-              "bad name '%s' (1 to 64 printable characters, no space or /)", v);
+              "bad name '%s' (1 to 64 printable ASCII "
+              "characters, no space, '/' or ':')",
+              v);
         o->name = v;
         break;
       case OPT_READY:
         if (parse_ready(v, o) != 0)
           return usage_error(
               "bad ready mode '%s' (auto, listening, notify or "
-              "delay[:TIME])",
+              "delay[:TIME], TIME at most 7 days)",
               v);
         break;
       case OPT_READY_TIMEOUT:
         if (cli_parse_duration(v, MAX_DURATION_MS, &o->ready_timeout_ms) != 0 ||
             o->ready_timeout_ms == 0)
-          return usage_error("bad --ready-timeout '%s' (e.g. 30s, 500ms)", v);
+          return usage_error(
+              "bad --ready-timeout '%s' (e.g. 30s, 500ms; at most 7 days)", v);
         break;
       case OPT_GRACEFUL_TIMEOUT:
         if (cli_parse_duration(v, MAX_DURATION_MS, &o->graceful_timeout_ms) !=
             0)
-          return usage_error("bad --graceful-timeout '%s' (e.g. 10s, 0)", v);
+          return usage_error(
+              "bad --graceful-timeout '%s' (e.g. 10s, 0; at most 7 days)", v);
         break;
       case OPT_STOP_SIGNAL:
         if (cli_parse_signal(v, &o->stop_signal) != 0 ||
@@ -270,7 +310,8 @@ static int parse_options(int argc, char** argv, run_options_t* o) {
         if (cli_parse_duration(v, MAX_DURATION_MS, &o->restart_window_ms) !=
                 0 ||
             o->restart_window_ms == 0)
-          return usage_error("bad --restart-window '%s' (e.g. 60s)", v);
+          return usage_error(
+              "bad --restart-window '%s' (e.g. 60s; at most 7 days)", v);
         break;
       case OPT_ENV:
         if (strchr(v, '=') == NULL || v[0] == '=')
@@ -294,7 +335,10 @@ static int parse_options(int argc, char** argv, run_options_t* o) {
         return usage_error("option '%s' needs a value",
                            cli_bad_option(argv, optind, optopt));
       default:
-        return usage_error("unknown option '%s'",
+        return usage_error("%s option '%s'",
+                           cli_option_ambiguous(argv, optind, options)
+                               ? "ambiguous"
+                               : "unknown",
                            cli_bad_option(argv, optind, optopt));
     }
   }
@@ -310,6 +354,36 @@ static const char* env_path(const run_options_t* o) {
     if (strncmp(o->env[i], "PATH=", 5) == 0)
       return o->env[i] + 5;
   return getenv("PATH");
+}
+
+/* A script's "#!" interpreter must exist and be executable too: execve()
+ * would fail with ENOENT or EACCES as if the script were missing, so it
+ * is named here, as shells do ("bad interpreter"). Returns 0, 126 or 127
+ * after a message (the statuses of an exec that fails so). */
+static int check_interpreter(const run_options_t* o) {
+  char line[256];
+  const char* interp;
+  size_t n;
+  ssize_t got;
+  int fd = open(o->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), e;
+  if (fd < 0)
+    return 0; /* executable but not readable: the kernel may still run it */
+  got = read(fd, line, sizeof(line) - 1);
+  close(fd);
+  if (got < 3 || line[0] != '#' || line[1] != '!')
+    return 0;
+  line[got] = '\0';
+  interp = line + 2 + strspn(line + 2, " \t");
+  n = strcspn(interp, " \t\n");
+  if (n == 0 || interp[n] == '\0')
+    return 0; /* no path, or a line longer than the kernel reads */
+  line[interp - line + (ptrdiff_t)n] = '\0';
+  if (eaccess(interp, X_OK) == 0)
+    return 0;
+  e = errno;
+  fprintf(stderr, "herd: %s: %s: bad interpreter: %s\n", o->program, interp,
+          strerror(e));
+  return (e == ENOENT || e == ENOTDIR) ? 127 : 126;
 }
 
 /* Finds the program as a shell does: a name with a slash is used as it
@@ -374,7 +448,7 @@ static int find_program(run_options_t* o) {
     fprintf(stderr, "herd: out of memory\n");
     return 1;
   }
-  return 0;
+  return check_interpreter(o);
 }
 
 /* Whether the program is Node (node, nodejs, through symlinks too): it
@@ -551,6 +625,11 @@ static int bind_all(run_options_t* o) {
     run_listen_t* l = &o->listen[i];
     herd_listen_options_t lo;
     int r;
+    if (l->error != 0) {
+      fprintf(stderr, "herd: cannot listen on %s: %s\n", l->text,
+              herd_strerror(l->error));
+      return 1;
+    }
     memset(&lo, 0, sizeof(lo));
     if (o->policy == HERD_SCHED_REUSEPORT)
       lo.flags = HERD_LISTEN_REUSEPORT;
@@ -658,10 +737,8 @@ int herd_cli_run(int argc, char** argv) {
     r = bind_all(&o);
   if (r != 0)
     goto done;
-  if (o.name == NULL) {
-    const char* base = strrchr(o.program, '/');
-    o.name = base != NULL ? base + 1 : o.program;
-  }
+  if (o.name == NULL)
+    default_name(&o);
   if (o.workers == 0)
     o.workers = (int)uv_available_parallelism();
   if (o.workers > MAX_WORKERS)

@@ -27,6 +27,7 @@ typedef struct {
   const char* text; /* as given, for messages */
   herd_listen_addr_t addr;
   int fd;
+  int error; /* its name did not resolve: reported where binding is */
 } run_listen_t;
 
 typedef struct {
@@ -38,6 +39,7 @@ typedef struct {
   herd_sched_policy_t policy;
   int policy_set;
   const char* name;
+  char default_name[MAX_NAME + 1]; /* without --name: from the program's */
   ready_mode_t ready;
   uint64_t ready_delay_ms;
   uint64_t ready_timeout_ms;

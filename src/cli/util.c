@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,4 +83,25 @@ const char* cli_bad_option(char** argv, int optind, int optopt) {
   }
   snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(arg, "="), arg);
   return buf;
+}
+
+int cli_option_ambiguous(char** argv, int optind,
+                         const struct option* options) {
+  const char* arg = optind > 0 ? argv[optind - 1] : "";
+  size_t n;
+  int matches = 0;
+  if (strncmp(arg, "--", 2) != 0)
+    return 0;
+  arg += 2;
+  n = strcspn(arg, "=");
+  if (n == 0)
+    return 0;
+  for (; options->name != NULL; options++) {
+    if (strncmp(options->name, arg, n) != 0)
+      continue;
+    if (strlen(options->name) == n)
+      return 0;
+    matches++;
+  }
+  return matches > 1;
 }
