@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The listener and its retry timer close together. */
+/* The listener, its retry timer and its check close together. */
 static void on_listener_close(uv_handle_t* handle) {
   struct herd_http_private_s* priv = handle->data;
   if (--priv->listener_open == 0)
@@ -19,6 +19,7 @@ static void on_listener_close(uv_handle_t* handle) {
 static void close_listener(struct herd_http_private_s* priv) {
   uv_close((uv_handle_t*)&priv->listener, on_listener_close);
   uv_close((uv_handle_t*)&priv->accept_retry, on_listener_close);
+  uv_close((uv_handle_t*)&priv->accept_turn, on_listener_close);
 }
 
 static void on_sweep_close(uv_handle_t* handle) {
@@ -132,11 +133,25 @@ static void on_accept_retry(uv_timer_t* timer) {
   on_connection((uv_stream_t*)&priv->listener, 0);
 }
 
+/* After the poll phase: the next iteration may accept a batch again. */
+static void on_accept_turn(uv_check_t* check) {
+  struct herd_http_private_s* priv = check->data;
+  priv->turn_accepts = 0;
+}
+
 static void on_connection(uv_stream_t* listener, int status) {
   struct herd_http_private_s* priv = listener->data;
   /* A failed accept (EMFILE, ...) costs that one connection only. */
   if (status < 0 || priv->closing)
     return;
+  if (priv->turn_accepts >= HTTP_ACCEPT_BATCH) {
+    /* Left pending, libuv stops reading the listener: the connection is
+     * taken at the start of the next iteration, after the connections
+     * whose requests have come meanwhile were read. */
+    uv_timer_start(&priv->accept_retry, on_accept_retry, 0, 0);
+    return;
+  }
+  priv->turn_accepts++;
   /* A connection herd has no memory for stays pending, and libuv reads the
    * listener no more until it is taken: it is taken after a pause, as
    * herd_server_t does after an accept that fails for want of memory. */
@@ -166,9 +181,14 @@ int herd_http_server_listen(herd_http_server_t* server, const char* host,
   if (err != 0)
     return err;
   uv_timer_init(server->loop, &priv->accept_retry);
+  uv_check_init(server->loop, &priv->accept_turn);
   priv->listener.data = priv;
   priv->accept_retry.data = priv;
-  priv->listener_open = 2;
+  priv->accept_turn.data = priv;
+  priv->turn_accepts = 0;
+  priv->listener_open = 3;
+  uv_check_start(&priv->accept_turn, on_accept_turn);
+  uv_unref((uv_handle_t*)&priv->accept_turn);
   err = uv_tcp_bind(&priv->listener, (const struct sockaddr*)&addr, 0);
   if (err == 0)
     err = uv_listen((uv_stream_t*)&priv->listener, backlog, on_connection);

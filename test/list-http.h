@@ -31,4 +31,5 @@
   TEST(http_graceful_ab_close, 30000)       \
   TEST(http_graceful_ab_close_adopt, 30000) \
   TEST(http_node_client, 15000)             \
-  TEST(http_api_errors, 5000)
+  TEST(http_api_errors, 5000)               \
+  TEST(http_accept_batch, 10000)

@@ -1552,3 +1552,64 @@ TEST_IMPL(http_api_errors) {
   ASSERT(server.priv == NULL);
   return 0;
 }
+
+/* Connections herd's own listener took in one loop iteration before it read
+ * a connection that was already open: 150 clients connect and send their
+ * request at once, then one accepted earlier sends its own. Accepting the
+ * whole queue first (libuv's accept loop) served it last; under
+ * `Connection: close` load, where served clients reconnect at once, such a
+ * connection waited up to seconds. */
+static int fair_handled;
+static int fair_first_at;
+
+static void on_fair_request(herd_http_req_t* req) {
+  fair_handled++;
+  if (url_is(req, "/first"))
+    fair_first_at = fair_handled;
+  ASSERT_OK(herd_http_respond(req, 200, "text/plain", "ok", 2));
+}
+
+TEST_IMPL(http_accept_batch) {
+  enum { CLIENTS = 150 };
+  static const char req[] =
+      "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+  static const char first_req[] =
+      "GET /first HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+  uv_loop_t loop;
+  herd_http_server_t server;
+  int fds[CLIENTS];
+  int first, port;
+  int64_t deadline;
+  fair_handled = 0;
+  fair_first_at = 0;
+  ASSERT_OK(uv_loop_init(&loop));
+  ASSERT_OK(herd_http_server_init(&loop, &server, on_fair_request, NULL));
+  ASSERT_OK(herd_http_server_listen(&server, "127.0.0.1", 0, 511));
+  port = herd_http_server_port(&server);
+  first = client_connect(port);
+  deadline = now_ms() + 5000;
+  while (server.connections < 1 && now_ms() < deadline)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT_EQ(server.connections, 1);
+  /* The kernel completes the handshakes: all of them are in the queue, each
+   * with its request, before `first` sends. */
+  for (int i = 0; i < CLIENTS; i++) {
+    fds[i] = client_connect(port);
+    SEND_STR(fds[i], req);
+  }
+  SEND_STR(first, first_req);
+  deadline = now_ms() + 10000;
+  while (fair_handled < CLIENTS + 1 && now_ms() < deadline)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  ASSERT_EQ(fair_handled, CLIENTS + 1);
+  fprintf(stderr, "# /first was request %d of %d\n", fair_first_at,
+          CLIENTS + 1);
+  /* 64 accepted per iteration (HTTP_ACCEPT_BATCH), then the reads. */
+  ASSERT_LE(fair_first_at, 65);
+  close(first);
+  for (int i = 0; i < CLIENTS; i++)
+    close(fds[i]);
+  herd_http_server_close(&server, NULL);
+  test_loop_run_close(&loop);
+  return 0;
+}

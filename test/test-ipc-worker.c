@@ -140,8 +140,11 @@ static void primary_expect(primary_t* p, const char* want, char* out,
     while ((nl = memchr(line, '\n', p->in_len - (size_t)(line - p->in)))) {
       *nl = '\0';
       if (strstr(line, want) != NULL) {
-        if (out != NULL)
-          snprintf(out, cap, "%s", line);
+        if (out != NULL && cap > 0) { /* cut to cap, as meant */
+          size_t n = strlen(line) < cap ? strlen(line) : cap - 1;
+          memcpy(out, line, n);
+          out[n] = '\0';
+        }
         p->in_len -= (size_t)(nl + 1 - p->in);
         memmove(p->in, nl + 1, p->in_len);
         return;

@@ -109,10 +109,14 @@ int herd_http_server_init(uv_loop_t* loop, herd_http_server_t* server,
 /* Binds and listens on host:port itself (standalone use). `host` is a
  * numeric IPv4 or IPv6 address (NULL: "0.0.0.0"); port 0 picks one,
  * herd_http_server_port() tells which; backlog <= 0 means 511. At most one
- * listener per server. A connection herd has no memory for waits in the
- * listen queue, and accepting pauses for 100 ms before it is tried again.
- * Errors: UV_EINVAL (bad address or port, already listening, closing), the
- * errors of uv_tcp_bind() and uv_listen() (UV_EADDRINUSE, UV_EACCES, ...). */
+ * listener per server. At most 64 connections are accepted per loop
+ * iteration, as nginx takes a bounded batch: libuv's own accept loop runs
+ * until the queue is empty, which under `Connection: close` load keeps
+ * connections already open from being read. A connection herd has no
+ * memory for waits in the listen queue, and accepting pauses for 100 ms
+ * before it is tried again. Errors: UV_EINVAL (bad address or port, already
+ * listening, closing), the errors of uv_tcp_bind() and uv_listen()
+ * (UV_EADDRINUSE, UV_EACCES, ...). */
 int herd_http_server_listen(herd_http_server_t* server, const char* host,
                             int port, int backlog);
 /* The port of the server's own listener, or UV_EINVAL without one. */
@@ -126,7 +130,10 @@ int herd_http_server_port(const herd_http_server_t* server);
  * call again later, or take it with uv_accept() and close it. The
  * connection is read at once, so the handler may
  * run (and the connection may be answered and closed) before this returns;
- * the same holds for herd_http_server_adopt(). */
+ * the same holds for herd_http_server_adopt(). libuv calls the callback for
+ * every queued connection before it reads any other socket: a caller under
+ * heavy connection churn should leave one pending after a batch and take
+ * it on the next loop iteration, as herd_http_server_listen() does. */
 int herd_http_server_accept(herd_http_server_t* server, uv_stream_t* listener);
 /* Serves an already accepted, connected TCP socket; herd owns `fd` (also on
  * error: it is closed then) and makes it non-blocking and close-on-exec.
