@@ -55,15 +55,16 @@ fs.writeFileSync(mdPath, md);
 // Chart: one group per metric; each bar is a system's figure relative to the
 // best one in its group, so longer is always better.
 const colors = { herd: '#2b7a3d', node: '#3c6fb6', nginx: '#b8642a',
-  limit: '#8a8a8a', node_none: '#7fa3d6' };
+  limit: '#8a8a8a', node_none: '#7fa3d6', pm2: '#8e4fa8' };
 const systems = ['herd', ...anchors];
 const barH = 14, gap = 4, groupGap = 18, left = 330, width = 820;
 const plotW = width - left - 90;
 let y = 50;
 let body = '';
-// The chart keeps the headline figures; CPU, latency percentiles and spread
-// stay in the table.
-const charted = rows.filter((r) => !/cpu|p99|busiest|anon/.test(r.metric));
+// The chart keeps the headline figures; CPU, latency percentiles, spread and
+// failure counts (a bar cannot show 0 against 1263) stay in the table.
+const charted = rows.filter(
+  (r) => !/cpu|p99|busiest|anon|light_|failed/.test(r.metric));
 for (const r of charted) {
   const present = systems.filter((s) => r[s] > 0);
   const score = (s) => (r.better === 'lower' ? 1 / r[s] : r[s]);
@@ -90,7 +91,8 @@ const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" ` +
   `height="${height}" font-family="sans-serif">` +
   `<rect width="100%" height="100%" fill="white"/>` +
   `<text x="10" y="24" font-size="15" font-weight="bold">herd vs Node.js, ` +
-  `nginx and the raw syscall limit (bar length: relative, longer is better)` +
+  `nginx, PM2 and the raw syscall limit (bar length: relative, longer is ` +
+  `better)` +
   `</text>${body}</svg>\n`;
 fs.writeFileSync(svgPath, svg);
 
