@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define HERD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define HERD_CONTAINER_OF(ptr, type, field) \
@@ -21,6 +22,9 @@ void* herd__calloc(size_t n, size_t size);
 void* herd__realloc(void* p, size_t size);
 char* herd__strdup(const char* s);
 void herd__free(void* p);
+/* Writes code point `cp` (at most 0x10ffff; a lone surrogate is written as
+ * its three bytes, WTF-8) as 1 to 4 bytes at `out`; returns how many. */
+size_t herd__utf8_put(char* out, uint32_t cp);
 
 /* The contract between the process module (spawn.c) and the IPC module
  * (ipc.c) for a parent-side channel.

@@ -486,29 +486,6 @@ int herd_json_get(const char* json, size_t len, const char* key,
   return 0;
 }
 
-static size_t put_utf8(char* out, unsigned cp) {
-  if (cp < 0x80) {
-    out[0] = (char)cp;
-    return 1;
-  }
-  if (cp < 0x800) {
-    out[0] = (char)(0xc0 | (cp >> 6));
-    out[1] = (char)(0x80 | (cp & 0x3f));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    out[0] = (char)(0xe0 | (cp >> 12));
-    out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    out[2] = (char)(0x80 | (cp & 0x3f));
-    return 3;
-  }
-  out[0] = (char)(0xf0 | (cp >> 18));
-  out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-  out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-  out[3] = (char)(0x80 | (cp & 0x3f));
-  return 4;
-}
-
 static unsigned hex4(const char* p) {
   return (unsigned)(hex_val((unsigned char)p[0]) << 12 |
                     hex_val((unsigned char)p[1]) << 8 |
@@ -571,7 +548,7 @@ int herd_json_get_string(const char* json, size_t len, const char* key,
            * strings get U+FFFD instead. */
           if (cp >= 0xd800 && cp <= 0xdfff)
             cp = 0xfffd;
-          tn = put_utf8(tmp, cp);
+          tn = herd__utf8_put(tmp, cp);
           break;
         }
         default:

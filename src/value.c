@@ -1280,29 +1280,6 @@ static uint16_t unit_at(const uint8_t* s, size_t i) {
   return u;
 }
 
-static size_t put_cp(char* out, uint32_t cp) {
-  if (cp < 0x80) {
-    out[0] = (char)cp;
-    return 1;
-  }
-  if (cp < 0x800) {
-    out[0] = (char)(0xc0 | (cp >> 6));
-    out[1] = (char)(0x80 | (cp & 0x3f));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    out[0] = (char)(0xe0 | (cp >> 12));
-    out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    out[2] = (char)(0x80 | (cp & 0x3f));
-    return 3;
-  }
-  out[0] = (char)(0xf0 | (cp >> 18));
-  out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-  out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-  out[3] = (char)(0x80 | (cp & 0x3f));
-  return 4;
-}
-
 /* The code point of UTF-16 units at s[*i], pairs joined. */
 static uint32_t utf16_next(const uint8_t* s, size_t units, size_t* i) {
   uint32_t u = unit_at(s, *i);
@@ -1329,7 +1306,7 @@ size_t herd__utf16_wtf8_len(const uint8_t* s, size_t units) {
 void herd__utf16_to_wtf8(const uint8_t* s, size_t units, char* out) {
   size_t i = 0;
   while (i < units)
-    out += put_cp(out, utf16_next(s, units, &i));
+    out += herd__utf8_put(out, utf16_next(s, units, &i));
 }
 
 /* One code point of strict UTF-8 at s[*i], or U+FFFD for the maximal
@@ -1396,7 +1373,7 @@ size_t herd__utf8_lossy_len(const uint8_t* s, size_t len) {
 void herd__utf8_lossy_to_wtf8(const uint8_t* s, size_t len, char* out) {
   size_t i = 0;
   while (i < len)
-    out += put_cp(out, utf8_lossy_next(s, len, &i));
+    out += herd__utf8_put(out, utf8_lossy_next(s, len, &i));
 }
 
 /* Pointer maps. */

@@ -58,29 +58,6 @@ static int buf_room(parser_t* ps, size_t n) {
   return 0;
 }
 
-static size_t put_wtf8(char* out, uint32_t cp) {
-  if (cp < 0x80) {
-    out[0] = (char)cp;
-    return 1;
-  }
-  if (cp < 0x800) {
-    out[0] = (char)(0xc0 | (cp >> 6));
-    out[1] = (char)(0x80 | (cp & 0x3f));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    out[0] = (char)(0xe0 | (cp >> 12));
-    out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    out[2] = (char)(0x80 | (cp & 0x3f));
-    return 3;
-  }
-  out[0] = (char)(0xf0 | (cp >> 18));
-  out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-  out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-  out[3] = (char)(0x80 | (cp & 0x3f));
-  return 4;
-}
-
 /* Reads a string literal (at its opening quote) into ps->buf as WTF-8:
  * escapes decoded, \uD83D\uDE00 joined, a lone surrogate escape kept. Raw
  * text must be UTF-8 (no surrogates), as JSON is. */
@@ -153,7 +130,7 @@ static int parse_string(parser_t* ps, size_t* len) {
         }
         /* A half left alone stays a lone surrogate; it cannot pair with
          * raw text, which holds no surrogates. */
-        n += put_wtf8(ps->buf + n, u);
+        n += herd__utf8_put(ps->buf + n, u);
         break;
       }
       default:
