@@ -115,7 +115,11 @@ static int on_headers_complete(llhttp_t* p) {
   }
   /* A client that asks first gets its go-ahead before the body; it goes out
    * with the writes of this read, after the answers to earlier requests.
-   * Only a head with a header of the right lengths is searched. */
+   * Only a head with a header of the right lengths is searched. An HTTP/1.0
+   * client cannot understand a 1xx answer, so its expectation is ignored
+   * (RFC 9110 10.1.1: a server MUST). */
+  if (llhttp_get_http_major(p) == 1 && llhttp_get_http_minor(p) == 0)
+    expect = 0;
   for (i = 0; expect && i < conn->req.header_count; i++) {
     h = &conn->headers[i];
     if (h->name_len == 6 && strncasecmp(h->name, "expect", 6) == 0 &&
