@@ -22,6 +22,8 @@
 #define HTTP_SPARE_CONNS 32
 /* ms a closing server gives a silent connection (herd_http_options_t). */
 #define HERD__HTTP_CLOSE_GRACE_DEFAULT 1000
+/* ms a request head may take (herd_http_options_t): Node.js's and nginx's. */
+#define HTTP_HEADERS_TIMEOUT_DEFAULT 60000
 /* ms herd's own listener pauses after a connection it had no memory for. */
 #define HTTP_ACCEPT_RETRY_MS 100
 /* Connections herd's own listener accepts per loop iteration: libuv's accept
@@ -41,6 +43,7 @@ struct herd_http_private_s {
   herd_http_close_cb close_cb;
   uint64_t idle_timeout;
   uint64_t close_grace;
+  uint64_t headers_timeout;
   /* Loop time at herd_http_server_close(). */
   uint64_t close_start;
   size_t max_header_size;
@@ -86,6 +89,8 @@ struct http_conn_s {
   http_conn_t* prev;
   herd_http_req_t req;
   uint64_t last_active;
+  /* Loop time of the first byte of the head being parsed (while in_head). */
+  uint64_t head_start;
   /* The read buffer: [0, parsed) went through llhttp, [parsed, end) waits.
    * While a request head's spans point into it, nothing from span_base on may
    * move or be overwritten. */
@@ -108,6 +113,7 @@ struct http_conn_s {
   unsigned raw : 1;
   unsigned head_request : 1; /* the request awaiting its answer is a HEAD */
   unsigned in_spans : 1;
+  unsigned in_head : 1; /* a request head has begun and not ended */
   unsigned in_parser : 1;
   unsigned awaiting : 1; /* the handler has the request, no answer yet */
   unsigned last_was_value : 1;

@@ -1,10 +1,13 @@
 /* The idle sweep: one coarse timer per server closes connections that have
  * been silent too long, and once the server is closing, those that stay
- * silent through the close grace. */
+ * silent through the close grace; it also answers 408 to request heads that
+ * take longer than the headers timeout, however steadily they trickle. */
 #include "http-int.h"
 
 static uint64_t sweep_interval(struct herd_http_private_s* priv) {
   uint64_t ms = priv->idle_timeout / 4;
+  if (priv->headers_timeout / 4 < ms)
+    ms = priv->headers_timeout / 4;
   if (priv->closing && priv->close_grace / 4 < ms)
     ms = priv->close_grace / 4;
   if (ms < 10)
@@ -33,7 +36,9 @@ static int conn_expired(struct herd_http_private_s* priv, http_conn_t* conn,
 
 /* One coarse timer per server instead of one per connection or request:
  * connections that have neither sent nor received anything for their time,
- * and wait for nothing from the handler, are closed. */
+ * and wait for nothing from the handler, are closed; a request head that has
+ * been arriving for headers_timeout is refused with 408 (Node.js answers the
+ * same), and the connection closes as after any refused request. */
 static void on_sweep(uv_timer_t* timer) {
   struct herd_http_private_s* priv = timer->data;
   uint64_t now = uv_now(timer->loop);
@@ -43,6 +48,13 @@ static void on_sweep(uv_timer_t* timer) {
     next = conn->next;
     if (conn->closing || conn->awaiting)
       continue;
+    if (conn->in_head && !conn->stop_parsing &&
+        now - conn->head_start >= priv->headers_timeout) {
+      herd__http_conn_fail(conn, 408);
+      herd__http_conn_flush(conn);
+      herd__http_conn_update_reading(conn);
+      continue;
+    }
     if (conn_expired(priv, conn, now))
       herd__http_conn_close(conn);
   }

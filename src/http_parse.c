@@ -38,6 +38,10 @@ static int on_message_begin(llhttp_t* p) {
   conn->head_bytes = 0;
   conn->body_len = 0;
   conn->last_was_value = 1;
+  /* llhttp begins a message at its first byte (not at the blank lines it
+   * skips before it): the headers timeout runs from here. */
+  conn->in_head = 1;
+  conn->head_start = uv_now(conn->priv->server->loop);
   return 0;
 }
 
@@ -98,6 +102,7 @@ static int on_headers_complete(llhttp_t* p) {
   herd_http_header_t* h;
   int expect = 0;
   size_t i;
+  conn->in_head = 0;
   /* A header with an empty value never got a value span. */
   for (i = 0; i < conn->req.header_count; i++) {
     h = &conn->headers[i];

@@ -251,6 +251,7 @@ int herd__http_conn_append_response(http_conn_t* conn, int status,
  * client has stopped sending (so that it reads the answer instead of a
  * reset). */
 void herd__http_conn_fail(http_conn_t* conn, int status) {
+  conn->in_head = 0;
   conn->stop_parsing = 1;
   conn->close_after_write = 1;
   conn->linger = 1;

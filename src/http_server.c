@@ -94,6 +94,7 @@ int herd_http_server_init(uv_loop_t* loop, herd_http_server_t* server,
   priv->handler = handler;
   priv->idle_timeout = 5000;
   priv->close_grace = HERD__HTTP_CLOSE_GRACE_DEFAULT;
+  priv->headers_timeout = HTTP_HEADERS_TIMEOUT_DEFAULT;
   priv->max_header_size = 16 * 1024;
   priv->max_body_size = 1024 * 1024;
   if (options != NULL) {
@@ -101,6 +102,8 @@ int herd_http_server_init(uv_loop_t* loop, herd_http_server_t* server,
       priv->idle_timeout = options->idle_timeout;
     if (options->close_grace != 0)
       priv->close_grace = options->close_grace;
+    if (options->headers_timeout != 0)
+      priv->headers_timeout = options->headers_timeout;
     if (options->max_header_size != 0)
       priv->max_header_size = options->max_header_size;
     if (options->max_body_size != 0)

@@ -1,10 +1,11 @@
 /* A small HTTP/1.1 server on llhttp (Node's parser): keep-alive, pipelining,
  * `Connection: close`, 400 on a malformed request, 431 on an oversized
- * request head, 413 on an oversized body, an idle timeout. Made to serve
+ * request head, 413 on an oversized body, an idle timeout, 408 on a request
+ * head that takes too long. Made to serve
  * herd's demo fast, not to be a framework: no request streaming, no chunked
  * responses, no TLS, no upgrades (an Upgrade or CONNECT request is answered
  * like any other, then the connection closes). `Expect: 100-continue` gets
- * its interim 100 response.
+ * its interim 100 response (HTTP/1.1 requests only: RFC 9110 10.1.1).
  * Included by <herd.h>; do not include directly. See docs/http.md. */
 #ifndef HERD_HTTP_H
 #define HERD_HTTP_H
@@ -87,6 +88,15 @@ typedef struct herd_http_options_s {
    * which covers a request already on its way over any network path and
    * keeps a reload short; checked every close_grace / 4 (10..1000 ms). */
   uint64_t close_grace;
+  /* ms from the first byte of a request head (on a keep-alive connection,
+   * of each request) to the end of its headers; a head still incomplete
+   * then is answered 408 Request Timeout and the connection closed, however
+   * steadily its bytes trickle in (the idle timeout alone would let a client
+   * that sends a byte every few seconds hold a connection for hours). 0:
+   * 60000, as Node.js's server.headersTimeout and nginx's
+   * client_header_timeout. Checked by the idle timer (every
+   * headers_timeout / 4 at most, 10..1000 ms), also while closing. */
+  uint64_t headers_timeout;
 } herd_http_options_t;
 
 struct herd_http_server_s {
