@@ -560,6 +560,41 @@ TEST_IMPL(http_http10) {
   return 0;
 }
 
+/* RFC 9110 10.1.1: an HTTP/1.0 request's `Expect: 100-continue` is ignored.
+ * The body goes out only once the server has read the head, so an interim
+ * 100 would come before the answer. */
+static void client_expect_http10(http_test_t* t) {
+  int fd = client_connect(t->port);
+  SEND_STR(fd,
+           "POST /echo HTTP/1.0\r\nExpect: 100-continue\r\n"
+           "Content-Length: 5\r\n\r\n");
+  wait_server_read(fd);
+  exchange(fd, "hello",
+           "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: "
+           "close\r\n\r\nhello",
+           1);
+  close(fd);
+  /* HTTP/1.1 still gets its go-ahead. */
+  fd = client_connect(t->port);
+  SEND_STR(fd,
+           "POST /echo HTTP/1.1\r\nExpect: 100-continue\r\n"
+           "Content-Length: 5\r\n\r\n");
+  wait_server_read(fd);
+  exchange(fd, "hello",
+           "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"
+           "Content-Length: 5\r\n\r\nhello",
+           0);
+  close(fd);
+}
+
+TEST_IMPL(http_expect_http10) {
+  http_test_t t;
+  memset(&t, 0, sizeof(t));
+  run_http_test(&t, NULL, client_expect_http10, 1);
+  ASSERT_EQ(t.server.requests, 2);
+  return 0;
+}
+
 #define ERROR_RESPONSE(status)            \
   "HTTP/1.1 " status                      \
   "\r\nContent-Length: 0\r\nConnection: " \
@@ -1287,6 +1322,111 @@ TEST_IMPL(http_graceful_silent) {
 
 TEST_IMPL(http_graceful_silent_adopt) {
   run_graceful_silent(GRACEFUL_ADOPT);
+  return 0;
+}
+
+/* Headers timeout (300 ms here; idle timeout 5 s). A client that trickles
+ * its head a byte every 50 ms, never silent long enough for the idle
+ * timeout, gets 408 and the server's end of stream once the head has taken
+ * 300 ms (checked every 75 ms). Returns when the client has the answer. */
+static void trickle_until_408(int fd, const char* head) {
+  int64_t start = now_ms();
+  int64_t took;
+  SEND_STR(fd, head);
+  for (;;) {
+    struct pollfd pfd = {fd, POLLIN, 0};
+    if (poll(&pfd, 1, 50) == 1)
+      break;
+    if (now_ms() - start > 3000)
+      FATAL("a head trickled for 3 s without an answer");
+    client_send(fd, "a", 1);
+  }
+  took = now_ms() - start;
+  exchange(fd, NULL, ERROR_RESPONSE("408 Request Timeout"), 1);
+  ASSERT_GE(took, 280);
+  ASSERT_LE(took, 1500);
+}
+
+#define SLOW_HEAD "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "
+
+/* A head sent in pieces 80 ms apart: within the timeout, it is served. */
+static void send_slowly(int fd, const char* const* parts, int n) {
+  for (int i = 0; i < n; i++) {
+    if (i > 0) {
+      wait_server_read(fd);
+      test_sleep_ms(80);
+    }
+    SEND_STR(fd, parts[i]);
+  }
+}
+
+static void client_headers_timeout(http_test_t* t) {
+  static const char* const slow1[] = {"GET /s1 HTTP/1.1\r\n", "Host: x\r\n",
+                                      "X-A: 1\r\n\r\n"};
+  static const char* const slow2[] = {"GET /s2 HTTP/1.1\r\n", "Host: x\r\n",
+                                      "X-A: 1\r\n\r\n"};
+  int fd = client_connect(t->port);
+  trickle_until_408(fd, SLOW_HEAD);
+  close(fd);
+  WAIT_CONNECTIONS(t, 0);
+  /* Slow but complete heads are served, and on a keep-alive connection the
+   * time runs per request: two heads of 160 ms each, with a pause longer
+   * than the timeout between them (no head has begun then). */
+  fd = client_connect(t->port);
+  send_slowly(fd, slow1, 3);
+  exchange(fd, NULL, OK_TEXT("4", "/s1\n"), 0);
+  {
+    char c;
+    int eof;
+    ASSERT_EQ(client_read(fd, &c, 1, 1, 400, &eof), 0);
+    ASSERT_EQ(eof, 0);
+  }
+  send_slowly(fd, slow2, 3);
+  exchange(fd, NULL, OK_TEXT("4", "/s2\n"), 0);
+  /* The second request's head on the same connection trickles too long. */
+  trickle_until_408(fd, SLOW_HEAD);
+  close(fd);
+  WAIT_CONNECTIONS(t, 0);
+}
+
+static void run_headers_timeout(int mode, client_fn client, uint64_t requests) {
+  herd_http_options_t options;
+  memset(&options, 0, sizeof(options));
+  options.headers_timeout = 300;
+  run_graceful(mode, &options, client, requests);
+}
+
+TEST_IMPL(http_headers_timeout) {
+  run_headers_timeout(GRACEFUL_LISTEN, client_headers_timeout, 2);
+  return 0;
+}
+
+TEST_IMPL(http_headers_timeout_adopt) {
+  run_headers_timeout(GRACEFUL_ADOPT, client_headers_timeout, 2);
+  return 0;
+}
+
+/* A closing server waits on a trickling head no longer than on any other:
+ * the bytes are traffic to the close grace, but not to the headers
+ * timeout. */
+static void client_headers_timeout_closing(http_test_t* t) {
+  int fd = client_connect(t->port);
+  SEND_STR(fd, "GET / HTTP/1.1\r\n");
+  wait_server_read(fd);
+  WAIT_CONNECTIONS(t, 1);
+  request_close(t);
+  trickle_until_408(fd, "Host: x\r\nX-Slow: ");
+  close(fd);
+  wait_count(&t->closed, 0, 1, 3000);
+}
+
+TEST_IMPL(http_headers_timeout_closing) {
+  run_headers_timeout(GRACEFUL_LISTEN, client_headers_timeout_closing, 0);
+  return 0;
+}
+
+TEST_IMPL(http_headers_timeout_closing_adopt) {
+  run_headers_timeout(GRACEFUL_ADOPT, client_headers_timeout_closing, 0);
   return 0;
 }
 
