@@ -113,7 +113,8 @@ struct http_conn_s {
   unsigned raw : 1;
   unsigned head_request : 1; /* the request awaiting its answer is a HEAD */
   unsigned in_spans : 1;
-  unsigned in_head : 1; /* a request head has begun and not ended */
+  unsigned in_head : 1;    /* a request head has begun and not ended */
+  unsigned in_message : 1; /* llhttp is inside a request (head or body) */
   unsigned in_parser : 1;
   unsigned awaiting : 1; /* the handler has the request, no answer yet */
   unsigned last_was_value : 1;

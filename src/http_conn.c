@@ -237,6 +237,15 @@ void herd__http_on_read(uv_stream_t* stream, ssize_t nread,
     return;
   }
   conn->last_active = uv_now(conn->priv->server->loop);
+  /* Bytes that come between requests start the headers timeout, also when
+   * they are only the empty lines llhttp skips before a request line
+   * without beginning a message: else a client sending "\r\n" now and then
+   * would hold the connection for ever (nginx's client_header_timeout runs
+   * from such bytes too). */
+  if (!conn->in_message && !conn->in_head && !conn->awaiting) {
+    conn->in_head = 1;
+    conn->head_start = conn->last_active;
+  }
   herd__http_conn_process(conn);
   herd__http_conn_flush(conn);
   herd__http_conn_update_reading(conn);

@@ -38,10 +38,13 @@ static int on_message_begin(llhttp_t* p) {
   conn->head_bytes = 0;
   conn->body_len = 0;
   conn->last_was_value = 1;
-  /* llhttp begins a message at its first byte (not at the blank lines it
-   * skips before it): the headers timeout runs from here. */
-  conn->in_head = 1;
-  conn->head_start = uv_now(conn->priv->server->loop);
+  /* The headers timeout runs from here, or from the empty lines llhttp
+   * skipped before (herd__http_on_read). */
+  conn->in_message = 1;
+  if (!conn->in_head) {
+    conn->in_head = 1;
+    conn->head_start = uv_now(conn->priv->server->loop);
+  }
   return 0;
 }
 
@@ -209,6 +212,7 @@ static int on_message_complete(llhttp_t* p) {
   herd_http_req_t* req = &conn->req;
   int ka;
 
+  conn->in_message = 0;
   req->method = llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
   conn->head_request = llhttp_get_method(p) == HTTP_HEAD;
   req->http_minor = llhttp_get_http_minor(p);

@@ -1329,7 +1329,7 @@ TEST_IMPL(http_graceful_silent_adopt) {
  * its head a byte every 50 ms, never silent long enough for the idle
  * timeout, gets 408 and the server's end of stream once the head has taken
  * 300 ms (checked every 75 ms). Returns when the client has the answer. */
-static void trickle_until_408(int fd, const char* head) {
+static void trickle_until_408(int fd, const char* head, const char* byte) {
   int64_t start = now_ms();
   int64_t took;
   SEND_STR(fd, head);
@@ -1339,7 +1339,7 @@ static void trickle_until_408(int fd, const char* head) {
       break;
     if (now_ms() - start > 3000)
       FATAL("a head trickled for 3 s without an answer");
-    client_send(fd, "a", 1);
+    client_send(fd, byte, 1);
   }
   took = now_ms() - start;
   exchange(fd, NULL, ERROR_RESPONSE("408 Request Timeout"), 1);
@@ -1366,7 +1366,13 @@ static void client_headers_timeout(http_test_t* t) {
   static const char* const slow2[] = {"GET /s2 HTTP/1.1\r\n", "Host: x\r\n",
                                       "X-A: 1\r\n\r\n"};
   int fd = client_connect(t->port);
-  trickle_until_408(fd, SLOW_HEAD);
+  trickle_until_408(fd, SLOW_HEAD, "a");
+  close(fd);
+  WAIT_CONNECTIONS(t, 0);
+  /* Empty lines before a request line (which llhttp skips without
+   * beginning a request) count as its head. */
+  fd = client_connect(t->port);
+  trickle_until_408(fd, "\r\n", "\n");
   close(fd);
   WAIT_CONNECTIONS(t, 0);
   /* Slow but complete heads are served, and on a keep-alive connection the
@@ -1384,7 +1390,7 @@ static void client_headers_timeout(http_test_t* t) {
   send_slowly(fd, slow2, 3);
   exchange(fd, NULL, OK_TEXT("4", "/s2\n"), 0);
   /* The second request's head on the same connection trickles too long. */
-  trickle_until_408(fd, SLOW_HEAD);
+  trickle_until_408(fd, SLOW_HEAD, "a");
   close(fd);
   WAIT_CONNECTIONS(t, 0);
 }
@@ -1415,7 +1421,7 @@ static void client_headers_timeout_closing(http_test_t* t) {
   wait_server_read(fd);
   WAIT_CONNECTIONS(t, 1);
   request_close(t);
-  trickle_until_408(fd, "Host: x\r\nX-Slow: ");
+  trickle_until_408(fd, "Host: x\r\nX-Slow: ", "a");
   close(fd);
   wait_count(&t->closed, 0, 1, 3000);
 }
