@@ -416,12 +416,16 @@ TEST_IMPL(run_hostile_user_unix) {
 
 /* A file execve() refuses (ENOEXEC) that looks binary is refused up front
  * as bash does, not run as a shell script; a fail-fast give-up does not
- * announce a restart as certain. */
+ * announce a restart as certain; a worker stopped for being late is said
+ * to be late. */
 TEST_IMPL(run_hostile_binary_file) {
   char path[64];
   const char* check[] = {"run", "--check", "--", path, NULL};
   const char* run[] = {"run", "-w", "1", "--", path, NULL};
   const char* two[] = {"run", "-w", "2", "--", "/bin/sh", "-c", "exit 1", NULL};
+  const char* unready[] = {
+      "run",   "-w", "1",     "--ready", "notify", "--ready-timeout",
+      "300ms", "--", "sleep", "100",     NULL};
   static const char* const heads[] = {"\177ELFgarbage", "ab\0cd\n"};
   static const size_t lens[] = {11, 6};
   res_t res;
@@ -448,6 +452,15 @@ TEST_IMPL(run_hostile_binary_file) {
   ASSERT(strstr(res.err, "giving up") != NULL);
   if (strstr(res.err, " ms\n") != NULL || strstr(res.err, " ms;") != NULL)
     FATAL("a restart announced:\n%s", res.err);
+
+  /* A worker herd stopped for missing --ready-timeout is said so, not as
+   * killed by herd's own SIGTERM. */
+  run_herd(unready, &res);
+  ASSERT_EQ(res.status, 1);
+  if (strstr(res.err, "(sleep.0[") == NULL ||
+      strstr(res.err, "] not ready within 300 ms)") == NULL ||
+      strstr(res.err, "killed by signal") != NULL)
+    FATAL("not said:\n%s", res.err);
   return 0;
 }
 
