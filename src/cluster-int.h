@@ -130,8 +130,12 @@ struct herd_cluster_private_s {
   int closing;
   int closes_pending;
   /* herd__cluster_adopt(): handles of the caller's sockets, and who hears
-   * how a worker's listen() was mapped onto them (h NULL: refused). */
+   * how a worker's listen() was mapped onto them (h NULL: refused).
+   * adopt_only: the caller said where to listen (even if none of it could
+   * be adopted, e.g. only unix addresses): a listen() no adopted socket
+   * serves is refused, never bound afresh. */
   int nadopted;
+  int adopt_only;
   void (*map_cb)(herd_cluster_t* cluster, herd_worker_t* worker,
                  const char* asked, const herd__cluster_handle_t* h);
   char self_exe[4096];

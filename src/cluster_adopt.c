@@ -14,7 +14,9 @@
  *      primary's answer carries the real address, as Node's does);
  *   3. listen({fd: 3 + i}), systemd-style code: the i-th socket;
  * and otherwise it fails with EADDRNOTAVAIL: the caller said where to
- * listen, and a guess would open a port nobody asked for. */
+ * listen, and a guess would open a port nobody asked for. The same holds
+ * when the caller gave addresses none of which is TCP (adopt_only, set
+ * with no socket adopted): every listen() is refused. */
 #include "cluster-int.h"
 
 #include <arpa/inet.h>
@@ -89,7 +91,7 @@ herd__cluster_handle_t* herd__cluster_adopted_for(herd_cluster_t* cluster,
   herd__cluster_handle_t *h, *only = NULL;
   int ntcp = 0;
   *err = 0;
-  if (cluster->priv->nadopted == 0)
+  if (cluster->priv->nadopted == 0 && !cluster->priv->adopt_only)
     return NULL;
   *err = UV_EADDRNOTAVAIL;
   if (strcmp(fd, "undefined") != 0 && strcmp(fd, "null") != 0) {

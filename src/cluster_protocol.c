@@ -295,8 +295,11 @@ static void query_server(herd_worker_t* w, const char* json, size_t len) {
   query_key(&q, q.port_text, key, sizeof(key));
 
   /* With the caller's sockets adopted, every TCP listen() (and
-   * listen({fd})) is served from them (cluster_adopt.c), or refused. */
-  if (q.udp == 0 && cluster->priv->nadopted > 0) {
+   * listen({fd})) is served from them (cluster_adopt.c), or refused; so
+   * is every one when the caller said where to listen but gave no TCP
+   * address (adopt_only). */
+  if (q.udp == 0 &&
+      (cluster->priv->nadopted > 0 || cluster->priv->adopt_only)) {
     int type = q.atype_int ? (int)q.atype : 0;
     char asked[320];
     if (strcmp(q.fd_text, "undefined") != 0 && strcmp(q.fd_text, "null") != 0)

@@ -113,6 +113,10 @@ const char* herd__sup_how(const herd__sup_proc_t* proc) {
   if (proc->start_error != 0)
     herd__sup_start_failure(proc->sup->priv, proc->start_error, b,
                             sizeof(buf[0]));
+  else if (proc->flags & HERD__PROC_NOT_READY)
+    /* herd stopped it, so the signal or status says nothing of it. */
+    snprintf(b, sizeof(buf[0]), "not ready within %llu ms",
+             (unsigned long long)(proc->ready_deadline - proc->started));
   else if (proc->term_signal != 0)
     snprintf(b, sizeof(buf[0]), "killed by signal %d (%s)", proc->term_signal,
              strsignal(proc->term_signal));

@@ -111,13 +111,17 @@ int herd__sup_cluster_start(herd__sup_t* p) {
   st->spawn.flags = HERD_SPAWN_PROCESS_GROUP | HERD_SPAWN_KILL_GROUP_ON_EXIT;
   st->spawn.parent_death_signal = SIGKILL;
   herd_cluster_setup_primary(&p->cluster, st);
+  /* Addresses given: a listen() that none serves is refused, even when
+   * none is TCP (only unix ones), never bound where nobody asked. */
+  p->cluster.priv->adopt_only = p->nsockets > 0;
   for (int i = 0; i < p->nsockets; i++) {
     herd__sup_socket_t* sk = &p->sockets[i];
     int fds[HERD_SUPERVISOR_MAX_WORKERS];
     int n = 0;
     if (sk->addr.family == AF_UNIX) {
       herd__sup_emit(p, HERD_SUPERVISOR_NOTICE, -1, NULL, UV_ENOTSUP, 0,
-                     "%s is not served to Node workers (TCP only)",
+                     "%s is not served to Node workers (TCP only): "
+                     "their listen() calls are refused",
                      sk->addr.text);
       continue;
     }

@@ -115,6 +115,14 @@ static int never_ready(herd__sup_t* p) {
   return 1;
 }
 
+/* Whether never_ready() may still give up: no worker was ever ready and
+ * this slot's first process failed, but another initial slot's has not
+ * failed yet. */
+static int fail_fast_open(herd__sup_t* p, const herd__sup_slot_t* slot) {
+  return !p->ever_ready && slot->first_failed &&
+         slot->index < p->initial_workers;
+}
+
 void herd__restart_crashed(herd__sup_t* p, herd__sup_slot_t* slot,
                            const herd__sup_proc_t* proc, int error) {
   herd_supervisor_t* s = p->pub;
@@ -180,8 +188,11 @@ void herd__restart_crashed(herd__sup_t* p, herd__sup_slot_t* slot,
     if (delay == 0)
       snprintf(then, sizeof(then), "restarting it now");
     else
-      snprintf(then, sizeof(then), "restarting it in %llu ms",
-               (unsigned long long)delay);
+      snprintf(then, sizeof(then), "restarting it in %llu ms%s",
+               (unsigned long long)delay,
+               /* The other initial workers may still fail before any is
+                * ready: herd then gives up instead (never_ready()). */
+               fail_fast_open(p, slot) ? " unless every worker fails" : "");
   }
   herd__sup_emit(p, HERD_SUPERVISOR_CRASHED, slot->index, proc, error, delay,
                  "%s %s; %s", who, how, then);

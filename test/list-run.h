@@ -39,4 +39,8 @@
   TEST(run_hostile_signal_starting, 60000) \
   TEST(run_hostile_node_unready, 60000)    \
   TEST(run_hostile_names, 60000)           \
-  TEST(run_hostile_messages, 60000) /* end */
+  TEST(run_hostile_messages, 60000)        \
+  TEST(run_hostile_node_unix_only, 60000)  \
+  TEST(run_hostile_user_unix, 30000)       \
+  TEST(run_hostile_binary_file, 30000)     \
+  TEST(run_hostile_demo_signals, 60000) /* end */

@@ -3,7 +3,9 @@
  * start, Node workers that never become ready, program names that are no
  * valid names, addresses that do not resolve, and the messages of each. */
 #include "run-util.h"
+#include "test-cluster.h"
 
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -335,6 +337,169 @@ TEST_IMPL(run_hostile_messages) {
   ASSERT(hr_wait(&h, out_has, " 1 worker, policy", 10000));
   hr_kill(&h, SIGTERM);
   ASSERT(hr_wait_exit(&h, 10000));
+  hr_finish(&h);
+  return 0;
+}
+
+/* A free port on 127.0.0.1 now. */
+static int hostile_free_port(void) {
+  herd_listen_addr_t a;
+  int fd, port;
+  ASSERT_OK(herd_listen_parse("127.0.0.1:0", &a));
+  ASSERT_OK(herd_listen_bind(&a, NULL, &fd));
+  port = a.port;
+  close(fd);
+  return port;
+}
+
+/* Only unix addresses given to a Node program: its listen(PORT) is
+ * refused (EADDRNOTAVAIL in the worker, never ready), not bound afresh on
+ * every interface. */
+TEST_IMPL(run_hostile_node_unix_only) {
+  char sock[64], env[32], body[64], js[1024];
+  const char* args[] = {"run",   "-w", "1",  "--max-restarts", "0", "-l", sock,
+                        "--env", env,  "--", "node",           js,  NULL};
+  int port = hostile_free_port();
+  hr_t h;
+
+  snprintf(js, sizeof(js), "%s/test/fixtures/plain-http.js", test_source_dir());
+  snprintf(sock, sizeof(sock), "unix:/tmp/herd-hostile-%d.sock", (int)getpid());
+  snprintf(env, sizeof(env), "PORT=%d", port);
+  hr_start(&h, args, NULL);
+  if (!hr_wait_exit(&h, 20000))
+    FATAL("herd still runs:\n%s", h.err);
+  if (strstr(h.err, "refused: herd listens on unix:") == NULL)
+    FATAL("listen not refused:\n%s", h.err);
+  ASSERT(strstr(h.err, "EADDRNOTAVAIL") != NULL); /* the worker's error */
+  ASSERT(strstr(h.err, "giving up: no worker became ready") != NULL);
+  ASSERT_EQ(h.status, 1);
+  ASSERT(!h.ready);
+  ASSERT_EQ(tc_http_get(port, body, sizeof(body), 1000), -1);
+  hr_finish(&h);
+  return 0;
+}
+
+/* --user: the unix socket file herd binds as root is the user's, so that
+ * herd, running as the user, removes it from sticky /tmp at exit. */
+TEST_IMPL(run_hostile_user_unix) {
+  char sock[64];
+  struct passwd* pw = getpwnam("nobody");
+  struct stat st;
+  hr_t h;
+
+  if (geteuid() != 0 || pw == NULL) {
+    fprintf(stderr, "not root (or no nobody): skipped\n");
+    return 0;
+  }
+  snprintf(sock, sizeof(sock), "unix:/tmp/herd-hostile-u%d.sock",
+           (int)getpid());
+  write_script("user", NULL, "exec sleep 100\n");
+  {
+    const char* run[] = {"run",        "-w",     "1",      "--ready",
+                         "delay:10ms", "--user", "nobody", "-l",
+                         sock,         "--",     script,   NULL};
+    hr_start(&h, run, NULL);
+  }
+  ASSERT(hr_wait_ready(&h, 1, 15000));
+  ASSERT_EQ(lstat(sock + 5, &st), 0);
+  ASSERT_EQ(st.st_uid, pw->pw_uid);
+  ASSERT_EQ(st.st_gid, pw->pw_gid);
+  hr_kill(&h, SIGTERM);
+  ASSERT(hr_wait_exit(&h, 10000));
+  if (h.status != 0 || strstr(h.err, "cannot remove") != NULL)
+    FATAL("exit %lld:\n%s", (long long)h.status, h.err);
+  ASSERT(lstat(sock + 5, &st) != 0 && errno == ENOENT);
+  hr_finish(&h);
+  unlink(script);
+  return 0;
+}
+
+/* A file execve() refuses (ENOEXEC) that looks binary is refused up front
+ * as bash does, not run as a shell script; a fail-fast give-up does not
+ * announce a restart as certain; a worker stopped for being late is said
+ * to be late. */
+TEST_IMPL(run_hostile_binary_file) {
+  char path[64];
+  const char* check[] = {"run", "--check", "--", path, NULL};
+  const char* run[] = {"run", "-w", "1", "--", path, NULL};
+  const char* two[] = {"run", "-w", "2", "--", "/bin/sh", "-c", "exit 1", NULL};
+  const char* unready[] = {
+      "run",   "-w", "1",     "--ready", "notify", "--ready-timeout",
+      "300ms", "--", "sleep", "100",     NULL};
+  static const char* const heads[] = {"\177ELFgarbage", "ab\0cd\n"};
+  static const size_t lens[] = {11, 6};
+  res_t res;
+
+  snprintf(path, sizeof(path), "/tmp/herd-hostile-bin-%d", (int)getpid());
+  for (int i = 0; i < 2; i++) {
+    FILE* f = fopen(path, "we");
+    ASSERT(f != NULL);
+    ASSERT_EQ(fwrite(heads[i], 1, lens[i], f), lens[i]);
+    fclose(f);
+    ASSERT_EQ(chmod(path, 0755), 0);
+    run_herd(check, &res);
+    ASSERT_EQ(res.status, 126);
+    if (strstr(res.err, "cannot execute binary file: exec format error") ==
+        NULL)
+      FATAL("not refused:\n%s", res.err);
+    run_herd(run, &res);
+    ASSERT_EQ(res.status, 126);
+  }
+  unlink(path);
+
+  run_herd(two, &res);
+  ASSERT_EQ(res.status, 1);
+  ASSERT(strstr(res.err, "giving up") != NULL);
+  if (strstr(res.err, " ms\n") != NULL || strstr(res.err, " ms;") != NULL)
+    FATAL("a restart announced:\n%s", res.err);
+
+  /* A worker herd stopped for missing --ready-timeout is said so, not as
+   * killed by herd's own SIGTERM. */
+  run_herd(unready, &res);
+  ASSERT_EQ(res.status, 1);
+  if (strstr(res.err, "(sleep.0[") == NULL ||
+      strstr(res.err, "] not ready within 300 ms)") == NULL ||
+      strstr(res.err, "killed by signal") != NULL)
+    FATAL("not said:\n%s", res.err);
+  return 0;
+}
+
+/* `herd demo`: HUP is a rolling reload, USR1 and USR2 are ignored; the
+ * demo still serves, and stops with its total. An invalid
+ * HERD_SCHED_POLICY is said. */
+TEST_IMPL(run_hostile_demo_signals) {
+  const char* demo[] = {"demo", "--workers", "1", "--port", "0", NULL};
+  const char* env[] = {"HERD_SCHED_POLICY=bogus", NULL};
+  char body[64];
+  const char* p;
+  count_arg_t c;
+  int port;
+  hr_t h;
+
+  hr_start(&h, demo, env);
+  ASSERT(hr_wait(&h, out_has, " 1 worker, policy", 10000));
+  if (strstr(h.err, "HERD_SCHED_POLICY='bogus' is not a policy") == NULL)
+    FATAL("no warning:\n%s", h.err);
+  p = strstr(h.out, "127.0.0.1:");
+  ASSERT(p != NULL);
+  port = atoi(p + 10);
+  ASSERT(port > 0);
+  ASSERT_EQ(tc_http_get(port, body, sizeof(body), 5000), 200);
+  hr_kill(&h, SIGHUP);
+  if (!hr_wait_err(&h, "reload done", 15000) || h.exited)
+    FATAL("no reload:\n%s", h.err);
+  hr_kill(&h, SIGUSR1);
+  hr_kill(&h, SIGUSR2);
+  /* Two ticks later it still runs and serves. */
+  c.what = "requests = ";
+  c.n = count(h.out, c.what) + 2;
+  ASSERT(hr_wait(&h, out_count_cond, &c, 5000));
+  ASSERT(!h.exited);
+  ASSERT_EQ(tc_http_get(port, body, sizeof(body), 5000), 200);
+  hr_kill(&h, SIGTERM);
+  ASSERT(hr_wait_exit(&h, 15000));
+  ASSERT_EQ(h.status, 0);
+  ASSERT(strstr(h.out, "total requests = ") != NULL);
   hr_finish(&h);
   return 0;
 }

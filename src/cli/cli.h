@@ -3,6 +3,7 @@
 #ifndef HERD_CLI_H
 #define HERD_CLI_H
 
+#include <herd.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -25,6 +26,13 @@ int cli_parse_duration(const char* s, uint64_t max_ms, uint64_t* ms);
 int cli_parse_signal(const char* s, int* signum);
 /* "SIGTERM" for SIGTERM; "SIG<n>" for one without a name. Static buffer. */
 const char* cli_signal_name(int signum);
+
+/* herd_cluster_default_policy() (HERD_SCHED_POLICY, then
+ * NODE_CLUSTER_SCHED_POLICY, then reuseport), saying on stderr, in one
+ * line, which set value it ignores as invalid and what is used instead:
+ * an invalid value is ignored, as Node ignores an invalid
+ * NODE_CLUSTER_SCHED_POLICY, but not silently. */
+herd_sched_policy_t cli_default_policy(void);
 
 /* The text of the option getopt_long() just stopped at (for messages): the
  * argument up to any '=', or "-c" for a short option. Static buffer. */

@@ -229,6 +229,11 @@ static int worker_main(const demo_options_t* o) {
    * workers stop. */
   signal(SIGINT, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
+  /* The primary handles HUP, USR1 and USR2; one sent to a worker itself
+   * does not end it either. */
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGUSR1, SIG_IGN);
+  signal(SIGUSR2, SIG_IGN);
   memset(&wo, 0, sizeof(wo));
   wo.disconnect = on_worker_disconnect;
   uv_timer_init(loop, &notify_timer);
@@ -261,6 +266,9 @@ static struct {
   uv_timer_t tick;
   uv_signal_t sigint;
   uv_signal_t sigterm;
+  uv_signal_t sighup;
+  uv_signal_t sigusr1;
+  uv_signal_t sigusr2;
   uint64_t requests;
 } P;
 
@@ -286,6 +294,9 @@ static void on_closed(herd_supervisor_t* s) {
   uv_close((uv_handle_t*)&P.tick, NULL);
   uv_close((uv_handle_t*)&P.sigint, NULL);
   uv_close((uv_handle_t*)&P.sigterm, NULL);
+  uv_close((uv_handle_t*)&P.sighup, NULL);
+  uv_close((uv_handle_t*)&P.sigusr1, NULL);
+  uv_close((uv_handle_t*)&P.sigusr2, NULL);
 }
 
 static void on_stopped(herd_supervisor_t* s) {
@@ -297,10 +308,23 @@ static void on_stopped(herd_supervisor_t* s) {
 static void on_event(herd_supervisor_t* s, const herd_supervisor_event_t* e) {
   (void)s;
   if (e->type == HERD_SUPERVISOR_CRASHED || e->type == HERD_SUPERVISOR_KILLED ||
-      e->type == HERD_SUPERVISOR_GAVE_UP)
+      e->type == HERD_SUPERVISOR_GAVE_UP ||
+      e->type == HERD_SUPERVISOR_RELOAD_STARTED ||
+      e->type == HERD_SUPERVISOR_RELOAD_DONE ||
+      e->type == HERD_SUPERVISOR_RELOAD_FAILED)
     fprintf(stderr, "herd: %s\n", e->text);
   if (e->type == HERD_SUPERVISOR_STOPPED && s->gave_up)
     on_stopped(s);
+}
+
+/* HUP: a rolling reload, as under `herd run` (each worker replaced by a
+ * new one that takes over once it listens). USR1 and USR2 mean nothing to
+ * the demo's workers (their default action would kill them): ignored
+ * rather than ending the primary, whose workers would die with it. */
+static void on_other_signal(uv_signal_t* s, int signum) {
+  (void)s;
+  if (signum == SIGHUP && !P.sup.stopping)
+    herd_supervisor_reload(&P.sup);
 }
 
 static void on_signal(uv_signal_t* s, int signum) {
@@ -348,7 +372,7 @@ static int primary_main(int argc, char** argv, const demo_options_t* o) {
   (void)argc;
   signal(SIGPIPE, SIG_IGN);
   if (policy == HERD_SCHED_DEFAULT)
-    policy = herd_cluster_default_policy();
+    policy = cli_default_policy();
   r = demo_bind(o, policy);
   if (r != 0) {
     fprintf(stderr, "herd: cannot listen on %s:%d: %s\n", o->host, o->port,
@@ -385,19 +409,26 @@ static int primary_main(int argc, char** argv, const demo_options_t* o) {
     close(P.fd);
     return 1;
   }
+  /* The signals are handled before the banner says the demo runs. */
+  uv_timer_init(loop, &P.tick);
+  uv_signal_init(loop, &P.sigint);
+  uv_signal_init(loop, &P.sigterm);
+  uv_signal_start(&P.sigint, on_signal, SIGINT);
+  uv_signal_start(&P.sigterm, on_signal, SIGTERM);
+  uv_signal_init(loop, &P.sighup);
+  uv_signal_init(loop, &P.sigusr1);
+  uv_signal_init(loop, &P.sigusr2);
+  uv_signal_start(&P.sighup, on_other_signal, SIGHUP);
+  uv_signal_start(&P.sigusr1, on_other_signal, SIGUSR1);
+  uv_signal_start(&P.sigusr2, on_other_signal, SIGUSR2);
+  uv_timer_start(&P.tick, on_tick, 1000, 1000);
+
   /* An IPv6 address goes in brackets in a URL. */
   printf("herd demo: http://%s%s%s:%d/ %d worker%s, policy %s\n",
          strchr(o->host, ':') ? "[" : "", o->host,
          strchr(o->host, ':') ? "]" : "", P.addr.port, o->workers,
          o->workers == 1 ? "" : "s", herd_sched_policy_name(policy));
   fflush(stdout);
-
-  uv_timer_init(loop, &P.tick);
-  uv_signal_init(loop, &P.sigint);
-  uv_signal_init(loop, &P.sigterm);
-  uv_signal_start(&P.sigint, on_signal, SIGINT);
-  uv_signal_start(&P.sigterm, on_signal, SIGTERM);
-  uv_timer_start(&P.tick, on_tick, 1000, 1000);
 
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);

@@ -7,6 +7,7 @@
 #include "run.h"
 
 #include <herd.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -22,6 +23,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static const char* const ready_names[] = {"auto", "listening", "notify",
@@ -356,6 +358,68 @@ static const char* env_path(const run_options_t* o) {
   return getenv("PATH");
 }
 
+/* Whether a file without "#!" looks binary, as bash's check_binary_file()
+ * decides before it would run a file execve() refused with ENOEXEC as a
+ * shell script: ELF's magic, or a NUL byte in its first line (of the
+ * first 80 bytes). execve()'s fallback to /bin/sh (glibc's execvp(),
+ * herd_spawn()'s) would otherwise run such a file as a script, and every
+ * worker would fail. */
+static int looks_binary(const char* head, size_t len) {
+  if (len >= 2 && head[0] == '#' && head[1] == '!')
+    return 0;
+  if (len >= 4 && memcmp(head, "\177ELF", 4) == 0)
+    return 1;
+  for (size_t i = 0; i < len && i < 80 && head[i] != '\n'; i++)
+    if (head[i] == '\0')
+      return 1;
+  return 0;
+}
+
+/* Whether the kernel may run a binary-looking file rather than refuse it
+ * with ENOEXEC, without running it: an ELF header it loads (an executable
+ * or a shared object, for this machine or its compat one), or any other
+ * format while binfmt_misc has formats registered (one may match). */
+static int kernel_may_run(const char* head, size_t len) {
+  static const char self_path[] = "/proc/self/exe";
+  unsigned char self[20];
+  const unsigned char* h = (const unsigned char*)head;
+  unsigned type, mach, own;
+  int fd, misc = 0;
+  ssize_t got;
+
+  if (len < 4 || memcmp(head, "\177ELF", 4) != 0) {
+    DIR* d = opendir("/proc/sys/fs/binfmt_misc");
+    struct dirent* ent;
+    if (d == NULL)
+      return 0;
+    while ((ent = readdir(d)) != NULL)
+      if (ent->d_name[0] != '.' && strcmp(ent->d_name, "status") != 0 &&
+          strcmp(ent->d_name, "register") != 0)
+        misc = 1;
+    closedir(d);
+    return misc;
+  }
+  if (len < 52 || (h[4] != 1 && h[4] != 2) || (h[5] != 1 && h[5] != 2))
+    return 0; /* shorter than an ELF header, or no valid class/byte order */
+  type = h[5] == 1 ? (unsigned)(h[16] | h[17] << 8)
+                   : (unsigned)(h[16] << 8 | h[17]);
+  mach = h[5] == 1 ? (unsigned)(h[18] | h[19] << 8)
+                   : (unsigned)(h[18] << 8 | h[19]);
+  if (type != 2 && type != 3)
+    return 0; /* neither ET_EXEC nor ET_DYN */
+  fd = open(self_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 1;
+  got = read(fd, self, sizeof(self));
+  close(fd);
+  if (got != (ssize_t)sizeof(self))
+    return 1;
+  own = self[5] == 1 ? (unsigned)(self[18] | self[19] << 8)
+                     : (unsigned)(self[18] << 8 | self[19]);
+  /* x86-64 runs i386 (3), arm64 runs arm (40) */
+  return mach == own || (own == 62 && mach == 3) || (own == 183 && mach == 40);
+}
+
 /* A script's "#!" interpreter must exist and be executable too: execve()
  * would fail with ENOENT or EACCES as if the script were missing, so it
  * is named here, as shells do ("bad interpreter"). Returns 0, 126 or 127
@@ -370,6 +434,13 @@ static int check_interpreter(const run_options_t* o) {
     return 0; /* executable but not readable: the kernel may still run it */
   got = read(fd, line, sizeof(line) - 1);
   close(fd);
+  if (got >= 0 && looks_binary(line, (size_t)got) &&
+      !kernel_may_run(line, (size_t)got)) {
+    /* libuv has no name for ENOEXEC: its text, in herd's case. */
+    fprintf(stderr, "herd: %s: cannot execute binary file: exec format error\n",
+            o->program);
+    return 126;
+  }
   if (got < 3 || line[0] != '#' || line[1] != '!')
     return 0;
   line[got] = '\0';
@@ -618,6 +689,26 @@ static int port_free(const herd_listen_addr_t* a) {
   return r;
 }
 
+/* Under --user, a unix socket file herd created is given to the user and
+ * group, as systemd's SocketUser=/SocketGroup= do, before the privileges
+ * go: herd, then running as the user, can remove it at exit (in a sticky
+ * directory such as /tmp only the file's owner can), and it is the user's
+ * as a socket the user bound would be. lchown: the file itself, after
+ * checking it is still the one bound. Returns 0 or a negative error. */
+static int chown_socket(const run_options_t* o, const herd_listen_addr_t* a) {
+  const char* path = ((const struct sockaddr_un*)&a->sa)->sun_path;
+  struct stat st;
+  if (a->family != AF_UNIX || !(a->flags & HERD_LISTEN_OWNED))
+    return 0; /* abstract, or not herd's file */
+  if (lstat(path, &st) != 0)
+    return -errno;
+  if (st.st_dev != a->dev || st.st_ino != a->ino)
+    return UV_ENOENT; /* replaced under herd: not the socket bound */
+  if (lchown(path, o->uid, o->gid) != 0)
+    return -errno;
+  return 0;
+}
+
 static int bind_all(run_options_t* o) {
   if (o->inherited)
     return 0;
@@ -639,6 +730,11 @@ static int bind_all(run_options_t* o) {
     if (r != 0) {
       fprintf(stderr, "herd: cannot listen on %s: %s\n", l->text,
               herd_strerror(r));
+      return 1;
+    }
+    if (o->user != NULL && (r = chown_socket(o, &l->addr)) != 0) {
+      fprintf(stderr, "herd: cannot give %s to --user %s: %s\n", l->text,
+              o->user, herd_strerror(r));
       return 1;
     }
   }
@@ -718,7 +814,7 @@ int herd_cli_run(int argc, char** argv) {
     goto done;
   }
   if (!o.policy_set)
-    o.policy = herd_cluster_default_policy();
+    o.policy = cli_default_policy();
   if (o.policy == HERD_SCHED_RR && !o.node)
     o.policy = HERD_SCHED_REUSEPORT;
   if (o.ready == READY_LISTENING && !o.node) {

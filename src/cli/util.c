@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -104,4 +105,23 @@ int cli_option_ambiguous(char** argv, int optind,
     matches++;
   }
   return matches > 1;
+}
+
+herd_sched_policy_t cli_default_policy(void) {
+  static const char* const vars[] = {"HERD_SCHED_POLICY",
+                                     "NODE_CLUSTER_SCHED_POLICY"};
+  herd_sched_policy_t policy = herd_cluster_default_policy();
+  for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+    const char* v = getenv(vars[i]);
+    int p = herd_sched_policy_parse(v);
+    if (i == 0 && p > 0)
+      break; /* valid: the next is not looked at */
+    /* NODE_CLUSTER_SCHED_POLICY takes Node's values only. */
+    if (v == NULL || v[0] == '\0' || (p > 0 && p != HERD_SCHED_REUSEPORT))
+      continue;
+    fprintf(stderr, "herd: %s='%s' is not a policy (%s): using %s\n", vars[i],
+            v, i == 0 ? "rr, shared or reuseport" : "rr or none",
+            herd_sched_policy_name(policy));
+  }
+  return policy;
 }
