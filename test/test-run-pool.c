@@ -27,9 +27,35 @@ static const char* python3(void) {
   return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
 }
 
-static int contains(const int* a, int n, int v) {
+/* A process's start time (clock ticks since boot, /proc/PID/stat field 22),
+ * or 0 when it is gone: with pid_max at 32768 and other tests spawning
+ * thousands of processes, a pid alone does not name one process for the
+ * length of a test. */
+static unsigned long long start_time(int pid) {
+  char path[64], buf[1024], *p;
+  unsigned long long t = 0;
+  FILE* f;
+  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  f = fopen(path, "r");
+  if (f == NULL)
+    return 0;
+  if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL) {
+    /* Fields 3.. follow the command's closing parenthesis. */
+    int field = 2;
+    for (p++; *p != '\0' && field < 22; p++)
+      if (*p == ' ')
+        field++;
+    t = strtoull(p, NULL, 10);
+  }
+  fclose(f);
+  return t;
+}
+
+/* Whether (pid, start) is among the n processes seen. */
+static int seen_before(const int* pids, const unsigned long long* starts, int n,
+                       int pid, unsigned long long start) {
   for (int i = 0; i < n; i++)
-    if (a[i] == v)
+    if (pids[i] == pid && starts[i] == start)
       return 1;
   return 0;
 }
@@ -43,6 +69,7 @@ static void reload_under_load_n(const char* policy, const char* const* prog,
   const char* args[16] = {"run",  "-w", "2",           "--policy",
                           policy, "-l", "127.0.0.1:0", "--"};
   int k = 8, old[8], cur[8], n, seen[2 * 32], nseen = 0;
+  unsigned long long seen_start[2 * 32];
   tl_options_t lo;
   tl_load_t* load;
   tl_stats_t st;
@@ -63,8 +90,10 @@ static void reload_under_load_n(const char* policy, const char* const* prog,
   n = hr_workers(&h, old, 8);
   ASSERT_EQ(n, 2);
   ASSERT_LE(reloads, 31);
-  seen[nseen++] = old[0];
-  seen[nseen++] = old[1];
+  for (int i = 0; i < 2; i++) {
+    seen_start[nseen] = start_time(old[i]);
+    seen[nseen++] = old[i];
+  }
   for (int r = 0; r < reloads; r++) {
     hr_kill(&h, SIGHUP);
     if (!hr_wait_ready(&h, r + 2, 20000))
@@ -75,8 +104,10 @@ static void reload_under_load_n(const char* policy, const char* const* prog,
     if (!tl_wait_more(load, 100, 10000))
       FATAL("reload %d: no answers after it", r + 1);
     for (int i = 0; i < 2; i++) {
-      if (contains(seen, nseen, cur[i]))
+      unsigned long long t = start_time(cur[i]);
+      if (seen_before(seen, seen_start, nseen, cur[i], t))
         FATAL("reload %d: worker %d is not new", r + 1, cur[i]);
+      seen_start[nseen] = t;
       seen[nseen++] = cur[i];
     }
     memcpy(old, cur, sizeof(cur));
@@ -97,7 +128,7 @@ static void reload_under_load_n(const char* policy, const char* const* prog,
     FATAL("exit %lld; stderr:\n%s", (long long)h.status, h.err);
   /* herd reaped every worker it had (none is left, not even a zombie). */
   for (int i = 0; i < nseen; i++)
-    if (tc_proc_state(seen[i]) != 0)
+    if (tc_proc_state(seen[i]) != 0 && start_time(seen[i]) == seen_start[i])
       FATAL("worker %d is still there after herd exited", seen[i]);
   hr_finish(&h);
 }
@@ -770,6 +801,7 @@ static void seed_under_herd(const char* policy) {
   const char* args[] = {"run",         "-w", "2",    "--policy", policy, "-l",
                         "127.0.0.1:0", "--", "node", seed,       NULL};
   int done = 0, workers[8], n;
+  unsigned long long started[8];
   tc_ab_t ab;
   hr_t h;
 
@@ -781,6 +813,8 @@ static void seed_under_herd(const char* policy) {
   ASSERT(strstr(h.err, "listen(:8000) served on 127.0.0.1:") != NULL);
   n = hr_workers(&h, workers, 8);
   ASSERT_EQ(n, 2);
+  for (int i = 0; i < n; i++)
+    started[i] = start_time(workers[i]);
   memset(&ab, 0, sizeof(ab));
   ab.done = ab_done;
   ab.data = &done;
@@ -803,7 +837,8 @@ static void seed_under_herd(const char* policy) {
     FATAL("%s: stderr:\n%s", policy, h.err);
   /* Nothing left: the workers are gone (herd reaped them; no orphan). */
   for (int i = 0; i < n; i++)
-    ASSERT(tc_proc_state(workers[i]) == 0);
+    ASSERT(tc_proc_state(workers[i]) == 0 ||
+           start_time(workers[i]) != started[i]);
   hr_finish(&h);
 }
 
