@@ -127,7 +127,7 @@ void herd__restart_crashed(herd__sup_t* p, herd__sup_slot_t* slot,
                            const herd__sup_proc_t* proc, int error) {
   herd_supervisor_t* s = p->pub;
   uint64_t now = uv_now(s->loop), delay;
-  char who[160], how[160], then[64];
+  char who[160], how[160], then[96];
   size_t n;
 
   if (proc != NULL) {
