@@ -167,55 +167,6 @@ static int has_active(herd__cluster_handle_t* h) {
   return 0;
 }
 
-/* Attaches a program that picks one of the group indices in L[0..n-1], or
- * none (n == 0): the kernel's hash then picks from the whole group. */
-static int steer_attach(herd__cluster_handle_t* h, const int* L, int n) {
-  struct sock_filter stack[64];
-  struct sock_filter* f = stack;
-  struct sock_fprog prog;
-  int len = n <= 1 ? 1 : 2 * n + 1;
-  int fd = h->slots[h->group[0]]->fd;
-  int r = 0, k = 0, zero = 0;
-
-  if (n == 0) {
-    if (setsockopt(fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &zero,
-                   sizeof(zero)) == 0 ||
-        errno == ENOENT)
-      return 0;
-    /* A kernel without SO_DETACH_REUSEPORT_BPF (before 5.8): an index
-     * out of range makes the kernel fall back to its hash. */
-    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0xffffffffu);
-    len = 1;
-  } else if (n == 1) {
-    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (uint32_t)L[0]);
-  } else {
-    if ((size_t)len > HERD_ARRAY_SIZE(stack)) {
-      f = herd__malloc((size_t)len * sizeof(*f));
-      if (f == NULL)
-        return UV_ENOMEM;
-    }
-    /* A = random % n, then "A == i: return L[i]". */
-    f[k++] = (struct sock_filter)BPF_STMT(
-        BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_RANDOM));
-    f[k++] =
-        (struct sock_filter)BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (uint32_t)n);
-    for (int i = 0; i < n - 1; i++) {
-      f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
-                                            (uint32_t)i, 0, 1);
-      f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (uint32_t)L[i]);
-    }
-    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (uint32_t)L[n - 1]);
-  }
-  prog.len = (unsigned short)k;
-  prog.filter = f;
-  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog,
-                 sizeof(prog)) != 0)
-    r = -errno;
-  if (f != stack)
-    herd__free(f);
-  return r;
-}
-
 /* Points new connections at the served sockets; with none served, at the
  * socket of the lowest slot, where they wait for a worker (or for the
  * primary to drain them once one exists). */
@@ -240,12 +191,12 @@ static void steer(herd__cluster_handle_t* h) {
   if (n == h->nsteer && memcmp(want, h->steer, (size_t)n * sizeof(int)) == 0 &&
       !h->steer_failed)
     return;
-  if (steer_attach(h, want, n) != 0) {
+  if (herd__reuseport_steer(h->slots[h->group[0]]->fd, want, n) != 0) {
     /* The previous program (stale indices) may still be there: remove
      * it. Until the next change, connections reach every socket, and the
      * drains make sure none waits where no worker accepts. */
     h->steer_failed = 1;
-    steer_attach(h, NULL, 0);
+    herd__reuseport_steer(h->slots[h->group[0]]->fd, NULL, 0);
     h->nsteer = 0;
     return;
   }

@@ -25,6 +25,12 @@ void herd__free(void* p);
 /* Writes code point `cp` (at most 0x10ffff; a lone surrogate is written as
  * its three bytes, WTF-8) as 1 to 4 bytes at `out`; returns how many. */
 size_t herd__utf8_put(char* out, uint32_t cp);
+/* Steers new connections of the SO_REUSEPORT group of `fd`: attaches a
+ * classic BPF program (SO_ATTACH_REUSEPORT_CBPF) that picks one of the group
+ * indices index[0..n-1] at random, or with n == 0 detaches it, so that the
+ * kernel's hash picks from the whole group again. Returns 0, UV_ENOMEM or
+ * the setsockopt() error. */
+int herd__reuseport_steer(int fd, const int* index, int n);
 
 /* The contract between the process module (spawn.c) and the IPC module
  * (ipc.c) for a parent-side channel.

@@ -17,7 +17,6 @@
  * worker before it stops (draining): it is never reset. */
 #include "supervisor-int.h"
 
-#include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -191,69 +190,31 @@ static int served(herd__sup_t* p, int si, int member) {
 
 static void steer_one(herd__sup_t* p, int si) {
   herd__sup_socket_t* sk = &p->sockets[si];
-  struct sock_filter stack[64];
-  struct sock_filter* f = stack;
-  struct sock_fprog prog;
-  int L[HERD_ARRAY_SIZE(stack) / 2];
-  int* list = L;
-  int n = 0, k = 0, zero = 0;
+  int stack[32];
+  int* list = stack;
+  int n = 0;
 
-  if (sk->ngroup <= 1)
-    goto detach;
-  if ((size_t)sk->ngroup > HERD_ARRAY_SIZE(L)) {
-    list = herd__malloc((size_t)sk->ngroup * sizeof(int));
-    f = herd__malloc(((size_t)sk->ngroup * 2 + 1) * sizeof(*f));
-    if (list == NULL || f == NULL)
-      goto done; /* keep the program attached before */
-  }
-  for (int i = 0; i < sk->ngroup; i++)
-    if (served(p, si, sk->group[i]))
-      list[n++] = i;
-  if (n == 0 || n == sk->ngroup)
-    goto detach;
-  if (n == 1) {
-    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (uint32_t)list[0]);
-  } else {
-    /* A = random % n, then "A == i: return list[i]". */
-    f[k++] = (struct sock_filter)BPF_STMT(
-        BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_RANDOM));
-    f[k++] =
-        (struct sock_filter)BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (uint32_t)n);
-    for (int i = 0; i < n - 1; i++) {
-      f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
-                                            (uint32_t)i, 0, 1);
-      f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (uint32_t)list[i]);
+  if (sk->ngroup > 1) {
+    if ((size_t)sk->ngroup > HERD_ARRAY_SIZE(stack)) {
+      list = herd__malloc((size_t)sk->ngroup * sizeof(int));
+      if (list == NULL)
+        return; /* keep the program attached before */
     }
-    f[k++] =
-        (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (uint32_t)list[n - 1]);
+    for (int i = 0; i < sk->ngroup; i++)
+      if (served(p, si, sk->group[i]))
+        list[n++] = i;
+    if (n == sk->ngroup)
+      n = 0; /* every one: the kernel's hash */
   }
-  prog.len = (unsigned short)k;
-  prog.filter = f;
-  if (setsockopt(sk->fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog,
-                 sizeof(prog)) == 0)
-    sk->steering = 1;
-  goto done;
-
-detach:
-  if (sk->steering) {
-    if (setsockopt(sk->fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &zero,
-                   sizeof(zero)) != 0) {
-      /* Before Linux 5.8: an index out of range makes the kernel use its
-       * hash. */
-      f[0] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0xffffffffu);
-      prog.len = 1;
-      prog.filter = f;
-      setsockopt(sk->fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog,
-                 sizeof(prog));
-    }
+  if (n > 0) {
+    if (herd__reuseport_steer(sk->fd, list, n) == 0)
+      sk->steering = 1;
+  } else if (sk->steering) {
+    herd__reuseport_steer(sk->fd, NULL, 0);
     sk->steering = 0;
   }
-
-done:
-  if (list != L)
+  if (list != stack)
     herd__free(list);
-  if (f != stack)
-    herd__free(f);
 }
 
 void herd__sockets_steer(herd__sup_t* p) {

@@ -1,8 +1,10 @@
 #include "internal.h"
 
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* Sets or clears `bit` in the flags that fcntl() reads with `get` and
  * writes with `put`. */
@@ -97,4 +99,51 @@ size_t herd__utf8_put(char* out, uint32_t cp) {
   out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
   out[3] = (char)(0x80 | (cp & 0x3f));
   return 4;
+}
+
+int herd__reuseport_steer(int fd, const int* index, int n) {
+  struct sock_filter stack[64];
+  struct sock_filter* f = stack;
+  struct sock_fprog prog;
+  int len = n <= 1 ? 1 : 2 * n + 1;
+  int r = 0, k = 0, zero = 0;
+
+  if (n == 0) {
+    if (setsockopt(fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &zero,
+                   sizeof(zero)) == 0 ||
+        errno == ENOENT)
+      return 0;
+    /* A kernel without SO_DETACH_REUSEPORT_BPF (before 5.8): an index
+     * out of range makes the kernel fall back to its hash. */
+    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0xffffffffu);
+  } else if (n == 1) {
+    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (uint32_t)index[0]);
+  } else {
+    if ((size_t)len > HERD_ARRAY_SIZE(stack)) {
+      f = herd__malloc((size_t)len * sizeof(*f));
+      if (f == NULL)
+        return UV_ENOMEM;
+    }
+    /* A = random % n, then "A == i: return index[i]". */
+    f[k++] = (struct sock_filter)BPF_STMT(
+        BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_RANDOM));
+    f[k++] =
+        (struct sock_filter)BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (uint32_t)n);
+    for (int i = 0; i < n - 1; i++) {
+      f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+                                            (uint32_t)i, 0, 1);
+      f[k++] =
+          (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (uint32_t)index[i]);
+    }
+    f[k++] =
+        (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (uint32_t)index[n - 1]);
+  }
+  prog.len = (unsigned short)k;
+  prog.filter = f;
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog,
+                 sizeof(prog)) != 0)
+    r = -errno;
+  if (f != stack)
+    herd__free(f);
+  return r;
 }
